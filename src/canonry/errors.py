@@ -1,0 +1,58 @@
+"""Domain errors. Each one renders as a single line for the CLI (see cli.main)."""
+from __future__ import annotations
+
+import difflib
+
+
+class CanonryError(Exception):
+    """Base class: a user-facing failure. The store is left unchanged."""
+
+    exit_code = 1
+
+
+class NotAStore(CanonryError):
+    pass
+
+
+class NotFound(CanonryError):
+    def __init__(self, kind: str, name: str, candidates=(), where: str = ""):
+        self.kind, self.name = kind, name
+        msg = f"unknown {kind} {name!r}"
+        if where:
+            msg += f" in {where}"
+        close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+        if close:
+            msg += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+        super().__init__(msg)
+
+
+class InvalidName(CanonryError):
+    pass
+
+
+class InvalidAddress(CanonryError):
+    pass
+
+
+class TypeNotAccepted(CanonryError):
+    pass
+
+
+class ReservedAlias(CanonryError):
+    pass
+
+
+class InvalidInput(CanonryError):
+    """Bad arguments or unreadable input files."""
+
+
+class SchemaError(CanonryError):
+    """A YAML file in the store does not validate against its schema."""
+
+
+class Conflict(CanonryError):
+    """The store branch kept moving under us; the operation was not applied."""
+
+
+class IntegrityError(CanonryError):
+    """Stored bytes do not match their recorded digest, or are missing."""

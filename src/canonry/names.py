@@ -1,0 +1,131 @@
+"""Names and addresses: `REGISTRY`, `REGISTRY/COLLECTION[:vN|:ALIAS]`, `ARTIFACT[:vK|:latest]`."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import InvalidAddress, InvalidName, ReservedAlias
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+VERSION_RE = re.compile(r"^v(0|[1-9][0-9]*)$")
+LATEST = "latest"
+
+
+def check_name(name: str, what: str = "name") -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+        raise InvalidName(
+            f"invalid {what} {name!r}: use letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, at most 128 characters, no '..' or '/'"
+        )
+    return name
+
+
+def check_alias(alias: str) -> str:
+    check_name(alias, "alias")
+    if alias == LATEST:
+        raise ReservedAlias("alias 'latest' is reserved: it always follows the newest link")
+    if VERSION_RE.match(alias) or re.match(r"^v[0-9]+$", alias):
+        raise ReservedAlias(f"alias {alias!r} is reserved: v<digits> names a version")
+    return alias
+
+
+def version_number(v: str) -> int:
+    return int(v[1:])
+
+
+def is_version(s: str) -> bool:
+    return bool(VERSION_RE.match(s))
+
+
+@dataclass(frozen=True)
+class Address:
+    """A parsed target. `kind` is one of: registry, collection, link, artifact, artifact_version.
+
+    For links, `ref` is either a version (`v3`), `latest`, or an alias. For artifact versions,
+    `ref` is `vK` or `latest`. Registry-or-artifact ambiguity (a bare name) is settled by the store.
+    """
+
+    kind: str
+    registry: str | None = None
+    collection: str | None = None
+    artifact: str | None = None
+    ref: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "registry":
+            return self.registry
+        if self.kind == "collection":
+            return f"{self.registry}/{self.collection}"
+        if self.kind == "link":
+            return f"{self.registry}/{self.collection}:{self.ref}"
+        if self.kind == "artifact":
+            return self.artifact
+        return f"{self.artifact}:{self.ref}"
+
+    @property
+    def collection_path(self) -> str:
+        return f"{self.registry}/{self.collection}"
+
+
+def parse(text: str) -> Address:
+    """Parse an address. A bare NAME parses as kind 'name' (registry or artifact)."""
+    if not isinstance(text, str) or not text:
+        raise InvalidAddress("empty address")
+    base, sep, ref = text.partition(":")
+    if sep and not ref:
+        raise InvalidAddress(f"invalid address {text!r}: nothing after ':'")
+    if sep:
+        _check_ref(ref, text)
+    parts = base.split("/")
+    if len(parts) == 2:
+        reg, coll = parts
+        _check_part(reg, "registry", text)
+        _check_part(coll, "collection", text)
+        if sep:
+            return Address("link", registry=reg, collection=coll, ref=ref)
+        return Address("collection", registry=reg, collection=coll)
+    if len(parts) == 1:
+        _check_part(base, "name", text)
+        if sep:
+            if ref != LATEST and not is_version(ref):
+                raise InvalidAddress(
+                    f"invalid address {text!r}: an artifact version is ARTIFACT:vK or ARTIFACT:latest"
+                )
+            return Address("artifact_version", artifact=base, ref=ref)
+        return Address("name", registry=base, artifact=base)
+    raise InvalidAddress(
+        f"invalid address {text!r}: expected REGISTRY/COLLECTION[:vN|:ALIAS] or ARTIFACT[:vK]"
+    )
+
+
+def parse_collection(text: str) -> Address:
+    a = parse(text)
+    if a.kind != "collection":
+        raise InvalidAddress(f"expected REGISTRY/COLLECTION, got {text!r}")
+    return a
+
+
+def parse_link(text: str) -> Address:
+    a = parse(text)
+    if a.kind != "link":
+        raise InvalidAddress(f"expected REGISTRY/COLLECTION:vN or REGISTRY/COLLECTION:ALIAS, got {text!r}")
+    return a
+
+
+def parse_artifact_version(text: str) -> Address:
+    a = parse(text)
+    if a.kind != "artifact_version":
+        raise InvalidAddress(f"expected ARTIFACT:vK or ARTIFACT:latest, got {text!r}")
+    return a
+
+
+def _check_part(part: str, what: str, text: str) -> None:
+    try:
+        check_name(part, what)
+    except InvalidName as e:
+        raise InvalidAddress(f"invalid address {text!r}: {e}") from None
+
+
+def _check_ref(ref: str, text: str) -> None:
+    if not NAME_RE.match(ref) or ".." in ref:
+        raise InvalidAddress(f"invalid address {text!r}: bad version or alias {ref!r}")

@@ -1,0 +1,355 @@
+"""Operations: each reads a View, writes to it, and returns (result, [op records]).
+
+An op record is the machine form of what happened; it goes into the commit's trailers so that
+history and replays need no diffing. No records means nothing changed (no commit).
+Operations must be deterministic given (view, context, arguments): on a lost race they are
+simply run again on the new state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import model as m
+from .errors import InvalidInput, NotFound, TypeNotAccepted
+from .names import LATEST, check_alias, check_name, parse_artifact_version
+from .schemas import FORMAT_VERSION
+from .state import View
+from .storage import Identity
+
+VISIBILITIES = ("restricted", "organization")
+
+
+@dataclass(frozen=True)
+class Context:
+    actor: Identity
+    now: str  # ISO 8601, UTC
+
+
+# ---- conversions: stored dicts -> typed records -------------------------------------------------
+def registry_record(name: str, rec: dict) -> m.Registry:
+    return m.Registry(name=name, description=rec.get("description", ""), visibility=rec["visibility"],
+                      types=rec["types"], protected_aliases=list(rec.get("protected_aliases", [])),
+                      members=dict(rec.get("members", {})), created_at=rec["created_at"],
+                      created_by=rec["created_by"])
+
+
+def collection_record(view: View, registry: str, name: str, rec: dict | None = None) -> m.Collection:
+    rec = rec or view.collection(registry, name)
+    versions = view.link_versions(registry, name)
+    aliases = view.aliases(registry, name)
+    if versions:
+        aliases[LATEST] = versions[-1]
+    return m.Collection(registry=registry, name=name, type=rec["type"],
+                        description=rec.get("description", ""), tags=list(rec.get("tags", [])),
+                        aliases=aliases, versions=len(versions), next_version=rec["next_version"],
+                        created_at=rec["created_at"], created_by=rec["created_by"])
+
+
+def link_record(view: View, registry: str, collection: str, version: str, rec: dict | None = None,
+                aliases: dict | None = None, latest: str | None = None) -> m.LinkedVersion:
+    rec = rec or view.link(registry, collection, version)
+    if aliases is None:
+        aliases = view.aliases(registry, collection)
+    if latest is None:
+        versions = view.link_versions(registry, collection)
+        latest = versions[-1] if versions else None
+    names = sorted(a for a, v in aliases.items() if v == version)
+    if latest == version:
+        names.append(LATEST)
+    return m.LinkedVersion(registry=registry, collection=collection, version=version,
+                           artifact=rec["artifact"], digest=rec["digest"], aliases=names,
+                           tags=list(rec.get("tags", [])), description=rec.get("description", ""),
+                           linked_at=rec["linked_at"], linked_by=rec["linked_by"])
+
+
+def artifact_version_record(name: str, version: str, rec: dict) -> m.ArtifactVersion:
+    return m.ArtifactVersion(artifact=name, version=version, type=rec["type"], digest=rec["digest"],
+                             size=rec["size"], files=list(rec["files"]),
+                             metadata=dict(rec.get("metadata", {})), metrics=dict(rec.get("metrics", {})),
+                             inputs=list(rec.get("inputs", [])), producer=dict(rec.get("producer", {})),
+                             description=rec.get("description", ""), created_at=rec["created_at"],
+                             created_by=rec["created_by"])
+
+
+# ---- registries ---------------------------------------------------------------------------------
+def _check_types(types) -> list[str] | str:
+    if types in (None, "all", ["all"], ("all",)):
+        return "all"
+    types = list(dict.fromkeys(types))
+    if "all" in types:
+        raise InvalidInput("artifact types: 'all' cannot be combined with named types")
+    for t in types:
+        check_name(t, "artifact type")
+    return types
+
+
+def registry_create(view: View, ctx: Context, name: str, description: str = "",
+                    visibility: str = "restricted", types=None):
+    check_name(name, "registry name")
+    if visibility not in VISIBILITIES:
+        raise InvalidInput(f"invalid visibility {visibility!r}: use restricted or organization")
+    if view.exists(m.registry_file(name)):
+        raise InvalidInput(f"registry {name!r} already exists")
+    rec = {"format": FORMAT_VERSION, "description": description or "", "visibility": visibility,
+           "types": _check_types(types), "members": {ctx.actor.actor: "admin"},
+           "protected_aliases": [], "created_at": ctx.now, "created_by": ctx.actor.actor}
+    view.write(m.registry_file(name), rec)
+    return registry_record(name, rec), [{
+        "op": "registry.create", "registry": name, "after": {k: rec[k] for k in ("visibility", "types")},
+        "summary": f"create registry {name}"}]
+
+
+def registry_edit(view: View, ctx: Context, name: str, description: str | None = None,
+                  visibility: str | None = None, add_types=None, types=None):
+    rec = view.registry(name)
+    changes: dict = {}
+    if description is not None and description != rec.get("description", ""):
+        changes["description"] = [rec.get("description", ""), description]
+        rec["description"] = description
+    if visibility is not None and visibility != rec["visibility"]:
+        if visibility not in VISIBILITIES:
+            raise InvalidInput(f"invalid visibility {visibility!r}: use restricted or organization")
+        changes["visibility"] = [rec["visibility"], visibility]
+        rec["visibility"] = visibility
+    new_types = rec["types"]
+    if types is not None:
+        new_types = _check_types(types)
+    if add_types:
+        added = _check_types(add_types)
+        if added == "all":
+            new_types = "all"
+        elif new_types != "all":
+            new_types = list(dict.fromkeys(list(new_types) + added))
+    if new_types != rec["types"]:
+        if rec["types"] == "all":
+            raise InvalidInput(f"registry {name} accepts all types; narrowing it to {new_types} would "
+                               "remove accepted types, which is never allowed")
+        if new_types != "all":
+            removed = [t for t in rec["types"] if t not in new_types]
+            if removed:
+                raise InvalidInput(f"cannot remove accepted type(s) {', '.join(removed)} from registry "
+                                   f"{name}: accepted types can grow but never shrink")
+        changes["types"] = [rec["types"], new_types]
+        rec["types"] = new_types
+    if not changes:
+        return registry_record(name, rec), []
+    view.write(m.registry_file(name), rec)
+    return registry_record(name, rec), [{
+        "op": "registry.edit", "registry": name, "changes": changes,
+        "summary": f"edit registry {name}: " + ", ".join(sorted(changes))}]
+
+
+# ---- artifact versions --------------------------------------------------------------------------
+def log(view: View, ctx: Context, name: str, type: str, files: list[dict], digest: str,
+        metadata: dict | None = None, metrics: dict | None = None, inputs=(), description: str = "",
+        producer: dict | None = None):
+    check_name(name, "artifact name")
+    check_name(type, "artifact type")
+    resolved_inputs = []
+    for ref in inputs:
+        addr = parse_artifact_version(ref)
+        version = view.resolve_artifact_ref(addr.artifact, addr.ref)
+        resolved_inputs.append(f"{addr.artifact}:{version}")
+    art = view.read(m.artifact_file(name))
+    versions = view.artifact_versions(name) if art else []
+    if art is not None:
+        if art["type"] != type:
+            raise TypeNotAccepted(f"artifact {name} has type {art['type']!r}, not {type!r}: "
+                                  "an artifact keeps one type")
+        if versions:
+            newest = versions[-1]
+            rec = view.read(m.artifact_version_file(name, newest))
+            if rec["digest"] == digest:
+                result = artifact_version_record(name, newest, rec)
+                result.created = False
+                return result, []
+    else:
+        view.write(m.artifact_file(name), {"format": FORMAT_VERSION, "type": type,
+                                           "description": "", "created_at": ctx.now,
+                                           "created_by": ctx.actor.actor})
+    version = f"v{int(versions[-1][1:]) + 1}" if versions else "v0"
+    rec = {"format": FORMAT_VERSION, "type": type, "digest": digest,
+           "size": sum(f["size"] for f in files), "files": files, "metadata": metadata or {},
+           "metrics": metrics or {}, "inputs": resolved_inputs, "producer": producer or {},
+           "description": description or "", "created_at": ctx.now, "created_by": ctx.actor.actor}
+    view.write(m.artifact_version_file(name, version), rec)
+    return artifact_version_record(name, version, rec), [{
+        "op": "log", "artifact": f"{name}:{version}", "type": type, "digest": digest,
+        "inputs": resolved_inputs, "summary": f"log {name}:{version} ({type}, {len(files)} file"
+        f"{'s' if len(files) != 1 else ''}, {digest[7:19]})"}]
+
+
+# ---- links --------------------------------------------------------------------------------------
+def link(view: View, ctx: Context, artifact: str, registry: str, collection: str, aliases=(),
+         description: str = ""):
+    addr = parse_artifact_version(artifact)
+    version, av = view.artifact_version(addr.artifact, addr.ref)
+    ref = f"{addr.artifact}:{version}"
+    for a in aliases:
+        check_alias(a)
+    reg = view.registry(registry)
+    check_name(collection, "collection name")
+    coll = view.read(m.collection_file(registry, collection))
+    created_collection = coll is None
+    if coll is None:
+        if not (reg["types"] == "all" or av["type"] in reg["types"]):
+            raise TypeNotAccepted(_not_accepted(registry, reg, av["type"], ref))
+        coll = {"format": FORMAT_VERSION, "type": av["type"], "description": "", "tags": [],
+                "next_version": 0, "created_at": ctx.now, "created_by": ctx.actor.actor}
+    else:
+        if coll["type"] != av["type"]:
+            raise TypeNotAccepted(f"collection {registry}/{collection} holds type {coll['type']!r}; "
+                                  f"{ref} is of type {av['type']!r}")
+        if not (reg["types"] == "all" or av["type"] in reg["types"]):
+            raise TypeNotAccepted(_not_accepted(registry, reg, av["type"], ref))
+    where = f"{registry}/{collection}"
+    existing = _find_link(view, registry, collection, ref)
+    if existing is not None:
+        # Already linked: no new link. Aliases asked for are applied to the existing link.
+        alias_records = _move_aliases(view, registry, collection, existing, aliases)
+        result = link_record(view, registry, collection, existing)
+        result.created = False
+        return result, alias_records
+    number = coll["next_version"]
+    new_version = f"v{number}"
+    coll["next_version"] = number + 1
+    view.write(m.collection_file(registry, collection), coll)
+    view.write(m.link_file(registry, collection, new_version), {
+        "format": FORMAT_VERSION, "artifact": ref, "digest": av["digest"],
+        "description": description or "", "tags": [], "linked_at": ctx.now,
+        "linked_by": ctx.actor.actor})
+    summary = f"link {ref} -> {where} as {new_version}"
+    if aliases:
+        summary += " [" + " ".join(f"+{a}" for a in aliases) + "]"
+    record = {"op": "link", "artifact": ref, "collection": where, "version": new_version,
+              "aliases": list(aliases), "summary": summary}
+    if created_collection:
+        record["collection_created"] = True
+    records = [record] + _move_aliases(view, registry, collection, new_version, aliases)
+    return link_record(view, registry, collection, new_version), records
+
+
+def _move_aliases(view: View, registry: str, collection: str, version: str, aliases) -> list[dict]:
+    current = view.aliases(registry, collection)
+    records = []
+    where = f"{registry}/{collection}"
+    for a in dict.fromkeys(aliases):
+        before = current.get(a)
+        if before == version:
+            continue
+        current[a] = version
+        records.append(_alias_record(where, a, before, version))
+    if records:
+        _write_aliases(view, registry, collection, current)
+    return records
+
+
+def _alias_record(where: str, alias: str, before: str | None, after: str) -> dict:
+    if before:
+        summary = f"move alias {alias} of {where} from {before} to {after}"
+    else:
+        summary = f"set alias {alias} on {where}:{after}"
+    return {"op": "alias.set", "collection": where, "alias": alias, "before": before,
+            "after": after, "summary": summary}
+
+
+def _not_accepted(registry: str, reg: dict, type_: str, ref: str) -> str:
+    return (f"registry {registry} does not accept type {type_!r} (of {ref}); it accepts: "
+            f"{', '.join(reg['types'])}")
+
+
+def _find_link(view: View, registry: str, collection: str, ref: str) -> str | None:
+    for v in view.link_versions(registry, collection):
+        rec = view.read(m.link_file(registry, collection, v), copy_=False)
+        if rec["artifact"] == ref:
+            return v
+    return None
+
+
+def _write_aliases(view: View, registry: str, collection: str, aliases: dict) -> None:
+    ordered = dict(sorted(aliases.items()))
+    view.write(m.aliases_file(registry, collection), {"format": FORMAT_VERSION, "aliases": ordered})
+
+
+def unlink(view: View, ctx: Context, registry: str, collection: str, ref: str):
+    view.collection(registry, collection)
+    version = view.resolve_link_ref(registry, collection, ref)
+    result = link_record(view, registry, collection, version)
+    aliases = view.aliases(registry, collection)
+    removed = sorted(a for a, v in aliases.items() if v == version)
+    if removed:
+        _write_aliases(view, registry, collection, {a: v for a, v in aliases.items() if v != version})
+    view.delete(m.link_file(registry, collection, version))
+    where = f"{registry}/{collection}"
+    summary = f"unlink {where}:{version} ({result.artifact})"
+    if removed:
+        summary += " [" + " ".join(f"-{a}" for a in removed) + "]"
+    return result, [{"op": "unlink", "collection": where, "version": version,
+                     "artifact": result.artifact, "aliases": removed, "summary": summary}] + [
+        {"op": "alias.rm", "collection": where, "alias": a, "before": version, "after": None,
+         "summary": f"remove alias {a} from {where}:{version}"} for a in removed]
+
+
+# ---- aliases ------------------------------------------------------------------------------------
+def alias_set(view: View, ctx: Context, registry: str, collection: str, ref: str, alias: str):
+    check_alias(alias)
+    view.collection(registry, collection)
+    version = view.resolve_link_ref(registry, collection, ref)
+    aliases = view.aliases(registry, collection)
+    before = aliases.get(alias)
+    where = f"{registry}/{collection}"
+    change = m.AliasChange(collection=where, alias=alias, before=before, after=version)
+    if before == version:
+        return change, []
+    return change, _move_aliases(view, registry, collection, version, [alias])
+
+
+def alias_remove(view: View, ctx: Context, registry: str, collection: str, alias: str):
+    check_alias(alias)
+    view.collection(registry, collection)
+    aliases = view.aliases(registry, collection)
+    where = f"{registry}/{collection}"
+    if alias not in aliases:
+        raise NotFound("alias", alias, list(aliases), where=where)
+    before = aliases.pop(alias)
+    _write_aliases(view, registry, collection, aliases)
+    return m.AliasChange(collection=where, alias=alias, before=before, after=None), [{
+        "op": "alias.rm", "collection": where, "alias": alias, "before": before, "after": None,
+        "summary": f"remove alias {alias} from {where}:{before}"}]
+
+
+# ---- tags ---------------------------------------------------------------------------------------
+def tag(view: View, ctx: Context, registry: str, collection: str, ref: str | None, add=(), remove=()):
+    """Add/remove tags on a collection (ref None) or on one linked version."""
+    for t in list(add) + list(remove):
+        check_name(t, "tag")
+    coll = view.collection(registry, collection)
+    if ref is None:
+        path, rec, target = m.collection_file(registry, collection), coll, f"{registry}/{collection}"
+    else:
+        version = view.resolve_link_ref(registry, collection, ref)
+        path, rec = m.link_file(registry, collection, version), view.link(registry, collection, version)
+        target = f"{registry}/{collection}:{version}"
+    before = list(rec.get("tags", []))
+    after = [t for t in before if t not in remove] + [t for t in dict.fromkeys(add) if t not in before]
+    change = m.TagChange(target=target, before=before, after=after)
+    if after == before:
+        return change, []
+    rec["tags"] = after
+    view.write(path, rec)
+    op = "tag.add" if add else "tag.rm"
+    words = " ".join([f"+{t}" for t in add if t not in before] + [f"-{t}" for t in remove if t in before])
+    return change, [{"op": op, "target": target, "collection": f"{registry}/{collection}",
+                     "before": before, "after": after, "summary": f"tag {target} {words}"}]
+
+
+OPS = {
+    "registry.create": registry_create,
+    "registry.edit": registry_edit,
+    "log": log,
+    "link": link,
+    "unlink": unlink,
+    "alias.set": alias_set,
+    "alias.rm": alias_remove,
+    "tag": tag,
+}

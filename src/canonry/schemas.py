@@ -1,0 +1,53 @@
+"""JSON Schemas (draft 2020-12) for every kind of store file, and validation with one-line errors."""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import SchemaError
+
+FORMAT_VERSION = 1
+KINDS = ("store", "registry", "collection", "aliases", "link", "artifact", "artifact_version")
+
+
+def schema_dir() -> Path:
+    installed = Path(__file__).with_name("schemas")  # wheel: force-included next to the code
+    if installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parents[2] / "schemas"  # source checkout / editable install
+
+
+@lru_cache(maxsize=None)
+def load_schema(kind: str) -> dict:
+    with open(schema_dir() / f"{kind}.schema.json", encoding="utf-8") as f:
+        return json.load(f)
+
+
+@lru_cache(maxsize=None)
+def _validator(kind: str):
+    from jsonschema import Draft202012Validator  # imported lazily: keeps `canonry --help` fast
+
+    schema = load_schema(kind)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def validate(kind: str, data, path: str) -> None:
+    """Raise SchemaError naming the file, the field and the problem."""
+    if not isinstance(data, dict):
+        raise SchemaError(f"{path}: invalid {kind} file: expected a mapping, got {type(data).__name__}")
+    validator = _validator(kind)
+    errors = list(validator.iter_errors(data))
+    if not errors:
+        return
+    from jsonschema.exceptions import best_match
+
+    err = best_match(errors)
+    field = ".".join(str(p) for p in err.absolute_path) or "(top level)"
+    raise SchemaError(f"{path}: field {field}: {_short(err.message)}")
+
+
+def _short(message: str, limit: int = 160) -> str:
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: limit - 1] + "…"

@@ -1,0 +1,183 @@
+"""A view of the store at one commit, with pending writes layered on top.
+
+Operations read and write through a View; the View validates every record against its schema
+on the way in and out, so an invalid hand edit is reported with its file and field, and an
+operation can never write an invalid file. Parsed records are cached by blob id: a git blob
+never changes, so the cache can never be stale.
+"""
+from __future__ import annotations
+
+import copy
+import re
+
+from . import model as m
+from . import yamlio
+from .errors import NotFound, SchemaError
+from .names import LATEST, is_version, version_number
+from .schemas import validate
+from .storage import GitStorage
+
+_VERSION_FILE = re.compile(r"^v(0|[1-9][0-9]*)\.yaml$")
+
+
+class ParseCache:
+    def __init__(self, limit: int = 200_000):
+        self._data: dict[bytes, object] = {}
+        self._limit = limit
+
+    def get(self, sha: bytes):
+        return self._data.get(sha)
+
+    def put(self, sha: bytes, value) -> None:
+        if len(self._data) >= self._limit:
+            self._data.clear()
+        self._data[sha] = value
+
+
+class View:
+    def __init__(self, storage: GitStorage, commit: bytes | None, cache: ParseCache):
+        self.storage = storage
+        self.commit = commit
+        self.root = storage.root_tree(commit)
+        self.cache = cache
+        self.pending: dict[str, bytes | None] = {}
+        self._pending_records: dict[str, dict | None] = {}
+
+    # ---- raw files ---------------------------------------------------------------------------
+    def read(self, path: str, copy_: bool = True) -> dict | None:
+        if path in self._pending_records:
+            rec = self._pending_records[path]
+        else:
+            entry = self.storage.lookup(self.root, path)
+            if entry is None:
+                return None
+            rec = self.cache.get(entry[1])
+            if rec is None:
+                rec = self._parse(path, self.storage.blob(entry[1]))
+                self.cache.put(entry[1], rec)
+        return copy.deepcopy(rec) if copy_ and rec is not None else rec
+
+    def _parse(self, path: str, data: bytes) -> dict:
+        try:
+            rec = yamlio.load(data)
+        except Exception as e:  # yaml.YAMLError and decoding errors alike
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise SchemaError(f"{path}: not valid YAML: {first}") from None
+        kind = m.kind_of_path(path)
+        if kind:
+            validate(kind, rec, path)
+        return rec
+
+    def write(self, path: str, record: dict) -> None:
+        kind = m.kind_of_path(path)
+        if kind:
+            validate(kind, record, path)
+        self.pending[path] = yamlio.dump(record)
+        self._pending_records[path] = copy.deepcopy(record)
+
+    def delete(self, path: str) -> None:
+        self.pending[path] = None
+        self._pending_records[path] = None
+
+    def exists(self, path: str) -> bool:
+        if path in self.pending:
+            return self.pending[path] is not None
+        return self.storage.lookup(self.root, path) is not None
+
+    def names(self, path: str) -> list[str]:
+        """Names directly inside directory `path`, pending writes included."""
+        names = {n for n, _, _ in self.storage.listdir(self.root, path)}
+        prefix = path + "/"
+        for p, data in self.pending.items():
+            if p.startswith(prefix):
+                child, _, rest = p[len(prefix):].partition("/")
+                if data is not None:
+                    names.add(child)
+                elif not rest:
+                    names.discard(child)
+        return sorted(names)
+
+    # ---- typed access ------------------------------------------------------------------------
+    def store_config(self) -> dict:
+        rec = self.read(m.STORE_FILE)
+        if rec is None:
+            raise SchemaError(f"{m.STORE_FILE} is missing on the store branch")
+        return rec
+
+    def registry_names(self) -> list[str]:
+        return [n for n in self.names(m.REGISTRIES) if self.exists(m.registry_file(n))]
+
+    def registry(self, name: str) -> dict:
+        rec = self.read(m.registry_file(name))
+        if rec is None:
+            raise NotFound("registry", name, self.registry_names())
+        return rec
+
+    def collection_names(self, registry: str) -> list[str]:
+        return [n for n in self.names(m.registry_dir(registry))
+                if n != "registry.yaml" and self.exists(m.collection_file(registry, n))]
+
+    def collection(self, registry: str, name: str) -> dict:
+        self.registry(registry)
+        rec = self.read(m.collection_file(registry, name))
+        if rec is None:
+            raise NotFound("collection", f"{registry}/{name}",
+                           [f"{registry}/{c}" for c in self.collection_names(registry)])
+        return rec
+
+    def aliases(self, registry: str, collection: str) -> dict[str, str]:
+        rec = self.read(m.aliases_file(registry, collection))
+        return dict(rec["aliases"]) if rec else {}
+
+    def link_versions(self, registry: str, collection: str) -> list[str]:
+        """vN names of present links, in link order."""
+        vs = [n[:-5] for n in self.names(m.links_dir(registry, collection)) if _VERSION_FILE.match(n)]
+        return sorted(vs, key=version_number)
+
+    def link(self, registry: str, collection: str, version: str) -> dict | None:
+        return self.read(m.link_file(registry, collection, version))
+
+    def resolve_link_ref(self, registry: str, collection: str, ref: str) -> str:
+        """vN for a version, alias or `latest` within a collection."""
+        versions = self.link_versions(registry, collection)
+        where = f"{registry}/{collection}"
+        if ref == LATEST:
+            if not versions:
+                raise NotFound("version", LATEST, where=f"{where} (it has no links)")
+            return versions[-1]
+        if is_version(ref):
+            if ref not in versions:
+                raise NotFound("version", ref, versions, where=where)
+            return ref
+        aliases = self.aliases(registry, collection)
+        if ref not in aliases:
+            raise NotFound("alias", ref, list(aliases) + [LATEST], where=where)
+        return aliases[ref]
+
+    def artifact_names(self) -> list[str]:
+        return self.names(m.ARTIFACTS)
+
+    def artifact(self, name: str) -> dict:
+        rec = self.read(m.artifact_file(name))
+        if rec is None:
+            raise NotFound("artifact", name, self.artifact_names())
+        return rec
+
+    def artifact_versions(self, name: str) -> list[str]:
+        vs = [n[:-5] for n in self.names(m.artifact_dir(name)) if _VERSION_FILE.match(n)]
+        return sorted(vs, key=version_number)
+
+    def resolve_artifact_ref(self, name: str, ref: str) -> str:
+        self.artifact(name)
+        versions = self.artifact_versions(name)
+        if ref == LATEST:
+            if not versions:
+                raise NotFound("version", LATEST, where=f"artifact {name} (it has no versions)")
+            return versions[-1]
+        if ref not in versions:
+            raise NotFound("version", ref, versions, where=f"artifact {name}")
+        return ref
+
+    def artifact_version(self, name: str, ref: str) -> tuple[str, dict]:
+        version = self.resolve_artifact_ref(name, ref)
+        return version, self.read(m.artifact_version_file(name, version))

@@ -1,0 +1,374 @@
+"""Storage engine: read YAML files from git trees, write commits without a working tree.
+
+Writes go blobs -> trees -> commit -> compare-and-swap of the branch ref. A lost race is
+reported to the caller (who re-reads and redoes the operation); nothing here retries.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import time
+from dataclasses import dataclass
+
+from dulwich.errors import NotGitRepository
+from dulwich.file import FileLocked
+from dulwich.objects import Blob, Commit, Tree
+from dulwich.repo import Repo
+
+from .errors import NotAStore
+
+STORE_FILE = "canonry.yaml"
+DEFAULT_BRANCH = "main"
+# Pack loose objects once the fan-out sample says there are about this many (git gc --auto: 6700).
+PACK_LOOSE_THRESHOLD = 4096
+# Consolidate packs when there are more than this many: lookups get slower with every pack.
+MAX_PACKS = 24
+
+FILE_MODE = 0o100644
+Lost = (FileLocked,)  # exceptions that mean "someone else is writing the ref right now"
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    @property
+    def git(self) -> bytes:
+        return f"{self.name} <{self.email}>".encode("utf-8")
+
+    @property
+    def actor(self) -> str:
+        """How records and history name the actor: the email, as git identifies authors."""
+        return self.email or self.name
+
+
+def find_repo_path(start: str) -> str:
+    """Walk up from `start` like git does; return the repository's top (work tree or bare dir)."""
+    path = os.path.abspath(start)
+    while True:
+        if os.path.exists(os.path.join(path, ".git")):
+            return path
+        if _looks_bare(path):
+            return path
+        parent = os.path.dirname(path)
+        if parent == path:
+            raise NotAStore(f"not a canonry store (or any parent up to /): {os.path.abspath(start)}")
+        path = parent
+
+
+def _looks_bare(path: str) -> bool:
+    return all(os.path.exists(os.path.join(path, p)) for p in ("HEAD", "objects", "refs"))
+
+
+class GitStorage:
+    """One git repository, one store branch, an optional path prefix inside its tree."""
+
+    def __init__(self, repo: Repo, branch: str = DEFAULT_BRANCH, prefix: str = ""):
+        self.repo = repo
+        self.branch = branch
+        self.ref = b"refs/heads/" + branch.encode()
+        self.prefix = prefix.strip("/")
+        self._trees: dict[bytes, Tree] = {}
+        self._objects = repo.object_store
+
+    # ---- opening ---------------------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str, branch: str | None = None) -> "GitStorage":
+        try:
+            repo = Repo(path)
+        except NotGitRepository:
+            raise NotAStore(f"not a canonry store: {path} is not a git repository") from None
+        config = repo.get_config()
+        if branch is None:
+            branch = os.environ.get("CANONRY_BRANCH") or _config_get(config, b"canonry", b"branch")
+        prefix = _config_get(config, b"canonry", b"prefix") or ""
+        return cls(repo, branch or DEFAULT_BRANCH, prefix)
+
+    @property
+    def git_dir(self) -> str:
+        return self.repo.controldir()
+
+    @property
+    def is_bare(self) -> bool:
+        return self.repo.bare
+
+    # ---- reading ---------------------------------------------------------------------------
+    def head(self) -> bytes | None:
+        try:
+            return self.repo.refs[self.ref]
+        except KeyError:
+            return None
+
+    def commit(self, commit_id: bytes) -> Commit:
+        return self._objects[commit_id]
+
+    def root_tree(self, commit_id: bytes | None) -> bytes | None:
+        """The tree holding the store at `commit_id` (below the prefix), or None."""
+        if commit_id is None:
+            return None
+        tree_id = self._objects[commit_id].tree
+        if self.prefix:
+            entry = self.lookup(tree_id, self.prefix)
+            return entry[1] if entry and stat.S_ISDIR(entry[0]) else None
+        return tree_id
+
+    def tree(self, tree_id: bytes) -> Tree:
+        tree = self._trees.get(tree_id)
+        if tree is None:
+            tree = self._objects[tree_id]
+            if len(self._trees) > 20000:
+                self._trees.clear()
+            self._trees[tree_id] = tree
+        return tree
+
+    def lookup(self, tree_id: bytes | None, path: str) -> tuple[int, bytes] | None:
+        """(mode, sha) of `path` below `tree_id`, or None when absent."""
+        if tree_id is None:
+            return None
+        mode, sha = stat.S_IFDIR, tree_id
+        for part in path.split("/"):
+            if not part:
+                continue
+            if not stat.S_ISDIR(mode):
+                return None
+            try:
+                mode, sha = self.tree(sha)[part.encode()]
+            except KeyError:
+                return None
+        return mode, sha
+
+    def listdir(self, tree_id: bytes | None, path: str) -> list[tuple[str, int, bytes]]:
+        entry = self.lookup(tree_id, path)
+        if entry is None or not stat.S_ISDIR(entry[0]):
+            return []
+        return [(e.path.decode(), e.mode, e.sha) for e in self.tree(entry[1]).iteritems()]
+
+    def blob(self, sha: bytes) -> bytes:
+        return self._objects[sha].as_raw_string()
+
+    # ---- writing ---------------------------------------------------------------------------
+    def write_commit(
+        self,
+        parent: bytes | None,
+        changes: dict[str, bytes | None],
+        message: str,
+        author: Identity,
+        when: float | None = None,
+    ) -> bytes:
+        """Store blobs, trees and a commit for `changes` on top of `parent`; move no ref."""
+        base_tree = self._objects[parent].tree if parent is not None else None
+        full: dict[str, tuple[int, bytes] | None] = {}
+        for path, data in changes.items():
+            full_path = f"{self.prefix}/{path}" if self.prefix else path
+            if data is None:
+                full[full_path] = None
+            else:
+                blob = Blob.from_string(data)
+                self._add(blob)
+                full[full_path] = (FILE_MODE, blob.id)
+        new_tree = self._apply(base_tree, full)
+        if new_tree is None:
+            empty = Tree()
+            self._add(empty)
+            new_tree = empty.id
+        commit = Commit()
+        commit.tree = new_tree
+        commit.parents = [parent] if parent is not None else []
+        commit.author = author.git
+        commit.committer = author.git
+        stamp = int(when if when is not None else time.time())
+        offset = _local_utc_offset(stamp)
+        commit.author_time = commit.commit_time = stamp
+        commit.author_timezone = commit.commit_timezone = offset
+        commit.encoding = b"UTF-8"
+        commit.message = message.encode("utf-8")
+        self._add(commit)
+        return commit.id
+
+    def compare_and_swap(self, old: bytes | None, new: bytes, message: str = "") -> bool:
+        """Move the branch from `old` to `new`. False if it moved meanwhile; FileLocked if held."""
+        if old is None:
+            return self.repo.refs.add_if_new(self.ref, new, message=message.encode()[:200] or None)
+        return self.repo.refs.set_if_equals(self.ref, old, new, message=message.encode()[:200] or None)
+
+    def _add(self, obj) -> None:
+        self._objects.add_object(obj)
+        if isinstance(obj, Tree):
+            self._trees[obj.id] = obj
+
+    def _apply(self, tree_id: bytes | None, changes: dict[str, tuple[int, bytes] | None]) -> bytes | None:
+        """New tree id after applying path -> (mode, sha)|None; None when the tree ends up empty.
+
+        Never mutates a Tree that came from the object store (they are cached and shared)."""
+        tree = Tree()
+        if tree_id is not None:
+            for entry in self.tree(tree_id).iteritems():
+                tree.add(entry.path, entry.mode, entry.sha)
+        nested: dict[str, dict] = {}
+        for path, value in changes.items():
+            head, _, rest = path.partition("/")
+            if rest:
+                nested.setdefault(head, {})[rest] = value
+            elif value is None:
+                if head.encode() in tree:
+                    del tree[head.encode()]
+            else:
+                tree.add(head.encode(), value[0], value[1])
+        for name, sub in nested.items():
+            key = name.encode()
+            old = tree[key][1] if key in tree and stat.S_ISDIR(tree[key][0]) else None
+            new = self._apply(old, sub)
+            if new is None:
+                if key in tree:
+                    del tree[key]
+            else:
+                tree.add(key, stat.S_IFDIR, new)
+        if len(tree) == 0:
+            return None
+        if tree_id is not None and tree.id == tree_id:
+            return tree_id
+        self._add(tree)
+        return tree.id
+
+    # ---- housekeeping ----------------------------------------------------------------------
+    def loose_object_estimate(self) -> int:
+        sample = os.path.join(self.git_dir, "objects", "17")
+        try:
+            return len(os.listdir(sample)) * 256
+        except FileNotFoundError:
+            return 0
+
+    def maybe_pack(self) -> bool:
+        """Pack loose objects when there are many; consolidate packs when there are many."""
+        if self.loose_object_estimate() < PACK_LOOSE_THRESHOLD:
+            return False
+        self.gc(full=False)
+        return True
+
+    def gc(self, full: bool = True) -> dict:
+        store = self._objects
+        packed = store.pack_loose_objects()
+        packs_before = len(store.packs)
+        consolidated = False
+        if (full and packs_before > 1) or packs_before > MAX_PACKS:
+            store.repack()
+            consolidated = True
+        return {"packed_objects": packed, "packs_before": packs_before,
+                "packs": len(store.packs), "consolidated": consolidated}
+
+    # ---- keeping a checked-out work tree honest -----------------------------------------------
+    def checked_out_here(self) -> bool:
+        if self.repo.bare:
+            return False
+        try:
+            return self.repo.refs.read_ref(b"HEAD") == b"ref: " + self.ref
+        except KeyError:
+            return False
+
+    def sync_worktree(self, old: bytes | None, new: bytes, paths: list[str]) -> None:
+        """After the branch moved old -> new, bring index and files of `paths` up to date.
+
+        A file the user modified locally is left as it is (it shows as modified, as it is)."""
+        if not self.checked_out_here():
+            return
+        from dulwich.index import index_entry_from_stat
+
+        worktree = self.repo.path
+        old_root = self._objects[old].tree if old is not None else None
+        new_root = self._objects[new].tree
+        index = self.repo.open_index()
+        for rel in paths:
+            path = f"{self.prefix}/{rel}" if self.prefix else rel
+            before = self.lookup(old_root, path)
+            after = self.lookup(new_root, path)
+            fs_path = os.path.join(worktree, *path.split("/"))
+            clean = _file_matches(fs_path, before[1] if before else None, self)
+            key = path.encode()
+            if after is None:
+                if clean and os.path.exists(fs_path):
+                    os.unlink(fs_path)
+                    _prune_empty_dirs(os.path.dirname(fs_path), worktree)
+                if key in index:
+                    del index[key]
+                continue
+            if clean:
+                os.makedirs(os.path.dirname(fs_path), exist_ok=True)
+                tmp = fs_path + ".canonry-tmp"
+                with open(tmp, "wb") as f:
+                    f.write(self.blob(after[1]))
+                os.replace(tmp, fs_path)
+            if os.path.exists(fs_path):
+                entry = index_entry_from_stat(os.lstat(fs_path), after[1], mode=after[0])
+                if not clean:
+                    # Keep the user's edit visible: a stat that can never match forces git to re-hash.
+                    entry = _dirty(entry)
+                index[key] = entry
+            elif key in index:
+                del index[key]
+        index.write()
+
+
+def _dirty(entry):
+    import dataclasses
+
+    return dataclasses.replace(entry, size=0, mtime=(0, 0))
+
+
+def _file_matches(fs_path: str, sha: bytes | None, storage: GitStorage) -> bool:
+    if not os.path.exists(fs_path):
+        return True  # nothing there to lose
+    if sha is None:
+        return False  # an untracked file of the user's where we want to write: keep it
+    with open(fs_path, "rb") as f:
+        return Blob.from_string(f.read()).id == sha
+
+
+def _prune_empty_dirs(path: str, top: str) -> None:
+    while os.path.abspath(path) != os.path.abspath(top):
+        try:
+            os.rmdir(path)
+        except OSError:
+            return
+        path = os.path.dirname(path)
+
+
+def _config_get(config, section: bytes, key: bytes) -> str | None:
+    try:
+        return config.get(section, key).decode()
+    except KeyError:
+        return None
+
+
+def _local_utc_offset(stamp: int) -> int:
+    lt = time.localtime(stamp)
+    return lt.tm_gmtoff or 0
+
+
+def identity(repo: Repo | None) -> Identity:
+    """The acting identity: CANONRY_ACTOR, else git's user.name/user.email, else user@host."""
+    actor = os.environ.get("CANONRY_ACTOR", "").strip()
+    if actor:
+        return _parse_identity(actor)
+    name = email = None
+    if repo is not None:
+        stack = repo.get_config_stack()
+        name = _config_get(stack, b"user", b"name")
+        email = _config_get(stack, b"user", b"email")
+    name = name or os.environ.get("GIT_AUTHOR_NAME")
+    email = email or os.environ.get("GIT_AUTHOR_EMAIL")
+    if not email:
+        import getpass
+
+        email = f"{getpass.getuser()}@{socket.gethostname()}"
+    return Identity(name or email.split("@")[0], email)
+
+
+def _parse_identity(text: str) -> Identity:
+    if "<" in text and text.endswith(">"):
+        name, _, email = text[:-1].partition("<")
+        return Identity(name.strip() or email.strip(), email.strip())
+    if "@" in text:
+        return Identity(text.split("@")[0], text)
+    return Identity(text, text)

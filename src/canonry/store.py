@@ -1,0 +1,453 @@
+"""The Python API: `canonry.open(path)` returns a Store; every write is one commit."""
+from __future__ import annotations
+
+import os
+import random
+import shlex
+import socket
+import sys
+import time
+from contextlib import contextmanager
+
+from dulwich.file import FileLocked
+from dulwich.objects import Tree
+from dulwich.repo import Repo
+
+from . import journal, manifest, model as m, ops
+from .blobs import blob_store_for
+from .errors import CanonryError, Conflict, IntegrityError, InvalidInput, NotAStore, NotFound
+from .names import Address, LATEST, parse, parse_collection, parse_link
+from .schemas import FORMAT_VERSION
+from .state import ParseCache, View
+from .storage import DEFAULT_BRANCH, GitStorage, find_repo_path, identity
+
+MAX_ATTEMPTS = 30
+DEFAULT_REGISTRIES = {
+    "model": ("Models: the organization's trained models", ["model"]),
+    "dataset": ("Datasets: the organization's training and evaluation data", ["dataset"]),
+}
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class _Operations:
+    """Write operations, shared by Store (one commit each) and Transaction (one commit in all)."""
+
+    def _run(self, op: str, **kwargs):
+        raise NotImplementedError
+
+    def create_registry(self, name: str, description: str = "", visibility: str = "restricted",
+                        types=None) -> m.Registry:
+        return self._run("registry.create", name=name, description=description,
+                         visibility=visibility, types=types)
+
+    def edit_registry(self, name: str, description: str | None = None, visibility: str | None = None,
+                      add_types=None, types=None) -> m.Registry:
+        return self._run("registry.edit", name=name, description=description,
+                         visibility=visibility, add_types=add_types, types=types)
+
+    def log_artifact(self, path: str, name: str, type: str, metadata: dict | None = None,
+                     metrics: dict | None = None, inputs=(), description: str = "",
+                     producer: dict | None = None) -> m.ArtifactVersion:
+        """Store the bytes of `path` (file or directory) and record an immutable version.
+
+        Returns the new ArtifactVersion, or the newest one with `created=False` when the
+        content is identical to it."""
+        from .names import check_name
+
+        check_name(name, "artifact name")
+        check_name(type, "artifact type")
+        for key, value in (metrics or {}).items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidInput(f"metric {key!r} must be a number, got {value!r}")
+        files = manifest.store_files(path, self._store.blobs)
+        producer = producer if producer is not None else _producer(self._store.actor)
+        return self._run("log", name=name, type=type, files=files, digest=manifest.digest(files),
+                         metadata=metadata or {}, metrics=metrics or {}, inputs=list(inputs),
+                         description=description, producer=producer)
+
+    def link(self, artifact: str, collection: str, aliases=(), description: str = "") -> m.LinkedVersion:
+        """Link ARTIFACT:vK into REGISTRY/COLLECTION (created if missing). No bytes are copied."""
+        addr = parse_collection(collection)
+        return self._run("link", artifact=artifact, registry=addr.registry,
+                         collection=addr.collection, aliases=list(aliases), description=description)
+
+    def unlink(self, target: str) -> m.LinkedVersion:
+        addr = parse_link(target)
+        return self._run("unlink", registry=addr.registry, collection=addr.collection, ref=addr.ref)
+
+    def set_alias(self, target: str, alias: str) -> m.AliasChange:
+        """Point `alias` at REGISTRY/COLLECTION:vN (moving it if another version holds it)."""
+        addr = parse_link(target)
+        return self._run("alias.set", registry=addr.registry, collection=addr.collection,
+                         ref=addr.ref, alias=alias)
+
+    def remove_alias(self, collection: str, alias: str) -> m.AliasChange:
+        addr = parse_collection(collection)
+        return self._run("alias.rm", registry=addr.registry, collection=addr.collection, alias=alias)
+
+    def tag(self, target: str, *tags: str) -> m.TagChange:
+        reg, coll, ref = _tag_target(target)
+        return self._run("tag", registry=reg, collection=coll, ref=ref, add=list(tags))
+
+    def untag(self, target: str, *tags: str) -> m.TagChange:
+        reg, coll, ref = _tag_target(target)
+        return self._run("tag", registry=reg, collection=coll, ref=ref, remove=list(tags))
+
+
+def _tag_target(target: str):
+    addr = parse(target)
+    if addr.kind == "collection":
+        return addr.registry, addr.collection, None
+    if addr.kind == "link":
+        return addr.registry, addr.collection, addr.ref
+    raise InvalidInput(f"tags go on a collection or a linked version (REGISTRY/COLLECTION[:vN]), not {target!r}")
+
+
+def _producer(actor) -> dict:
+    cwd = os.getcwd()
+    git_commit = None
+    try:
+        top = find_repo_path(cwd)
+        head = Repo(top).head()
+        git_commit = head.decode()
+    except (CanonryError, KeyError, OSError, Exception):  # not in a repo, or a repo with no commit
+        git_commit = None
+    return {"git_commit": git_commit, "command": shlex.join(sys.argv), "host": socket.gethostname(),
+            "actor": actor.actor, "cwd": cwd}
+
+
+class Store(_Operations):
+    def __init__(self, storage: GitStorage):
+        self.storage = storage
+        self.cache = ParseCache()
+        config = storage.repo.get_config()
+        try:
+            configured = config.get(b"canonry", b"blobs").decode()
+        except KeyError:
+            configured = None
+        self.blobs = blob_store_for(storage.git_dir, configured)
+        self._store = self
+        self._actor = None
+
+    # ---- identity and views --------------------------------------------------------------------
+    @property
+    def actor(self):
+        if self._actor is None:
+            self._actor = identity(self.storage.repo)
+        return self._actor
+
+    @property
+    def path(self) -> str:
+        return self.storage.repo.path
+
+    @property
+    def branch(self) -> str:
+        return self.storage.branch
+
+    def view(self, rev: str | bytes | None = None) -> View:
+        commit = self.storage.head() if rev is None else self._rev(rev)
+        return View(self.storage, commit, self.cache)
+
+    def _rev(self, rev) -> bytes:
+        if isinstance(rev, bytes):
+            return rev
+        repo = self.storage.repo
+        for candidate in (rev.encode(), b"refs/heads/" + rev.encode(), b"refs/tags/" + rev.encode()):
+            try:
+                return repo.refs[candidate] if candidate.startswith(b"refs/") else repo[candidate].id
+            except (KeyError, ValueError):
+                continue
+        raise NotFound("revision", rev)
+
+    # ---- writing --------------------------------------------------------------------------------
+    def _run(self, op: str, **kwargs):
+        with self.transaction() as tx:
+            result = tx._run(op, **kwargs)
+        return tx.results[0] if tx.results else result
+
+    @contextmanager
+    def transaction(self, message: str | None = None):
+        """Group operations into one commit: `with store.transaction(message=...) as tx: tx.link(...)`.
+
+        If the branch moves before the commit lands, every operation is replayed on the new
+        state; `tx.results` then holds the final results (e.g. renumbered links)."""
+        tx = Transaction(self, message)
+        yield tx
+        tx._commit()
+
+    def _commit_view(self, view: View, records: list[dict], message: str | None) -> bytes | None:
+        """Commit the view's pending changes on top of its base; None if the branch moved."""
+        if not view.pending:
+            return view.commit
+        msg = journal.message(records, subject=message)
+        new = self.storage.write_commit(view.commit, view.pending, msg, self.actor)
+        try:
+            moved = self.storage.compare_and_swap(view.commit, new, msg.splitlines()[0])
+        except FileLocked:
+            moved = False
+        if not moved:
+            return None
+        self._after_commit(view.commit, new, list(view.pending))
+        return new
+
+    def _after_commit(self, old: bytes | None, new: bytes, paths: list[str]) -> None:
+        self.storage.sync_worktree(old, new, paths)
+        self.storage.maybe_pack()
+
+    def gc(self) -> dict:
+        """Pack loose objects and consolidate packs."""
+        return self.storage.gc(full=True)
+
+    # ---- reading --------------------------------------------------------------------------------
+    def registries(self) -> list[m.Registry]:
+        view = self.view()
+        return [ops.registry_record(n, view.registry(n)) for n in view.registry_names()]
+
+    def registry(self, name: str) -> m.Registry:
+        return ops.registry_record(name, self.view().registry(name))
+
+    def collections(self, registry: str | None = None) -> list[m.Collection]:
+        view = self.view()
+        regs = [registry] if registry else view.registry_names()
+        out = []
+        for r in regs:
+            view.registry(r)
+            out += [ops.collection_record(view, r, c) for c in view.collection_names(r)]
+        return out
+
+    def collection(self, address: str) -> m.Collection:
+        addr = parse_collection(address)
+        return ops.collection_record(self.view(), addr.registry, addr.collection)
+
+    def versions(self, collection: str | None = None) -> list[m.LinkedVersion]:
+        """Linked versions of one collection, or of every collection."""
+        view = self.view()
+        if collection:
+            addr = parse_collection(collection)
+            view.collection(addr.registry, addr.collection)
+            targets = [(addr.registry, addr.collection)]
+        else:
+            targets = [(r, c) for r in view.registry_names() for c in view.collection_names(r)]
+        out = []
+        for r, c in targets:
+            aliases = view.aliases(r, c)
+            vs = view.link_versions(r, c)
+            latest = vs[-1] if vs else None
+            out += [ops.link_record(view, r, c, v, aliases=aliases, latest=latest) for v in vs]
+        return out
+
+    def artifacts(self) -> list[m.Artifact]:
+        view = self.view()
+        return [self._artifact(view, n) for n in view.artifact_names()]
+
+    def _artifact(self, view: View, name: str) -> m.Artifact:
+        rec = view.artifact(name)
+        return m.Artifact(name=name, type=rec["type"], description=rec.get("description", ""),
+                          versions=view.artifact_versions(name), created_at=rec["created_at"],
+                          created_by=rec["created_by"])
+
+    def artifact_versions(self, name: str) -> list[m.ArtifactVersion]:
+        view = self.view()
+        view.artifact(name)
+        return [ops.artifact_version_record(name, v, view.read(m.artifact_version_file(name, v)))
+                for v in view.artifact_versions(name)]
+
+    def artifact_version(self, ref: str) -> m.ArtifactVersion:
+        addr = parse(ref)
+        if addr.kind != "artifact_version":
+            raise InvalidInput(f"expected ARTIFACT:vK or ARTIFACT:latest, got {ref!r}")
+        view = self.view()
+        version, rec = view.artifact_version(addr.artifact, addr.ref)
+        return ops.artifact_version_record(addr.artifact, version, rec)
+
+    def resolve(self, target: str):
+        """What an address names now: Registry, Collection, LinkedVersion, Artifact or ArtifactVersion."""
+        view = self.view()
+        addr = self._classify(view, parse(target))
+        if addr.kind == "registry":
+            return ops.registry_record(addr.registry, view.registry(addr.registry))
+        if addr.kind == "collection":
+            return ops.collection_record(view, addr.registry, addr.collection)
+        if addr.kind == "link":
+            view.collection(addr.registry, addr.collection)
+            version = view.resolve_link_ref(addr.registry, addr.collection, addr.ref)
+            return ops.link_record(view, addr.registry, addr.collection, version)
+        if addr.kind == "artifact":
+            return self._artifact(view, addr.artifact)
+        version, rec = view.artifact_version(addr.artifact, addr.ref)
+        return ops.artifact_version_record(addr.artifact, version, rec)
+
+    def _classify(self, view: View, addr: Address) -> Address:
+        """Settle a bare NAME: a registry if one has that name, else an artifact."""
+        if addr.kind != "name":
+            return addr
+        if view.exists(m.registry_file(addr.registry)):
+            return Address("registry", registry=addr.registry)
+        if view.exists(m.artifact_file(addr.artifact)):
+            return Address("artifact", artifact=addr.artifact)
+        raise NotFound("registry or artifact", addr.registry,
+                       view.registry_names() + view.artifact_names())
+
+    def show(self, target: str) -> dict:
+        """Everything known about a target, as plain data (the shape of `canonry show --json`)."""
+        view = self.view()
+        addr = self._classify(view, parse(target))
+        obj = self.resolve(target)
+        data = {"kind": addr.kind, **obj.to_dict()}
+        if addr.kind == "registry":
+            data["collections"] = [c.to_dict() for c in self.collections(addr.registry)]
+        elif addr.kind == "collection":
+            data["links"] = [v.to_dict() for v in self.versions(str(addr))]
+        elif addr.kind == "link":
+            name, version = obj.artifact.split(":")
+            data["artifact_version"] = ops.artifact_version_record(
+                name, version, view.read(m.artifact_version_file(name, version))).to_dict()
+        elif addr.kind == "artifact_version":
+            data["links"] = self._links_of(view, obj.address, obj.type)
+        data.pop("created", None)
+        return data
+
+    def _links_of(self, view: View, ref: str, type_: str) -> list[dict]:
+        """Every linked version pointing at artifact version `ref`, with its aliases."""
+        found = []
+        for r in view.registry_names():
+            for c in view.collection_names(r):
+                coll = view.read(m.collection_file(r, c), copy_=False)
+                if coll["type"] != type_:
+                    continue
+                for v in view.link_versions(r, c):
+                    if view.read(m.link_file(r, c, v), copy_=False)["artifact"] == ref:
+                        found.append(ops.link_record(view, r, c, v).to_dict())
+        return found
+
+    def download(self, target: str, to: str) -> m.ArtifactVersion:
+        """Restore the files of an artifact version (or of what a link points at) into `to`,
+        verifying every sha256. Files appear only once verified."""
+        obj = self.resolve(target)
+        if isinstance(obj, m.LinkedVersion):
+            obj = self.artifact_version(obj.artifact)
+        if not isinstance(obj, m.ArtifactVersion):
+            raise InvalidInput(f"{target} is not a version: get takes ARTIFACT:vK or REGISTRY/COLLECTION:vN|ALIAS")
+        root = os.path.abspath(to)
+        for entry in obj.files:
+            rel = entry["path"]
+            parts = rel.split("/")
+            if rel.startswith("/") or ".." in parts or "" in parts:
+                raise IntegrityError(f"{obj.address}: refusing unsafe manifest path {rel!r}")
+            self.blobs.copy_to(entry["sha256"], os.path.join(root, *parts))
+        return obj
+
+    def history(self, target: str | None = None, limit: int | None = None) -> list[m.HistoryEntry]:
+        """Every change to `target` (or to anything), newest first, read from commit trailers."""
+        from .history import walk
+
+        return walk(self, target, limit=limit)
+
+
+class Transaction(_Operations):
+    def __init__(self, store: Store, message: str | None):
+        self._store = store
+        self.message = message
+        self._calls: list[tuple[str, dict]] = []
+        self._view = store.view()
+        self._ctx = ops.Context(store.actor, _now())
+        self._records: list[dict] = []
+        self.results: list = []
+        self.commit: str | None = None
+
+    def _run(self, op: str, **kwargs):
+        self._calls.append((op, kwargs))
+        result, records = ops.OPS[op](self._view, self._ctx, **kwargs)
+        self._records += records
+        self.results.append(result)
+        return result
+
+    def _commit(self) -> None:
+        store = self._store
+        for attempt in range(MAX_ATTEMPTS):
+            if not self._view.pending:
+                self.commit = self._view.commit.decode() if self._view.commit else None
+                return
+            new = store._commit_view(self._view, self._records, self.message)
+            if new is not None:
+                self.commit = new.decode()
+                return
+            # Lost the race: re-read and redo every operation on the new state.
+            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
+            self._view = store.view()
+            self._ctx = ops.Context(store.actor, _now())
+            self._records, self.results = [], []
+            for op, kwargs in self._calls:
+                result, records = ops.OPS[op](self._view, self._ctx, **kwargs)
+                self._records += records
+                self.results.append(result)
+        raise Conflict(f"branch {store.branch} kept moving: gave up after {MAX_ATTEMPTS} attempts; "
+                       "nothing was written")
+
+
+# ---- opening and creating stores ----------------------------------------------------------------
+def open_store(path: str | None = None, branch: str | None = None) -> Store:
+    """Open the store at `path` (or found from it upwards, like git; default: CANONRY_STORE or cwd)."""
+    start = path or os.environ.get("CANONRY_STORE") or os.getcwd()
+    if not os.path.exists(start):
+        raise NotAStore(f"not a canonry store: {start} does not exist")
+    top = find_repo_path(start)
+    storage = GitStorage.open(top, branch)
+    head = storage.head()
+    if head is None or storage.lookup(storage.root_tree(head), m.STORE_FILE) is None:
+        where = f"{storage.prefix}/" if storage.prefix else ""
+        raise NotAStore(f"not a canonry store: {top} has no {where}{m.STORE_FILE} on branch "
+                        f"{storage.branch} (run `canonry init`)")
+    return Store(storage)
+
+
+def init_store(path: str, branch: str | None = None, bare: bool = False) -> tuple[Store, bool]:
+    """Make `path` a store (creating the repository if needed). Returns (store, created)."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InvalidInput(f"cannot init {path}: it is a file")
+    os.makedirs(path, exist_ok=True)
+    fresh = not (os.path.exists(os.path.join(path, ".git")) or _is_bare(path))
+    if fresh:
+        repo = Repo.init_bare(path) if bare else Repo.init(path)
+        branch = branch or DEFAULT_BRANCH
+        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + branch.encode())
+    else:
+        repo = Repo(path)
+    if branch:
+        config = repo.get_config()
+        if branch != DEFAULT_BRANCH or _has_config(config, b"branch"):
+            config.set(b"canonry", b"branch", branch.encode())
+            config.write_to_path()
+    storage = GitStorage.open(path, branch)
+    head = storage.head()
+    if head is not None and storage.lookup(storage.root_tree(head), m.STORE_FILE) is not None:
+        return Store(storage), False
+    store = Store(storage)
+    view = store.view()
+    ctx = ops.Context(store.actor, _now())
+    view.write(m.STORE_FILE, {"format": FORMAT_VERSION, "created_at": ctx.now,
+                              "created_by": ctx.actor.actor, "admins": [ctx.actor.actor],
+                              "trust_local_plugins": False})
+    records = [{"op": "init", "branch": storage.branch, "summary": f"init canonry store on {storage.branch}"}]
+    for name, (description, types) in DEFAULT_REGISTRIES.items():
+        _, recs = ops.registry_create(view, ctx, name, description, "organization", types)
+        records += recs
+    if store._commit_view(view, records, None) is None:
+        raise Conflict(f"branch {storage.branch} moved while initializing; run init again")
+    return store, True
+
+
+def _is_bare(path: str) -> bool:
+    return all(os.path.exists(os.path.join(path, p)) for p in ("HEAD", "objects", "refs"))
+
+
+def _has_config(config, key: bytes) -> bool:
+    try:
+        config.get(b"canonry", key)
+        return True
+    except KeyError:
+        return False
