@@ -1,0 +1,453 @@
+"""The `canonry` command: parse arguments, call the Python API, format the answer. No logic here.
+
+Heavy modules (dulwich, yaml, jsonschema) are imported inside commands so `--help` stays fast.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .errors import CanonryError
+
+JSON_HELP = "Print data only, as JSON (shape documented in the README)."
+
+
+class Ctx:
+    def __init__(self, path: str | None):
+        self.path = path
+        self._store = None
+
+    def store(self):
+        if self._store is None:
+            from .store import open_store
+
+            self._store = open_store(self.path)
+        return self._store
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def json_option(f):
+    return click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(f)
+
+
+def _say(message: str) -> None:
+    click.echo(message, err=False)
+
+
+def _note(message: str) -> None:
+    click.echo(message, err=True)
+
+
+class UserError(click.ClickException):
+    """A domain error, shown as one line: `canonry: error: …`."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"canonry: error: {self.format_message()}", err=True)
+
+
+class CanonryGroup(click.Group):
+    """Turns domain errors into one-line messages, whether run from main() or a CliRunner."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except CanonryError as e:
+            err = UserError(str(e))
+            err.exit_code = e.exit_code
+            raise err from None
+        except OSError as e:
+            where = f": {e.filename}" if getattr(e, "filename", None) else ""
+            raise UserError(f"{e.strerror or e}{where}") from None
+
+
+@click.group(cls=CanonryGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-C", "store_path", metavar="PATH", envvar="CANONRY_STORE",
+              help="Store to use (default: found from the current directory upwards; env CANONRY_STORE).")
+@click.version_option(package_name="canonry", message="canonry %(version)s")
+@click.pass_context
+def cli(ctx, store_path):
+    """Canonry: an artifact registry kept as YAML in a git repository.
+
+    Every change is a commit: history is the audit log. Addresses: REGISTRY,
+    REGISTRY/COLLECTION, REGISTRY/COLLECTION:vN, REGISTRY/COLLECTION:ALIAS,
+    ARTIFACT:vK, ARTIFACT:latest.
+    """
+    ctx.obj = Ctx(store_path)
+
+
+# ---- store ----------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("path", required=False, type=click.Path(file_okay=False))
+@click.option("--bare", is_flag=True, help="Create a bare repository (when PATH is not one yet).")
+@click.option("--branch", metavar="B", help="Store branch (default: main).")
+@json_option
+@pass_ctx
+def init(c, path, bare, branch, as_json):
+    """Make PATH (default: current directory) a canonry store."""
+    from .store import init_store
+
+    store, created = init_store(path or c.path or ".", branch=branch, bare=bare)
+    data = {"path": store.path, "branch": store.branch, "created": created,
+            "registries": [r.name for r in store.registries()]}
+    if as_json:
+        from .output import emit_json
+
+        return emit_json(data)
+    if created:
+        _say(f"initialized canonry store in {store.path} (branch {store.branch}; "
+             f"registries: {', '.join(data['registries'])})")
+    else:
+        _say(f"{store.path} is already a canonry store (branch {store.branch}); nothing changed")
+
+
+@cli.command()
+@json_option
+@pass_ctx
+def gc(c, as_json):
+    """Pack loose git objects and consolidate packs."""
+    result = c.store().gc()
+    if as_json:
+        from .output import emit_json
+
+        return emit_json(result)
+    _say(f"packed {result['packed_objects']} loose objects; {result['packs']} pack(s) now")
+
+
+# ---- registries -----------------------------------------------------------------------------------
+@cli.group()
+def registry():
+    """Create, list, show and edit registries."""
+
+
+@registry.command("create")
+@click.argument("name")
+@click.option("--description", "-d", default="", help="What the registry is for.")
+@click.option("--visibility", type=click.Choice(["restricted", "organization"]), default="restricted",
+              show_default=True)
+@click.option("--type", "types", multiple=True, metavar="T",
+              help="Accepted artifact type (repeatable; default: all types).")
+@json_option
+@pass_ctx
+def registry_create(c, name, description, visibility, types, as_json):
+    """Create registry NAME."""
+    reg = c.store().create_registry(name, description, visibility, list(types) or None)
+    _done(as_json, reg.to_dict(), f"created registry {reg.name} ({reg.visibility}; "
+                                  f"types: {_types(reg.types)})")
+
+
+@registry.command("list")
+@json_option
+@pass_ctx
+def registry_list(c, as_json):
+    """List registries."""
+    _print_registries(c.store(), as_json)
+
+
+@registry.command("show")
+@click.argument("name")
+@json_option
+@pass_ctx
+def registry_show(c, name, as_json):
+    """Show registry NAME and its collections."""
+    from .names import check_name
+
+    check_name(name, "registry name")
+    _show(c.store(), name, as_json)
+
+
+@registry.command("edit")
+@click.argument("name")
+@click.option("--description", "-d", default=None)
+@click.option("--visibility", type=click.Choice(["restricted", "organization"]), default=None)
+@click.option("--add-type", "add_types", multiple=True, metavar="T",
+              help="Accept another artifact type (repeatable; 'all' accepts every type).")
+@json_option
+@pass_ctx
+def registry_edit(c, name, description, visibility, add_types, as_json):
+    """Edit registry settings. Accepted types can be added, never removed."""
+    store = c.store()
+    before = store.registry(name)
+    reg = store.edit_registry(name, description=description, visibility=visibility,
+                              add_types=list(add_types) or None)
+    changed = reg.to_dict() != before.to_dict()
+    _done(as_json, {**reg.to_dict(), "changed": changed},
+          f"edited registry {name}" if changed else f"registry {name}: nothing to change")
+
+
+def _types(types) -> str:
+    return types if types == "all" else ", ".join(types)
+
+
+def _print_registries(store, as_json):
+    regs = store.registries()
+    if as_json:
+        from .output import emit_json
+
+        return emit_json([r.to_dict() for r in regs])
+    from .output import table
+
+    counts = {}
+    for coll in store.collections():
+        counts[coll.registry] = counts.get(coll.registry, 0) + 1
+    _say(table([[r.name, r.visibility, _types(r.types), counts.get(r.name, 0), r.description]
+                for r in regs], ["REGISTRY", "VISIBILITY", "TYPES", "COLLECTIONS", "DESCRIPTION"]))
+
+
+# ---- artifact versions ----------------------------------------------------------------------------
+def _key_values(values, what: str, numeric: bool = False) -> dict:
+    import json
+
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint=f"--{what}")
+        if numeric:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise click.BadParameter(f"{key}={raw!r}: not a number", param_hint=f"--{what}") from None
+            out[key] = int(value) if value.is_integer() and "." not in raw and "e" not in raw.lower() else value
+        else:
+            try:
+                out[key] = json.loads(raw)  # numbers, booleans, lists stay typed
+            except ValueError:
+                out[key] = raw
+    return out
+
+
+@cli.command("log")
+@click.argument("path", type=click.Path())
+@click.option("--name", "-n", required=True, help="Artifact name.")
+@click.option("--type", "-t", "type_", required=True, help="Artifact type (model, dataset, …).")
+@click.option("--metadata", "-m", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
+@click.option("--metric", multiple=True, metavar="KEY=NUMBER", help="Repeatable.")
+@click.option("--input", "inputs", multiple=True, metavar="ARTIFACT:vK",
+              help="An artifact version this one was made from (lineage; repeatable).")
+@click.option("--description", "-d", default="")
+@json_option
+@pass_ctx
+def log_cmd(c, path, name, type_, metadata, metric, inputs, description, as_json):
+    """Log PATH (a file or directory) as a new version of artifact NAME."""
+    store = c.store()
+    v = store.log_artifact(path, name=name, type=type_, metadata=_key_values(metadata, "metadata"),
+                           metrics=_key_values(metric, "metric", numeric=True), inputs=inputs,
+                           description=description)
+    from .output import human_size
+
+    if v.created:
+        text = f"logged {v.address} ({v.type}, {len(v.files)} file{'s' * (len(v.files) != 1)}, " \
+               f"{human_size(v.size)}, {v.digest[:19]})"
+    else:
+        text = f"{path} is identical to {v.address} (same digest): no new version made"
+    _done(as_json, v.to_dict(), text)
+
+
+# ---- links and aliases ----------------------------------------------------------------------------
+@cli.command()
+@click.argument("artifact", metavar="ARTIFACT:vK")
+@click.argument("collection", metavar="REGISTRY/COLLECTION")
+@click.option("--alias", "-a", "aliases", multiple=True, metavar="A", help="Alias to set (repeatable).")
+@click.option("--description", "-d", default="")
+@json_option
+@pass_ctx
+def link(c, artifact, collection, aliases, description, as_json):
+    """Link an artifact version into a collection (created if missing). No bytes are copied."""
+    lv = c.store().link(artifact, collection, aliases=aliases, description=description)
+    if lv.created:
+        text = f"linked {lv.artifact} -> {lv.address}"
+    else:
+        text = f"{lv.artifact} is already linked as {lv.address}: no new link"
+    shown = [a for a in lv.aliases if a != "latest"]
+    if shown:
+        text += f" [{', '.join(shown)}]"
+    _done(as_json, lv.to_dict(), text)
+
+
+@cli.command()
+@click.argument("target", metavar="REGISTRY/COLLECTION:vN")
+@json_option
+@pass_ctx
+def unlink(c, target, as_json):
+    """Remove a link (and the aliases it holds). The artifact version itself stays."""
+    lv = c.store().unlink(target)
+    gone = [a for a in lv.aliases if a != "latest"]
+    text = f"unlinked {lv.address} ({lv.artifact})" + (f"; removed aliases {', '.join(gone)}" if gone else "")
+    _done(as_json, lv.to_dict(), text)
+
+
+@cli.group()
+def alias():
+    """Set or remove aliases (production, staging, best, …)."""
+
+
+@alias.command("set")
+@click.argument("target", metavar="REGISTRY/COLLECTION:vN")
+@click.argument("name", metavar="ALIAS")
+@json_option
+@pass_ctx
+def alias_set(c, target, name, as_json):
+    """Point ALIAS at a linked version, moving it if another version holds it."""
+    ch = c.store().set_alias(target, name)
+    if not ch.changed:
+        text = f"{ch.alias} already points at {ch.collection}:{ch.after}: nothing changed"
+    elif ch.before:
+        text = f"moved {ch.alias} in {ch.collection}: {ch.before} -> {ch.after}"
+    else:
+        text = f"set {ch.alias} -> {ch.collection}:{ch.after}"
+    _done(as_json, {**ch.to_dict(), "changed": ch.changed}, text)
+
+
+@alias.command("rm")
+@click.argument("collection", metavar="REGISTRY/COLLECTION")
+@click.argument("name", metavar="ALIAS")
+@json_option
+@pass_ctx
+def alias_rm(c, collection, name, as_json):
+    """Remove ALIAS from a collection."""
+    ch = c.store().remove_alias(collection, name)
+    _done(as_json, {**ch.to_dict(), "changed": True},
+          f"removed {ch.alias} from {ch.collection} (was on {ch.before})")
+
+
+@cli.group()
+def tag():
+    """Add or remove tags on collections and linked versions."""
+
+
+@tag.command("add")
+@click.argument("target", metavar="TARGET")
+@click.argument("tags", nargs=-1, required=True)
+@json_option
+@pass_ctx
+def tag_add(c, target, tags, as_json):
+    """Add TAGS to REGISTRY/COLLECTION or REGISTRY/COLLECTION:vN."""
+    _tag_done(as_json, c.store().tag(target, *tags))
+
+
+@tag.command("rm")
+@click.argument("target", metavar="TARGET")
+@click.argument("tags", nargs=-1, required=True)
+@json_option
+@pass_ctx
+def tag_rm(c, target, tags, as_json):
+    """Remove TAGS from REGISTRY/COLLECTION or REGISTRY/COLLECTION:vN."""
+    _tag_done(as_json, c.store().untag(target, *tags))
+
+
+def _tag_done(as_json, ch):
+    from .output import fmt
+
+    text = (f"tags of {ch.target}: {fmt(ch.after)}" if ch.changed
+            else f"tags of {ch.target} unchanged: {fmt(ch.after)}")
+    _done(as_json, {**ch.to_dict(), "changed": ch.changed}, text)
+
+
+def _done(as_json: bool, data: dict, text: str) -> None:
+    if as_json:
+        from .output import emit_json
+
+        emit_json(data)
+    else:
+        _say(text)
+
+
+# ---- reading --------------------------------------------------------------------------------------
+@cli.command()
+@click.argument("target")
+@json_option
+@pass_ctx
+def show(c, target, as_json):
+    """Show everything known about a registry, collection, linked version or artifact version."""
+    _show(c.store(), target, as_json)
+
+
+def _show(store, target, as_json):
+    data = store.show(target)
+    if as_json:
+        from .output import emit_json
+
+        return emit_json(data)
+    from . import views
+
+    _say(views.render_show(data))
+
+
+@cli.command()
+@click.argument("target", required=False, metavar="[REGISTRY[/COLLECTION]]")
+@json_option
+@pass_ctx
+def ls(c, target, as_json):
+    """List registries, the collections of a registry, or the versions of a collection."""
+    store = c.store()
+    if not target:
+        return _print_registries(store, as_json)
+    from .names import parse
+
+    addr = parse(target)
+    from . import views
+    from .output import emit_json
+
+    if addr.kind == "name":
+        from .names import check_name
+
+        colls = store.collections(check_name(addr.registry, "registry name"))
+        if as_json:
+            return emit_json([x.to_dict() for x in colls])
+        return _say(views.collections_table(colls))
+    if addr.kind == "collection":
+        versions = store.versions(target)
+        if as_json:
+            return emit_json([v.to_dict() for v in versions])
+        return _say(views.versions_table(versions))
+    raise click.BadParameter(f"{target!r}: expected REGISTRY or REGISTRY/COLLECTION", param_hint="TARGET")
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many entries.")
+@json_option
+@pass_ctx
+def history(c, target, limit, as_json):
+    """Every change to TARGET, newest first: commit, time, actor, operation, before → after."""
+    entries = c.store().history(target, limit=limit)
+    if as_json:
+        from .output import emit_json
+
+        return emit_json([e.to_dict() for e in entries])
+    from . import views
+
+    _say(views.history_table(entries) if entries else f"no changes recorded for {target}")
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--to", "dest", required=True, type=click.Path(file_okay=False), help="Directory to write to.")
+@json_option
+@pass_ctx
+def get(c, target, dest, as_json):
+    """Restore the files of a version into DIR, verifying every sha256."""
+    v = c.store().download(target, dest)
+    _done(as_json, {"artifact": v.address, "digest": v.digest, "to": os.path.abspath(dest),
+                    "files": [f["path"] for f in v.files]},
+          f"restored {v.address} ({len(v.files)} file{'s' * (len(v.files) != 1)}, digests verified) "
+          f"into {dest}")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@pass_ctx
+def quickstart(c, directory):
+    """Create a store in DIRECTORY and walk through log → link → alias → show → history."""
+    from .quickstart import run
+
+    run(directory, _say)
+
+
+# ---- entry point ----------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="canonry")
