@@ -1,8 +1,6 @@
 """Domain errors. Each one renders as a single line for the CLI (see cli.main)."""
 from __future__ import annotations
 
-import difflib
-
 
 class CanonryError(Exception):
     """Base class: a user-facing failure. The store is left unchanged."""
@@ -20,6 +18,8 @@ class NotFound(CanonryError):
         msg = f"unknown {kind} {name!r}"
         if where:
             msg += f" in {where}"
+        import difflib
+
         close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
         if close:
             msg += "; did you mean " + " or ".join(repr(c) for c in close) + "?"

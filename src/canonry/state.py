@@ -10,8 +10,9 @@ from __future__ import annotations
 import copy
 import re
 
+from dulwich.objects import Blob
+
 from . import model as m
-from . import yamlio
 from .errors import NotFound, SchemaError
 from .names import LATEST, is_version, version_number
 from .schemas import validate
@@ -21,17 +22,34 @@ _VERSION_FILE = re.compile(r"^v(0|[1-9][0-9]*)\.yaml$")
 
 
 class ParseCache:
-    def __init__(self, limit: int = 200_000):
-        self._data: dict[bytes, object] = {}
+    """Records by (blob id, kind): in memory, backed by the on-disk RecordCache when given."""
+
+    def __init__(self, disk=None, limit: int = 200_000):
+        self._data: dict[tuple[bytes, str], object] = {}
         self._limit = limit
+        self.disk = disk
 
-    def get(self, sha: bytes):
-        return self._data.get(sha)
+    def get(self, sha: bytes, kind: str):
+        rec = self._data.get((sha, kind))
+        if rec is None and self.disk is not None:
+            rec = self.disk.get(sha, kind)
+            if rec is not None:
+                self._remember(sha, kind, rec)
+        return rec
 
-    def put(self, sha: bytes, value) -> None:
+    def put(self, sha: bytes, kind: str, value, persist: bool = True) -> None:
+        self._remember(sha, kind, value)
+        if persist and self.disk is not None:
+            self.disk.put(sha, kind, value)
+
+    def _remember(self, sha: bytes, kind: str, value) -> None:
         if len(self._data) >= self._limit:
             self._data.clear()
-        self._data[sha] = value
+        self._data[(sha, kind)] = value
+
+    def flush(self) -> None:
+        if self.disk is not None:
+            self.disk.flush()
 
 
 class View:
@@ -51,13 +69,16 @@ class View:
             entry = self.storage.lookup(self.root, path)
             if entry is None:
                 return None
-            rec = self.cache.get(entry[1])
+            kind = m.kind_of_path(path) or "other"
+            rec = self.cache.get(entry[1], kind)
             if rec is None:
                 rec = self._parse(path, self.storage.blob(entry[1]))
-                self.cache.put(entry[1], rec)
+                self.cache.put(entry[1], kind, rec, persist=kind != "other")
         return copy.deepcopy(rec) if copy_ and rec is not None else rec
 
     def _parse(self, path: str, data: bytes) -> dict:
+        from . import yamlio  # only on a cache miss: most reads never parse YAML
+
         try:
             rec = yamlio.load(data)
         except Exception as e:  # yaml.YAMLError and decoding errors alike
@@ -72,8 +93,14 @@ class View:
         kind = m.kind_of_path(path)
         if kind:
             validate(kind, record, path)
-        self.pending[path] = yamlio.dump(record)
+        from . import yamlio
+
+        data = yamlio.dump(record)
+        self.pending[path] = data
         self._pending_records[path] = copy.deepcopy(record)
+        if kind:
+            # What we write is valid by construction: later reads of this blob skip validation.
+            self.cache.put(Blob.from_string(data).id, kind, copy.deepcopy(record))
 
     def delete(self, path: str) -> None:
         self.pending[path] = None

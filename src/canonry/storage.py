@@ -6,7 +6,6 @@ reported to the caller (who re-reads and redoes the operation); nothing here ret
 from __future__ import annotations
 
 import os
-import socket
 import stat
 import time
 from dataclasses import dataclass
@@ -360,6 +359,7 @@ def identity(repo: Repo | None) -> Identity:
     email = email or os.environ.get("GIT_AUTHOR_EMAIL")
     if not email:
         import getpass
+        import socket
 
         email = f"{getpass.getuser()}@{socket.gethostname()}"
     return Identity(name or email.split("@")[0], email)

@@ -4,7 +4,6 @@ from __future__ import annotations
 import os
 import random
 import shlex
-import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from .blobs import blob_store_for
 from .errors import CanonryError, Conflict, IntegrityError, InvalidInput, NotAStore, NotFound
 from .names import Address, LATEST, parse, parse_collection, parse_link
 from .schemas import FORMAT_VERSION
+from .recordcache import RecordCache
 from .state import ParseCache, View
 from .storage import DEFAULT_BRANCH, GitStorage, find_repo_path, identity
 
@@ -107,6 +107,8 @@ def _tag_target(target: str):
 
 
 def _producer(actor) -> dict:
+    import socket
+
     cwd = os.getcwd()
     git_commit = None
     try:
@@ -122,13 +124,13 @@ def _producer(actor) -> dict:
 class Store(_Operations):
     def __init__(self, storage: GitStorage):
         self.storage = storage
-        self.cache = ParseCache()
         config = storage.repo.get_config()
         try:
             configured = config.get(b"canonry", b"blobs").decode()
         except KeyError:
             configured = None
         self.blobs = blob_store_for(storage.git_dir, configured)
+        self.cache = ParseCache(RecordCache(storage.git_dir))
         self._store = self
         self._actor = None
 
@@ -194,6 +196,7 @@ class Store(_Operations):
         return new
 
     def _after_commit(self, old: bytes | None, new: bytes, paths: list[str]) -> None:
+        self.cache.flush()
         self.storage.sync_worktree(old, new, paths)
         self.storage.maybe_pack()
 

@@ -1,0 +1,73 @@
+"""Validated records by (git blob id, kind), kept across processes.
+
+A git blob never changes, so a record parsed and validated once can be reused by every later
+process without YAML parsing or JSON Schema validation (importing jsonschema alone costs more
+than a whole `canonry show`). It lives in <git dir>/canonry/records.sqlite, is never committed,
+and is only a cache: any trouble with it (missing, locked, corrupt) means "parse and validate".
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from .schemas import FORMAT_VERSION
+
+_SCHEMA = "CREATE TABLE IF NOT EXISTS records (sha BLOB, kind TEXT, body TEXT, PRIMARY KEY (sha, kind))"
+
+
+class RecordCache:
+    def __init__(self, git_dir: str):
+        self.path = os.path.join(git_dir, "canonry", f"records-v{FORMAT_VERSION}.sqlite")
+        self._db = None
+        self._broken = False
+        self._pending: list[tuple[bytes, str, str]] = []
+
+    def _conn(self):
+        if self._db is None and not self._broken:
+            try:
+                import sqlite3
+
+                os.makedirs(os.path.dirname(self.path), exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=0.5, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=OFF")  # a lost cache entry only costs a re-parse
+                db.execute(_SCHEMA)
+                self._db = db
+            except Exception:
+                self._broken = True
+        return self._db
+
+    def get(self, sha: bytes, kind: str):
+        db = self._conn()
+        if db is None:
+            return None
+        try:
+            row = db.execute("SELECT body FROM records WHERE sha=? AND kind=?", (sha, kind)).fetchone()
+        except Exception:
+            self._broken, self._db = True, None
+            return None
+        return json.loads(row[0]) if row else None
+
+    def put(self, sha: bytes, kind: str, record: dict) -> None:
+        if not self._pending:
+            import atexit
+
+            atexit.register(self.flush)
+        self._pending.append((sha, kind, json.dumps(record, separators=(",", ":"))))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        rows, self._pending = self._pending, []
+        db = self._conn()
+        if db is None:
+            return
+        try:
+            db.execute("BEGIN")
+            db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except Exception:
+            try:
+                db.execute("ROLLBACK")
+            except Exception:
+                pass
