@@ -240,10 +240,24 @@ class GitStorage:
             return 0
 
     def maybe_pack(self) -> bool:
-        """Pack loose objects when there are many; consolidate packs when there are many."""
+        """Pack loose objects when there are many; consolidate packs when there are many.
+
+        Only one process packs at a time (an exclusive lock file); the others just go on."""
         if self.loose_object_estimate() < PACK_LOOSE_THRESHOLD:
             return False
-        self.gc(full=False)
+        lock = os.path.join(self.git_dir, "canonry", "gc.lock")
+        os.makedirs(os.path.dirname(lock), exist_ok=True)
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if time.time() - os.path.getmtime(lock) > 600:  # left by a crashed process
+                os.unlink(lock)
+            return False
+        try:
+            os.close(fd)
+            self.gc(full=False)
+        finally:
+            os.unlink(lock)
         return True
 
     def gc(self, full: bool = True) -> dict:

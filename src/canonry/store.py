@@ -60,8 +60,9 @@ class _Operations:
         check_name(name, "artifact name")
         check_name(type, "artifact type")
         for key, value in (metrics or {}).items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidInput(f"metric {key!r} must be a number, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+                    or value in (float("inf"), float("-inf")):
+                raise InvalidInput(f"metric {key!r} must be a finite number, got {value!r}")
         files = manifest.store_files(path, self._store.blobs)
         producer = producer if producer is not None else _producer(self._store.actor)
         return self._run("log", name=name, type=type, files=files, digest=manifest.digest(files),
@@ -95,6 +96,10 @@ class _Operations:
     def untag(self, target: str, *tags: str) -> m.TagChange:
         reg, coll, ref = _tag_target(target)
         return self._run("tag", registry=reg, collection=coll, ref=ref, remove=list(tags))
+
+
+def _warn(message: str) -> None:
+    sys.stderr.write(f"canonry: warning: {message}\n")
 
 
 def _tag_target(target: str):
@@ -196,8 +201,19 @@ class Store(_Operations):
         return new
 
     def _after_commit(self, old: bytes | None, new: bytes, paths: list[str]) -> None:
+        """Housekeeping after the ref moved. The commit has landed: nothing here may undo it."""
         self.cache.flush()
-        self.storage.sync_worktree(old, new, paths)
+        for attempt in range(20):
+            try:
+                self.storage.sync_worktree(old, new, paths)
+                break
+            except FileLocked:  # someone else is writing the index: wait briefly, try again
+                time.sleep(random.uniform(0.005, 0.05))
+            except OSError as e:
+                _warn(f"committed, but could not update the work tree: {e}")
+                break
+        else:
+            _warn("committed, but the git index stayed locked: run `git reset` to refresh it")
         self.storage.maybe_pack()
 
     def gc(self) -> dict:

@@ -50,25 +50,26 @@ def render_show(d: dict) -> str:
         return head + "\n\n" + (table(rows, ["VERSION", "ARTIFACT", "ALIASES", "TAGS", "LINKED AT",
                                              "LINKED BY"]) if rows else "(no linked versions)")
     if kind == "link":
-        av = d["artifact_version"]
-        head = block([("version", f"{d['registry']}/{d['collection']}:{d['version']}"),
-                      ("artifact", d["artifact"]), ("aliases", d["aliases"]), ("tags", d["tags"]),
-                      ("description", d["description"]),
-                      ("linked", f"{d['linked_at']} by {d['linked_by']}")])
-        return head + "\n" + _artifact_version_body(av)
+        pairs = [("version", f"{d['registry']}/{d['collection']}:{d['version']}"),
+                 ("artifact", d["artifact"]), ("aliases", d["aliases"]), ("tags", d["tags"]),
+                 ("link note", d["description"]), ("linked", f"{d['linked_at']} by {d['linked_by']}")]
+        return _artifact_version_body(d["artifact_version"], pairs)
     if kind == "artifact":
         return block([("artifact", d["name"]), ("type", d["type"]), ("description", d["description"]),
                       ("versions", d["versions"]), ("created", f"{d['created_at']} by {d['created_by']}")])
-    head = block([("artifact", f"{d['artifact']}:{d['version']}")])
     links = d.get("links", [])
     linked = table([[f"{x['registry']}/{x['collection']}:{x['version']}", _aliases(x["aliases"])]
                     for x in links], ["LINKED AS", "ALIASES"]) if links else "(not linked to any collection)"
-    return head + "\n" + _artifact_version_body(d) + "\n\n" + linked
+    return _artifact_version_body(d, [("artifact", f"{d['artifact']}:{d['version']}")]) + "\n\n" + linked
 
 
-def _artifact_version_body(av: dict) -> str:
+def _artifact_version_body(av: dict, head: list) -> str:
     producer = av.get("producer") or {}
-    text = block([("type", av["type"]), ("digest", av["digest"]),
+    if head[0][0] == "version":
+        head = head[:2] + [("artifact type", av["type"])] + head[2:]
+    else:
+        head = head + [("type", av["type"])]
+    text = block(head + [("digest", av["digest"]),
                   ("size", f"{human_size(av['size'])} in {len(av['files'])} file(s)"),
                   ("description", av["description"]), ("metadata", av["metadata"]),
                   ("metrics", av["metrics"]), ("inputs", av["inputs"]),
