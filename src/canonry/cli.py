@@ -15,16 +15,26 @@ JSON_HELP = "Print data only, as JSON (shape documented in the README)."
 
 
 class Ctx:
-    def __init__(self, path: str | None):
+    def __init__(self, path: str | None, plugins_dir: str | None = None):
         self.path = path
+        self.plugins_dir = plugins_dir
         self._store = None
 
     def store(self):
         if self._store is None:
             from .store import open_store
 
-            self._store = open_store(self.path)
+            self._store = open_store(self.path, plugins_dir=self.plugins_dir)
         return self._store
+
+    def plugins(self):
+        return self.store().plugins
+
+
+def _plugins_without_store(plugins_dir):
+    from . import plugins
+
+    return plugins.load(None, plugins_dir)
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
@@ -50,7 +60,40 @@ class UserError(click.ClickException):
 
 
 class CanonryGroup(click.Group):
-    """Turns domain errors into one-line messages, whether run from main() or a CliRunner."""
+    """Turns domain errors into one-line messages, whether run from main() or a CliRunner.
+
+    Commands that plugins add (hook register_commands) are looked up only when a name is not
+    a built-in command, or when the full list is asked for, so built-ins start fast."""
+
+    _plugin_commands_loaded = False
+
+    def _load_plugin_commands(self, ctx) -> None:
+        if self._plugin_commands_loaded:
+            return
+        CanonryGroup._plugin_commands_loaded = True
+        obj = ctx.find_object(Ctx) if ctx is not None else None
+        try:
+            plugins = obj.plugins() if obj is not None else _plugins_without_store(None)
+        except CanonryError:
+            plugins = _plugins_without_store(obj.plugins_dir if obj else None)
+        from .plugins import call
+
+        for name, fn, argnames in plugins.impls("register_commands"):
+            try:
+                call(fn, argnames, cli=self)
+            except Exception as e:
+                click.echo(f"canonry: warning: plugin {name}: register_commands failed: {e}", err=True)
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is None:
+            self._load_plugin_commands(ctx)
+            command = super().get_command(ctx, cmd_name)
+        return command
+
+    def list_commands(self, ctx):
+        self._load_plugin_commands(ctx)
+        return super().list_commands(ctx)
 
     def invoke(self, ctx):
         try:
@@ -67,16 +110,18 @@ class CanonryGroup(click.Group):
 @click.group(cls=CanonryGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-C", "store_path", metavar="PATH", envvar="CANONRY_STORE",
               help="Store to use (default: found from the current directory upwards; env CANONRY_STORE).")
+@click.option("--plugins-dir", metavar="DIR", type=click.Path(exists=True, file_okay=False),
+              help="Also load plugins (*.py) from DIR.")
 @click.version_option(package_name="canonry", message="canonry %(version)s")
 @click.pass_context
-def cli(ctx, store_path):
+def cli(ctx, store_path, plugins_dir):
     """Canonry: an artifact registry kept as YAML in a git repository.
 
     Every change is a commit: history is the audit log. Addresses: REGISTRY,
     REGISTRY/COLLECTION, REGISTRY/COLLECTION:vN, REGISTRY/COLLECTION:ALIAS,
     ARTIFACT:vK, ARTIFACT:latest.
     """
-    ctx.obj = Ctx(store_path)
+    ctx.obj = Ctx(store_path, plugins_dir)
 
 
 # ---- store ----------------------------------------------------------------------------------------
@@ -446,6 +491,126 @@ def quickstart(c, directory):
     from .quickstart import run
 
     run(directory, _say)
+
+
+# ---- plugins, events, automations ----------------------------------------------------------------
+@cli.command("plugins")
+@json_option
+@pass_ctx
+def plugins_cmd(c, as_json):
+    """List plugins: where each came from, its version, its hooks, and any load error."""
+    try:
+        plugins = c.plugins()
+    except CanonryError:  # outside a store: still list built-in and installed plugins
+        plugins = _plugins_without_store(c.plugins_dir)
+    infos = [i.to_dict() for i in plugins.infos]
+    if as_json:
+        from .output import emit_json
+
+        return emit_json(infos)
+    from .output import table
+
+    _say(table([[i["name"], i["source"], i["version"] or "-",
+                 ", ".join(i["hooks"]) if i["loaded"] else f"NOT LOADED: {i['error']}"] for i in infos],
+               ["PLUGIN", "SOURCE", "VERSION", "HOOKS"]))
+
+
+@cli.command()
+@click.argument("rev_range", metavar="REV_RANGE")
+@json_option
+@pass_ctx
+def events(c, rev_range, as_json):
+    """List the events of the commits in REV_RANGE (A..B, or one commit), oldest first."""
+    found = c.store().events(rev_range)
+    if as_json:
+        from .output import emit_json
+
+        return emit_json([e.to_dict() for e in found])
+    from . import views
+
+    _say(views.events_table(found) if found else f"no events in {rev_range}")
+
+
+@cli.group()
+def automations():
+    """Declarative automations: configure them, fire them for a range, read their log."""
+
+
+@automations.command("run")
+@click.argument("rev_range", metavar="REV_RANGE")
+@json_option
+@pass_ctx
+def automations_run(c, rev_range, as_json):
+    """Deliver the events of REV_RANGE to plugins and automations (each at most once)."""
+    outcomes = c.store().run_automations(rev_range)
+    failed = [o for o in outcomes if o["status"] != "ok"]
+    if as_json:
+        from .output import emit_json
+
+        emit_json(outcomes)
+    else:
+        from . import views
+
+        _say(views.runs_table(outcomes) if outcomes else "nothing to deliver (all events already delivered)")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(outcomes)} deliveries failed (recorded; "
+                        "`automations run` again retries them)")
+
+
+@automations.command("log")
+@click.argument("target", required=False)
+@json_option
+@pass_ctx
+def automations_log(c, target, as_json):
+    """Recorded automation runs, newest first (kept in git notes, refs/notes/canonry-automations)."""
+    runs = c.store().automation_log(target)
+    if as_json:
+        from .output import emit_json
+
+        return emit_json(runs)
+    from . import views
+
+    _say(views.runs_table(runs) if runs else "no automation runs recorded")
+
+
+@automations.command("list")
+@click.option("--registry", metavar="R", help="The automations of registry R (default: store-wide).")
+@json_option
+@pass_ctx
+def automations_list(c, registry, as_json):
+    """Show the configured automations."""
+    store = c.store()
+    view = store.view()
+    autos = (view.registry(registry) if registry else view.store_config()).get("automations", [])
+    if as_json:
+        from .output import emit_json
+
+        return emit_json(autos)
+    from .output import fmt, table
+
+    _say(table([[a["name"], fmt(a.get("on", "any")), fmt(a.get("filter", {})), a["action"],
+                 "yes" if a.get("enabled", True) else "no"] for a in autos],
+               ["NAME", "ON", "FILTER", "ACTION", "ENABLED"]) if autos else "no automations configured")
+
+
+@automations.command("set")
+@click.argument("file", type=click.File("r"))
+@click.option("--registry", metavar="R", help="Set the automations of registry R (default: store-wide).")
+@json_option
+@pass_ctx
+def automations_set(c, file, registry, as_json):
+    """Replace the automations with the YAML list in FILE (- for stdin): one reviewed commit."""
+    from . import yamlio
+
+    try:
+        autos = yamlio.load(file.read())
+    except Exception as e:
+        raise UserError(f"{file.name}: not valid YAML: {str(e).splitlines()[0]}") from None
+    if isinstance(autos, dict) and "automations" in autos:
+        autos = autos["automations"]
+    result = c.store().set_automations(autos if autos is not None else [], registry=registry)
+    _done(as_json, {"automations": result}, f"automations of {('registry ' + registry) if registry else 'the store'}: "
+          f"{', '.join(a['name'] for a in result) or 'none'}")
 
 
 # ---- entry point ----------------------------------------------------------------------------------

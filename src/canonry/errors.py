@@ -56,3 +56,7 @@ class Conflict(CanonryError):
 
 class IntegrityError(CanonryError):
     """Stored bytes do not match their recorded digest, or are missing."""
+
+
+class PolicyRefused(CanonryError):
+    """A policy plugin refused the change; nothing was committed."""

@@ -343,7 +343,41 @@ def tag(view: View, ctx: Context, registry: str, collection: str, ref: str | Non
                      "before": before, "after": after, "summary": f"tag {target} {words}"}]
 
 
+def automations_set(view: View, ctx: Context, automations: list, registry: str | None = None):
+    """Replace the automations of the store (registry None) or of one registry."""
+    if not isinstance(automations, list):
+        raise InvalidInput("automations must be a list of {name, on, filter, action, with}")
+    names = [a.get("name") for a in automations if isinstance(a, dict)]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise InvalidInput(f"automation names must be unique; repeated: {', '.join(map(str, dupes))}")
+    for a in automations:
+        pattern = (a.get("filter") or {}).get("alias") if isinstance(a, dict) else None
+        if pattern is not None:
+            import re
+
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as e:
+                raise InvalidInput(f"automation {a.get('name')}: filter.alias is not a valid regex: {e}") from None
+    if registry is None:
+        path, rec, where = m.STORE_FILE, view.store_config(), "the store"
+    else:
+        path, rec, where = m.registry_file(registry), view.registry(registry), f"registry {registry}"
+    before = rec.get("automations", [])
+    if before == automations:
+        return automations, []
+    rec["automations"] = automations
+    view.write(path, rec)
+    record = {"op": "automations.set", "names": names,
+              "summary": f"set automations of {where}: {', '.join(map(str, names)) or 'none'}"}
+    if registry:
+        record["registry"] = registry
+    return automations, [record]
+
+
 OPS = {
+    "automations.set": automations_set,
     "registry.create": registry_create,
     "registry.edit": registry_edit,
     "log": log,

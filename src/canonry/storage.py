@@ -100,6 +100,28 @@ class GitStorage:
         except KeyError:
             return None
 
+    def resolve_rev(self, rev: str) -> bytes:
+        """A commit id for a branch, tag, sha (abbreviated too), HEAD, `rev~N`, …"""
+        from dulwich.objectspec import parse_commit
+
+        from .errors import NotFound
+
+        import re
+
+        base, suffix = re.match(r"^(.*?)((?:[~^][0-9]*)*)$", rev).groups()
+        try:
+            commit = parse_commit(self.repo, base.encode()).id
+            for op, count in re.findall(r"([~^])([0-9]*)", suffix):
+                n = int(count) if count else 1
+                if op == "~":
+                    for _ in range(n):
+                        commit = self.commit(commit).parents[0]
+                elif n:
+                    commit = self.commit(commit).parents[n - 1]
+            return commit
+        except (KeyError, ValueError, IndexError, AssertionError, TypeError):
+            raise NotFound("revision", rev) from None
+
     def commit(self, commit_id: bytes) -> Commit:
         return self._objects[commit_id]
 
@@ -250,8 +272,11 @@ class GitStorage:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            if time.time() - os.path.getmtime(lock) > 600:  # left by a crashed process
-                os.unlink(lock)
+            try:
+                if time.time() - os.path.getmtime(lock) > 600:  # left by a crashed process
+                    os.unlink(lock)
+            except OSError:
+                pass
             return False
         try:
             os.close(fd)

@@ -89,6 +89,10 @@ class _Operations:
         addr = parse_collection(collection)
         return self._run("alias.rm", registry=addr.registry, collection=addr.collection, alias=alias)
 
+    def set_automations(self, automations: list, registry: str | None = None) -> list:
+        """Replace the declarative automations of the store, or of one registry."""
+        return self._run("automations.set", automations=automations, registry=registry)
+
     def tag(self, target: str, *tags: str) -> m.TagChange:
         reg, coll, ref = _tag_target(target)
         return self._run("tag", registry=reg, collection=coll, ref=ref, add=list(tags))
@@ -127,8 +131,11 @@ def _producer(actor) -> dict:
 
 
 class Store(_Operations):
-    def __init__(self, storage: GitStorage):
+    def __init__(self, storage: GitStorage, plugins_dir: str | None = None, load_plugins: bool = True):
         self.storage = storage
+        self.plugins_dir = plugins_dir
+        self._load_plugins = load_plugins
+        self._plugins = None
         config = storage.repo.get_config()
         try:
             configured = config.get(b"canonry", b"blobs").decode()
@@ -159,15 +166,7 @@ class Store(_Operations):
         return View(self.storage, commit, self.cache)
 
     def _rev(self, rev) -> bytes:
-        if isinstance(rev, bytes):
-            return rev
-        repo = self.storage.repo
-        for candidate in (rev.encode(), b"refs/heads/" + rev.encode(), b"refs/tags/" + rev.encode()):
-            try:
-                return repo.refs[candidate] if candidate.startswith(b"refs/") else repo[candidate].id
-            except (KeyError, ValueError):
-                continue
-        raise NotFound("revision", rev)
+        return rev if isinstance(rev, bytes) else self.storage.resolve_rev(rev)
 
     # ---- writing --------------------------------------------------------------------------------
     def _run(self, op: str, **kwargs):
@@ -191,6 +190,7 @@ class Store(_Operations):
             return view.commit
         msg = journal.message(records, subject=message)
         new = self.storage.write_commit(view.commit, view.pending, msg, self.actor)
+        self._check_policies(view, new)
         try:
             moved = self.storage.compare_and_swap(view.commit, new, msg.splitlines()[0])
         except FileLocked:
@@ -215,6 +215,99 @@ class Store(_Operations):
         else:
             _warn("committed, but the git index stayed locked: run `git reset` to refresh it")
         self.storage.maybe_pack()
+        if self._wants_events():
+            self.fire(self.events_between(old, new))
+
+    # ---- plugins, events, automations -------------------------------------------------------------
+    @property
+    def plugins(self):
+        """The plugin manager (loaded once per Store; see plugins.py for where plugins come from)."""
+        if self._plugins is None:
+            from . import plugins
+
+            if self._load_plugins:
+                self._plugins = plugins.load(self.view(), self.plugins_dir)
+            else:
+                self._plugins = plugins.Plugins()
+        return self._plugins
+
+    def _read_record(self, sha: bytes, path: str):
+        from .model import kind_of_path
+
+        kind = kind_of_path(path) or "other"
+        rec = self.cache.get(sha, kind)
+        if rec is None:
+            rec = View(self.storage, None, self.cache)._parse(path, self.storage.blob(sha))
+            self.cache.put(sha, kind, rec, persist=kind != "other")
+        return rec
+
+    def events(self, rev_range: str) -> list:
+        """Events of the commits in `A..B` (or of one commit), oldest first."""
+        from .events import commits_in_range, events_for_commit
+
+        out = []
+        for commit in commits_in_range(self.storage, rev_range):
+            out += events_for_commit(self.storage, commit, self._read_record)
+        return out
+
+    def events_between(self, old: bytes | None, new: bytes) -> list:
+        from .events import events_for_commit
+
+        return events_for_commit(self.storage, new, self._read_record)
+
+    def _wants_events(self) -> bool:
+        from .automations import configured
+        from .hookspecs import EVENT_HOOKS
+
+        if self.plugins.has_impls(*set(EVENT_HOOKS.values())):
+            return True
+        view = self.view()
+        if configured(view, None):
+            return True
+        return any(view.registry(r).get("automations") for r in view.registry_names())
+
+    def fire(self, events: list) -> list[dict]:
+        """Deliver events to plugins and configured automations (each at most once)."""
+        from .automations import deliver
+
+        if not events:
+            return []
+        return deliver(self, events, lambda commit_hex: self.view(commit_hex.encode()))
+
+    def run_automations(self, rev_range: str) -> list[dict]:
+        return self.fire(self.events(rev_range))
+
+    def automation_log(self, target: str | None = None) -> list[dict]:
+        """Recorded automation runs (newest commit first), optionally only those about `target`."""
+        from .runlog import RunLog
+
+        runs = [{"commit": c, **r} for c, r in RunLog(self.storage).all()]
+        if target:
+            runs = [r for r in runs if r.get("target") == target or
+                    str(r.get("target", "")).startswith(target + ":")]
+        return sorted(runs, key=lambda r: r.get("at", ""), reverse=True)
+
+    def _check_policies(self, view: View, new: bytes) -> None:
+        """Ask every check_change implementation about the commit `new`; refuse if any objects."""
+        from .errors import PolicyRefused
+        from .events import diff_events
+        from .plugins import call
+
+        impls = self.plugins.impls("check_change")
+        if not impls:
+            return
+        actor = self.actor.actor
+        events = diff_events(self.storage, view.commit, new, self._read_record, actor, _now(), new.decode())
+        if not events:
+            return
+        after = View(self.storage, new, self.cache)
+        for plugin_name, fn, argnames in impls:
+            try:
+                reason = call(fn, argnames, events=events, store=self, view=after)
+            except Exception as e:  # a broken policy fails closed
+                reason = f"policy failed: {type(e).__name__}: {e}"
+            if reason:
+                raise PolicyRefused(f"refused by plugin {plugin_name}: {reason}")
 
     def gc(self) -> dict:
         """Pack loose objects and consolidate packs."""
@@ -408,7 +501,8 @@ class Transaction(_Operations):
 
 
 # ---- opening and creating stores ----------------------------------------------------------------
-def open_store(path: str | None = None, branch: str | None = None) -> Store:
+def open_store(path: str | None = None, branch: str | None = None, plugins_dir: str | None = None,
+               load_plugins: bool = True) -> Store:
     """Open the store at `path` (or found from it upwards, like git; default: CANONRY_STORE or cwd)."""
     start = path or os.environ.get("CANONRY_STORE") or os.getcwd()
     if not os.path.exists(start):
@@ -420,7 +514,7 @@ def open_store(path: str | None = None, branch: str | None = None) -> Store:
         where = f"{storage.prefix}/" if storage.prefix else ""
         raise NotAStore(f"not a canonry store: {top} has no {where}{m.STORE_FILE} on branch "
                         f"{storage.branch} (run `canonry init`)")
-    return Store(storage)
+    return Store(storage, plugins_dir=plugins_dir, load_plugins=load_plugins)
 
 
 def init_store(path: str, branch: str | None = None, bare: bool = False) -> tuple[Store, bool]:

@@ -80,3 +80,24 @@ def _artifact_version_body(av: dict, head: list) -> str:
                   ["FILE", "SIZE", "SHA256"])
     more = f"\n… and {len(av['files']) - 50} more files" if len(av["files"]) > 50 else ""
     return text + "\n\n" + files + more
+
+
+def events_table(events) -> str:
+    rows = []
+    for e in events:
+        if e.kind == "alias.moved":
+            detail = f"{e.previous_version} → {e.version}"
+        elif e.kind == "tags.changed":
+            detail = f"{fmt(list(e.previous_tags))} → {fmt(list(e.tags))}"
+        elif e.changes:
+            detail = ", ".join(f"{k}: {fmt(b)} → {fmt(a)}" for k, (b, a) in e.changes.items())
+        else:
+            detail = e.version or ""
+        rows.append([e.id[:12] + e.id[40:], e.time, e.actor, e.kind, e.target, detail, e.artifact or ""])
+    return table(rows, ["EVENT", "TIME", "ACTOR", "KIND", "TARGET", "DETAIL", "ARTIFACT"])
+
+
+def runs_table(runs) -> str:
+    rows = [[r.get("at", ""), r.get("receiver", ""), r.get("kind", ""), r.get("target", ""),
+             r.get("status", ""), f"{r.get('duration_ms', 0):g} ms", r.get("error", "")] for r in runs]
+    return table(rows, ["AT", "RECEIVER", "EVENT", "TARGET", "STATUS", "DURATION", "ERROR"])

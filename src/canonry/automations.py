@@ -1,0 +1,151 @@
+"""Delivering events to plugins and to the declarative automations configured in the store.
+
+Each receiver (a plugin's hook implementation, or one configured automation) runs isolated:
+in its own thread, with a timeout, its exceptions caught. Every outcome is recorded in the
+run log (git notes), and an event already delivered to a receiver is never delivered to it
+again, so `canonry automations run A..B` is safe to repeat (in CI after every merge, say).
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import threading
+import time
+
+from . import model as m
+from .events import Event
+from .hookspecs import EVENT_HOOKS
+from .plugins import call
+from .runlog import RunLog
+
+DEFAULT_TIMEOUT = 30.0
+_depth = threading.local()
+
+
+def configured(view, registry: str | None) -> list[dict]:
+    """Automations in force at a view: store-wide ones, then the registry's own."""
+    autos = list(view.store_config().get("automations", []))
+    if registry and view.exists(m.registry_file(registry)):
+        for a in view.registry(registry).get("automations", []):
+            a = dict(a)
+            a.setdefault("filter", {}).setdefault("registry", registry)
+            autos.append(a)
+    return [a for a in autos if a.get("enabled", True)]
+
+
+def matches(auto: dict, event: Event, view) -> bool:
+    on = auto.get("on", [])
+    on = [on] if isinstance(on, str) else on
+    if on and event.kind not in on:
+        return False
+    f = auto.get("filter", {}) or {}
+    if "registry" in f and not (event.registry and fnmatch.fnmatchcase(event.registry, f["registry"])):
+        return False
+    if "collection" in f:
+        if not event.collection:
+            return False
+        pattern = f["collection"]
+        subject = event.collection if "/" in pattern else event.collection.split("/", 1)[1]
+        if not fnmatch.fnmatchcase(subject, pattern):
+            return False
+    if "alias" in f and not (event.alias and re.search(f["alias"], event.alias)):
+        return False
+    if "tag" in f and f["tag"] not in tags_of(event, view):
+        return False
+    return True
+
+
+def tags_of(event: Event, view) -> set[str]:
+    tags = set(event.tags)
+    if event.collection:
+        reg, coll = event.collection.split("/", 1)
+        rec = view.read(m.collection_file(reg, coll), copy_=False)
+        tags |= set(rec.get("tags", [])) if rec else set()
+        if event.version:
+            link = view.read(m.link_file(reg, coll, event.version), copy_=False)
+            tags |= set(link.get("tags", [])) if link else set()
+    return tags
+
+
+def receivers(store, event: Event, view) -> list[tuple[str, object]]:
+    """(name, zero-argument callable) for everything that should receive `event`."""
+    out = []
+    for plugin_name, fn, argnames in store.plugins.impls(EVENT_HOOKS[event.kind]):
+        out.append((f"plugin:{plugin_name}",
+                    lambda fn=fn, argnames=argnames: call(fn, argnames, event=event, store=store)))
+    actions = None
+    for auto in configured(view, event.registry):
+        if auto.get("action") == "policy" or not matches(auto, event, view):
+            continue  # policies act before the commit (check_change), not after
+        if actions is None:
+            actions = store.plugins.actions()
+        action = actions.get(auto.get("action"))
+        name = f"automation:{auto.get('name', auto.get('action'))}"
+        if action is None:
+            def missing(a=auto.get("action")):
+                raise LookupError(f"no plugin provides the action {a!r}")
+            out.append((name, missing))
+        else:
+            params = dict(auto.get("with", {}) or {})
+            out.append((name, lambda action=action, params=params: action(event, params, store)))
+    return out
+
+
+def run_isolated(fn, timeout: float) -> dict:
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = fn()
+        except BaseException as e:  # a plugin's failure must never reach the caller
+            box["error"] = f"{type(e).__name__}: {' '.join(str(e).split())}"[:500]
+
+    start = time.perf_counter()
+    thread = threading.Thread(target=target, daemon=True, name="canonry-automation")
+    thread.start()
+    thread.join(timeout)
+    duration = round((time.perf_counter() - start) * 1000, 1)
+    if thread.is_alive():
+        return {"status": "timeout", "duration_ms": duration, "error": f"no answer within {timeout:g} s"}
+    if "error" in box:
+        return {"status": "error", "duration_ms": duration, "error": box["error"]}
+    out = {"status": "ok", "duration_ms": duration}
+    result = box.get("result")
+    if isinstance(result, dict) and result:
+        out["result"] = {k: v for k, v in result.items() if isinstance(v, (str, int, float, bool))}
+    return out
+
+
+def deliver(store, events: list[Event], view_at) -> list[dict]:
+    """Deliver events not yet delivered; record and return the outcomes of this run."""
+    depth = getattr(_depth, "value", 0)
+    if depth >= 3:
+        return []  # automations triggering automations: stop here; `automations run` can resume
+    _depth.value = depth + 1
+    try:
+        timeout = float(os.environ.get("CANONRY_HOOK_TIMEOUT", DEFAULT_TIMEOUT))
+        log = RunLog(store.storage)
+        outcomes: list[dict] = []
+        by_commit: dict[str, list[Event]] = {}
+        for e in events:
+            by_commit.setdefault(e.commit, []).append(e)
+        for commit_hex, commit_events in by_commit.items():
+            view = view_at(commit_hex)
+            done = {(r.get("receiver"), r.get("event")) for r in log.read(commit_hex)
+                    if r.get("status") == "ok"}
+            records = []
+            for event in commit_events:
+                for name, fn in receivers(store, event, view):
+                    if (name, event.id) in done:
+                        continue
+                    outcome = run_isolated(fn, timeout)
+                    records.append({"receiver": name, "event": event.id, "kind": event.kind,
+                                    "target": event.target,
+                                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                    **outcome})
+            log.append(commit_hex, records, store.actor)
+            outcomes += records
+        return outcomes
+    finally:
+        _depth.value = depth
