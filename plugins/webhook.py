@@ -21,8 +21,6 @@ import hmac
 import json
 import os
 import time
-import urllib.error
-import urllib.request
 
 from canonry import hookimpl
 
@@ -57,6 +55,9 @@ def slack_text(event) -> str:
 
 
 def send(event, params, store):
+    import urllib.error
+    import urllib.request  # here, not at the top: loading plugins must stay cheap
+
     url = params.get("url")
     if not url:
         raise ValueError("webhook: `url` is required")

@@ -12,7 +12,7 @@ LATEST = "latest"
 
 
 def check_name(name: str, what: str = "name") -> str:
-    if not isinstance(name, str) or not NAME_RE.match(name) or ".." in name:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name) or ".." in name:
         raise InvalidName(
             f"invalid {what} {name!r}: use letters, digits, '.', '_' or '-', "
             "starting with a letter or digit, at most 128 characters, no '..' or '/'"
@@ -24,7 +24,7 @@ def check_alias(alias: str) -> str:
     check_name(alias, "alias")
     if alias == LATEST:
         raise ReservedAlias("alias 'latest' is reserved: it always follows the newest link")
-    if VERSION_RE.match(alias) or re.match(r"^v[0-9]+$", alias):
+    if re.fullmatch(r"v[0-9]+", alias):
         raise ReservedAlias(f"alias {alias!r} is reserved: v<digits> names a version")
     return alias
 
@@ -34,7 +34,7 @@ def version_number(v: str) -> int:
 
 
 def is_version(s: str) -> bool:
-    return bool(VERSION_RE.match(s))
+    return bool(VERSION_RE.fullmatch(s))
 
 
 @dataclass(frozen=True)
@@ -127,5 +127,5 @@ def _check_part(part: str, what: str, text: str) -> None:
 
 
 def _check_ref(ref: str, text: str) -> None:
-    if not NAME_RE.match(ref) or ".." in ref:
+    if not NAME_RE.fullmatch(ref) or ".." in ref:
         raise InvalidAddress(f"invalid address {text!r}: bad version or alias {ref!r}")

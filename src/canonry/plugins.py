@@ -79,13 +79,16 @@ class Plugins:
         name = name or Path(path).stem
         if not self.allowed(name):
             return None
+        module_name = f"canonry_plugin_{source}_{name}"
         try:
-            module = types.ModuleType(f"canonry_plugin_{source}_{name}")
-            module.__file__ = path
-            if code is None:
-                with open(path, encoding="utf-8") as f:
-                    code = f.read()
-            exec(compile(code, path, "exec"), module.__dict__)
+            if code is None:  # a file on disk: import it properly (bytecode is cached)
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                module = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+            else:  # source read from the store branch
+                module = types.ModuleType(module_name)
+                module.__file__ = path
+                exec(compile(code, path, "exec"), module.__dict__)
         except Exception as e:
             info = PluginInfo(name=name, source=source, location=path, error=f"failed to import: {_one_line(e)}")
             self.infos.append(info)
