@@ -117,6 +117,11 @@ def run_isolated(fn, timeout: float) -> dict:
     return out
 
 
+def _now_ms() -> str:
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
 def deliver(store, events: list[Event], view_at) -> list[dict]:
     """Deliver events not yet delivered; record and return the outcomes of this run."""
     depth = getattr(_depth, "value", 0)
@@ -141,9 +146,7 @@ def deliver(store, events: list[Event], view_at) -> list[dict]:
                         continue
                     outcome = run_isolated(fn, timeout)
                     records.append({"receiver": name, "event": event.id, "kind": event.kind,
-                                    "target": event.target,
-                                    "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                    **outcome})
+                                    "target": event.target, "at": _now_ms(), **outcome})
             log.append(commit_hex, records, store.actor)
             outcomes += records
         return outcomes

@@ -65,17 +65,19 @@ class CanonryGroup(click.Group):
     Commands that plugins add (hook register_commands) are looked up only when a name is not
     a built-in command, or when the full list is asked for, so built-ins start fast."""
 
-    _plugin_commands_loaded = False
-
     def _load_plugin_commands(self, ctx) -> None:
-        if self._plugin_commands_loaded:
+        # Runs before the group callback made ctx.obj: take -C/--plugins-dir from the parsed params.
+        params = ctx.params if ctx is not None else {}
+        key = (params.get("store_path"), params.get("plugins_dir"))
+        loaded = self.__dict__.setdefault("_loaded_for", set())
+        if key in loaded:
             return
-        CanonryGroup._plugin_commands_loaded = True
-        obj = ctx.find_object(Ctx) if ctx is not None else None
+        loaded.add(key)
+        obj = Ctx(*key)
         try:
-            plugins = obj.plugins() if obj is not None else _plugins_without_store(None)
+            plugins = obj.plugins()
         except CanonryError:
-            plugins = _plugins_without_store(obj.plugins_dir if obj else None)
+            plugins = _plugins_without_store(obj.plugins_dir)
         from .plugins import call
 
         for name, fn, argnames in plugins.impls("register_commands"):
@@ -108,9 +110,9 @@ class CanonryGroup(click.Group):
 
 
 @click.group(cls=CanonryGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("-C", "store_path", metavar="PATH", envvar="CANONRY_STORE",
+@click.option("-C", "store_path", metavar="PATH", envvar="CANONRY_STORE", is_eager=True,
               help="Store to use (default: found from the current directory upwards; env CANONRY_STORE).")
-@click.option("--plugins-dir", metavar="DIR", type=click.Path(exists=True, file_okay=False),
+@click.option("--plugins-dir", metavar="DIR", type=click.Path(exists=True, file_okay=False), is_eager=True,
               help="Also load plugins (*.py) from DIR.")
 @click.version_option(package_name="canonry", message="canonry %(version)s")
 @click.pass_context

@@ -64,10 +64,14 @@ def _looks_bare(path: str) -> bool:
 class GitStorage:
     """One git repository, one store branch, an optional path prefix inside its tree."""
 
-    def __init__(self, repo: Repo, branch: str = DEFAULT_BRANCH, prefix: str = ""):
+    def __init__(self, repo: Repo, branch: str = DEFAULT_BRANCH, prefix: str = "",
+                 store_branch: str | None = None):
         self.repo = repo
         self.branch = branch
         self.ref = b"refs/heads/" + branch.encode()
+        # A proposal branch (`--branch promote/x`) starts from the store branch when missing.
+        self.store_branch = store_branch or branch
+        self.base_ref = None if self.store_branch == branch else b"refs/heads/" + self.store_branch.encode()
         self.prefix = prefix.strip("/")
         self._trees: dict[bytes, Tree] = {}
         self._objects = repo.object_store
@@ -80,10 +84,17 @@ class GitStorage:
         except NotGitRepository:
             raise NotAStore(f"not a canonry store: {path} is not a git repository") from None
         config = repo.get_config()
-        if branch is None:
-            branch = os.environ.get("CANONRY_BRANCH") or _config_get(config, b"canonry", b"branch")
+        store_branch = (os.environ.get("CANONRY_BRANCH") or _config_get(config, b"canonry", b"branch")
+                        or DEFAULT_BRANCH)
         prefix = _config_get(config, b"canonry", b"prefix") or ""
-        return cls(repo, branch or DEFAULT_BRANCH, prefix)
+        return cls(repo, branch or store_branch, prefix, store_branch)
+
+    @property
+    def is_proposal_branch(self) -> bool:
+        return self.base_ref is not None
+
+    def branch_exists(self) -> bool:
+        return self.ref in self.repo.refs
 
     @property
     def git_dir(self) -> str:
@@ -95,9 +106,15 @@ class GitStorage:
 
     # ---- reading ---------------------------------------------------------------------------
     def head(self) -> bytes | None:
+        """The branch head; for a proposal branch not made yet, the store branch's head."""
         try:
             return self.repo.refs[self.ref]
         except KeyError:
+            if self.base_ref is not None:
+                try:
+                    return self.repo.refs[self.base_ref]
+                except KeyError:
+                    return None
             return None
 
     def resolve_rev(self, rev: str) -> bytes:
@@ -210,9 +227,10 @@ class GitStorage:
 
     def compare_and_swap(self, old: bytes | None, new: bytes, message: str = "") -> bool:
         """Move the branch from `old` to `new`. False if it moved meanwhile; FileLocked if held."""
-        if old is None:
-            return self.repo.refs.add_if_new(self.ref, new, message=message.encode()[:200] or None)
-        return self.repo.refs.set_if_equals(self.ref, old, new, message=message.encode()[:200] or None)
+        msg = message.encode()[:200] or None
+        if old is None or (self.base_ref is not None and not self.branch_exists()):
+            return self.repo.refs.add_if_new(self.ref, new, message=msg)
+        return self.repo.refs.set_if_equals(self.ref, old, new, message=msg)
 
     def _add(self, obj) -> None:
         self._objects.add_object(obj)

@@ -215,7 +215,9 @@ class Store(_Operations):
         else:
             _warn("committed, but the git index stayed locked: run `git reset` to refresh it")
         self.storage.maybe_pack()
-        if self._wants_events():
+        # Automations follow the store branch only: a proposal on a review branch fires nothing
+        # until it is merged.
+        if not self.storage.is_proposal_branch and self._wants_events():
             self.fire(self.events_between(old, new))
 
     # ---- plugins, events, automations -------------------------------------------------------------
@@ -285,7 +287,9 @@ class Store(_Operations):
         if target:
             runs = [r for r in runs if r.get("target") == target or
                     str(r.get("target", "")).startswith(target + ":")]
-        return sorted(runs, key=lambda r: r.get("at", ""), reverse=True)
+        # Newest first; within one timestamp, later lines of a note (later runs) first.
+        order = sorted(range(len(runs)), key=lambda i: (runs[i].get("at", ""), i), reverse=True)
+        return [runs[i] for i in order]
 
     def _check_policies(self, view: View, new: bytes) -> None:
         """Ask every check_change implementation about the commit `new`; refuse if any objects."""
