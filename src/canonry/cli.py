@@ -615,6 +615,18 @@ def automations_set(c, file, registry, as_json):
           f"{', '.join(a['name'] for a in result) or 'none'}")
 
 
+# ---- review commands (each in a module of its own) --------------------------------------------------
+def _add_review_commands() -> None:
+    from .cli_diff import diff_cmd
+    from .cli_validate import validate_cmd
+
+    cli.add_command(validate_cmd, "validate")
+    cli.add_command(diff_cmd, "diff")
+
+
 # ---- entry point ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="canonry")
+
+
+_add_review_commands()

@@ -60,3 +60,7 @@ class IntegrityError(CanonryError):
 
 class PolicyRefused(CanonryError):
     """A policy plugin refused the change; nothing was committed."""
+
+
+class MergeConflict(Conflict):
+    """Two lines of history changed the same thing differently (e.g. both moved `production`)."""
