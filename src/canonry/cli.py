@@ -18,13 +18,14 @@ class Ctx:
     def __init__(self, path: str | None, plugins_dir: str | None = None):
         self.path = path
         self.plugins_dir = plugins_dir
+        self.branch = None
         self._store = None
 
     def store(self):
         if self._store is None:
             from .store import open_store
 
-            self._store = open_store(self.path, plugins_dir=self.plugins_dir)
+            self._store = open_store(self.path, self.branch, plugins_dir=self.plugins_dir)
         return self._store
 
     def plugins(self):
@@ -42,6 +43,21 @@ pass_ctx = click.make_pass_decorator(Ctx)
 
 def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(f)
+
+
+def _set_branch(ctx, param, value):
+    if value:
+        from .names import check_branch
+
+        ctx.find_object(Ctx).branch = check_branch(value)
+    return value
+
+
+def branch_option(f):
+    """`--branch B`: work on branch B (created from the store branch on the first write)."""
+    return click.option("--branch", "-b", metavar="B", expose_value=False, callback=_set_branch,
+                        help="Work on branch B instead of the store branch (created from it on "
+                             "the first write: a proposal to review).")(f)
 
 
 def _say(message: str) -> None:
@@ -178,6 +194,7 @@ def registry():
 @click.option("--type", "types", multiple=True, metavar="T",
               help="Accepted artifact type (repeatable; default: all types).")
 @json_option
+@branch_option
 @pass_ctx
 def registry_create(c, name, description, visibility, types, as_json):
     """Create registry NAME."""
@@ -188,6 +205,7 @@ def registry_create(c, name, description, visibility, types, as_json):
 
 @registry.command("list")
 @json_option
+@branch_option
 @pass_ctx
 def registry_list(c, as_json):
     """List registries."""
@@ -197,6 +215,7 @@ def registry_list(c, as_json):
 @registry.command("show")
 @click.argument("name")
 @json_option
+@branch_option
 @pass_ctx
 def registry_show(c, name, as_json):
     """Show registry NAME and its collections."""
@@ -213,6 +232,7 @@ def registry_show(c, name, as_json):
 @click.option("--add-type", "add_types", multiple=True, metavar="T",
               help="Accept another artifact type (repeatable; 'all' accepts every type).")
 @json_option
+@branch_option
 @pass_ctx
 def registry_edit(c, name, description, visibility, add_types, as_json):
     """Edit registry settings. Accepted types can be added, never removed."""
@@ -277,6 +297,7 @@ def _key_values(values, what: str, numeric: bool = False) -> dict:
               help="An artifact version this one was made from (lineage; repeatable).")
 @click.option("--description", "-d", default="")
 @json_option
+@branch_option
 @pass_ctx
 def log_cmd(c, path, name, type_, metadata, metric, inputs, description, as_json):
     """Log PATH (a file or directory) as a new version of artifact NAME."""
@@ -301,6 +322,7 @@ def log_cmd(c, path, name, type_, metadata, metric, inputs, description, as_json
 @click.option("--alias", "-a", "aliases", multiple=True, metavar="A", help="Alias to set (repeatable).")
 @click.option("--description", "-d", default="")
 @json_option
+@branch_option
 @pass_ctx
 def link(c, artifact, collection, aliases, description, as_json):
     """Link an artifact version into a collection (created if missing). No bytes are copied."""
@@ -318,6 +340,7 @@ def link(c, artifact, collection, aliases, description, as_json):
 @cli.command()
 @click.argument("target", metavar="REGISTRY/COLLECTION:vN")
 @json_option
+@branch_option
 @pass_ctx
 def unlink(c, target, as_json):
     """Remove a link (and the aliases it holds). The artifact version itself stays."""
@@ -336,6 +359,7 @@ def alias():
 @click.argument("target", metavar="REGISTRY/COLLECTION:vN")
 @click.argument("name", metavar="ALIAS")
 @json_option
+@branch_option
 @pass_ctx
 def alias_set(c, target, name, as_json):
     """Point ALIAS at a linked version, moving it if another version holds it."""
@@ -353,6 +377,7 @@ def alias_set(c, target, name, as_json):
 @click.argument("collection", metavar="REGISTRY/COLLECTION")
 @click.argument("name", metavar="ALIAS")
 @json_option
+@branch_option
 @pass_ctx
 def alias_rm(c, collection, name, as_json):
     """Remove ALIAS from a collection."""
@@ -370,6 +395,7 @@ def tag():
 @click.argument("target", metavar="TARGET")
 @click.argument("tags", nargs=-1, required=True)
 @json_option
+@branch_option
 @pass_ctx
 def tag_add(c, target, tags, as_json):
     """Add TAGS to REGISTRY/COLLECTION or REGISTRY/COLLECTION:vN."""
@@ -380,6 +406,7 @@ def tag_add(c, target, tags, as_json):
 @click.argument("target", metavar="TARGET")
 @click.argument("tags", nargs=-1, required=True)
 @json_option
+@branch_option
 @pass_ctx
 def tag_rm(c, target, tags, as_json):
     """Remove TAGS from REGISTRY/COLLECTION or REGISTRY/COLLECTION:vN."""
@@ -407,6 +434,7 @@ def _done(as_json: bool, data: dict, text: str) -> None:
 @cli.command()
 @click.argument("target")
 @json_option
+@branch_option
 @pass_ctx
 def show(c, target, as_json):
     """Show everything known about a registry, collection, linked version or artifact version."""
@@ -427,6 +455,7 @@ def _show(store, target, as_json):
 @cli.command()
 @click.argument("target", required=False, metavar="[REGISTRY[/COLLECTION]]")
 @json_option
+@branch_option
 @pass_ctx
 def ls(c, target, as_json):
     """List registries, the collections of a registry, or the versions of a collection."""
@@ -458,6 +487,7 @@ def ls(c, target, as_json):
 @click.argument("target")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many entries.")
 @json_option
+@branch_option
 @pass_ctx
 def history(c, target, limit, as_json):
     """Every change to TARGET, newest first: commit, time, actor, operation, before → after."""
@@ -475,6 +505,7 @@ def history(c, target, limit, as_json):
 @click.argument("target")
 @click.option("--to", "dest", required=True, type=click.Path(file_okay=False), help="Directory to write to.")
 @json_option
+@branch_option
 @pass_ctx
 def get(c, target, dest, as_json):
     """Restore the files of a version into DIR, verifying every sha256."""
@@ -520,6 +551,7 @@ def plugins_cmd(c, as_json):
 @cli.command()
 @click.argument("rev_range", metavar="REV_RANGE")
 @json_option
+@branch_option
 @pass_ctx
 def events(c, rev_range, as_json):
     """List the events of the commits in REV_RANGE (A..B, or one commit), oldest first."""
@@ -599,6 +631,7 @@ def automations_list(c, registry, as_json):
 @click.argument("file", type=click.File("r"))
 @click.option("--registry", metavar="R", help="Set the automations of registry R (default: store-wide).")
 @json_option
+@branch_option
 @pass_ctx
 def automations_set(c, file, registry, as_json):
     """Replace the automations with the YAML list in FILE (- for stdin): one reviewed commit."""
@@ -613,6 +646,84 @@ def automations_set(c, file, registry, as_json):
     result = c.store().set_automations(autos if autos is not None else [], registry=registry)
     _done(as_json, {"automations": result}, f"automations of {('registry ' + registry) if registry else 'the store'}: "
           f"{', '.join(a['name'] for a in result) or 'none'}")
+
+
+# ---- sharing: merge and remotes ------------------------------------------------------------------
+@cli.command()
+@click.argument("branch")
+@click.option("--message", "-m", default=None, help="Subject of the merge commit.")
+@click.option("--no-ff", is_flag=True, help="Always make a merge commit.")
+@json_option
+@pass_ctx
+def merge(c, branch, message, no_ff, as_json):
+    """Merge proposal BRANCH into the store branch: replays its operations, renumbering new
+    links if the store branch linked meanwhile; a true conflict stops with nothing written."""
+    store = c.store()
+    result = store.merge(branch, message=message, fast_forward=not no_ff)
+    if result.kind == "up-to-date":
+        text = f"{branch} is already merged into {store.branch}: nothing to do"
+    else:
+        text = f"merged {branch} into {store.branch} ({result.kind}, {len(result.records)} operation(s))"
+        for r in result.records:
+            text += f"\n  {r.get('summary', r.get('op'))}"
+    _done(as_json, result.to_dict(), text)
+
+
+@cli.command()
+@click.argument("url")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--branch", metavar="B", help="Store branch to check out (default: the remote's HEAD).")
+@click.option("--bare", is_flag=True)
+@json_option
+def clone(url, directory, branch, bare, as_json):
+    """Clone the store at URL (path, file://, http(s)://, ssh) into DIRECTORY."""
+    from .remote import clone as do_clone, safe_url
+
+    store = do_clone(url, directory, branch=branch, bare=bare)
+    _done(as_json, {"url": safe_url(url), "path": store.path, "branch": store.branch},
+          f"cloned {safe_url(url)} into {directory} (branch {store.branch})")
+
+
+def _sync_text(verb: str, r) -> str:
+    if r.action == "up-to-date":
+        return f"{r.branch}: up to date with {r.remote}"
+    text = f"{verb} {r.branch} ({r.action}) {(r.old or 'nothing')[:10]} -> {(r.new or '')[:10]}"
+    if r.replayed:
+        text += f"; replayed {r.replayed} local commit(s) on the remote's new state"
+    if verb == "pulled" and r.old and r.new:
+        text += f"\n  deliver their events with: canonry automations run {r.old[:10]}..{r.new[:10]}"
+    return text
+
+
+@cli.command()
+@click.argument("remote", default="origin")
+@json_option
+@pass_ctx
+def push(c, remote, as_json):
+    """Push the store branch (and the automation run log) to REMOTE; never forced. If the
+    remote moved, your commits are replayed on its new state first."""
+    r = c.store().push(remote)
+    _done(as_json, r.to_dict(), _sync_text("pushed", r))
+
+
+@cli.command()
+@click.argument("remote", default="origin")
+@json_option
+@pass_ctx
+def pull(c, remote, as_json):
+    """Fetch REMOTE's store branch and bring yours onto it (local work is replayed on top)."""
+    r = c.store().pull(remote)
+    _done(as_json, r.to_dict(), _sync_text("pulled", r))
+
+
+@cli.command()
+@click.argument("remote", default="origin")
+@json_option
+@pass_ctx
+def sync(c, remote, as_json):
+    """Pull, then push."""
+    r = c.store().sync(remote)
+    _done(as_json, r.to_dict(), _sync_text("synced", r))
 
 
 # ---- review commands (each in a module of its own) --------------------------------------------------

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import time
 
-from dulwich.walk import Walker
-
 from . import journal, model as m
 from .errors import NotFound
 from .model import HistoryEntry
@@ -46,8 +44,7 @@ def walk(store, target: str | None, limit: int | None = None, actor: str | None 
     if target:
         key, path = target_key_and_path(store, target)
     out: list[HistoryEntry] = []
-    for entry in Walker(storage.repo.object_store, [head]):
-        commit = entry.commit
+    for commit in _mainline(storage, head):
         author = commit.author.decode("utf-8", "replace")
         email = author[author.find("<") + 1:author.rfind(">")] if "<" in author else author
         if actor and actor not in (email, author):
@@ -94,3 +91,26 @@ def _touches(storage, commit, path: str | None) -> bool:
     now = storage.lookup(storage.root_tree(commit.id), path)
     before = storage.lookup(storage.root_tree(parent), path) if parent else None
     return now != before
+
+
+def _mainline(storage, head):
+    """Commits newest first along first parents. A merge with canonry records (canonry merge)
+    stands for its branch; a merge without them (made by git) is followed by the commits it
+    brought in, so hand-merged pull requests still show up in history."""
+    from .merge import merge_base
+
+    current = head
+    while current is not None:
+        commit = storage.commit(current)
+        yield commit
+        if len(commit.parents) > 1 and not journal.records(commit.message):
+            base = merge_base(storage.repo, commit.parents[0], commit.parents[1])
+            side = []
+            c = commit.parents[1]
+            while c is not None and c != base:
+                side.append(c)
+                ps = storage.commit(c).parents
+                c = ps[0] if ps else None
+            for c in side:
+                yield storage.commit(c)
+        current = commit.parents[0] if commit.parents else None

@@ -129,3 +129,13 @@ def _check_part(part: str, what: str, text: str) -> None:
 def _check_ref(ref: str, text: str) -> None:
     if not NAME_RE.fullmatch(ref) or ".." in ref:
         raise InvalidAddress(f"invalid address {text!r}: bad version or alias {ref!r}")
+
+
+def check_branch(name: str) -> str:
+    """A git branch name canonry may create: no '..', no leading '-', no spaces or controls."""
+    bad = (not name or name.startswith(("-", "/")) or name.endswith(("/", ".lock", ".")) or ".." in name
+           or "//" in name or "@{" in name or any(c in name for c in " ~^:?*[\\\x7f")
+           or any(ord(c) < 32 for c in name))
+    if bad:
+        raise InvalidName(f"invalid branch name {name!r}")
+    return name

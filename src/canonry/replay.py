@@ -47,7 +47,7 @@ class Replayer:
             if handler is None:
                 raise MergeConflict(f"cannot replay {rec['op']} of commit {commit_id.decode()[:10]}")
             out += handler(rec, ctx, source, commit_id.decode()[:10])
-        return out
+        return _fold_link_aliases(out)
 
     # ---- helpers -------------------------------------------------------------------------------
     def _art(self, ref: str) -> str:
@@ -231,3 +231,16 @@ class Replayer:
         _, records = ops.automations_set(self.target, ctx, wanted, registry)
         return records
 
+
+
+def _fold_link_aliases(records: list[dict]) -> list[dict]:
+    """Re-attach `[+alias]` to a replayed link's sentence when its aliases follow it."""
+    for i, rec in enumerate(records):
+        if rec.get("op") != "link" or "[+" in rec.get("summary", ""):
+            continue
+        aliases = [r["alias"] for r in records[i + 1:] if r.get("op") == "alias.set"
+                   and r.get("collection") == rec["collection"] and r.get("after") == rec["version"]]
+        if aliases:
+            rec["aliases"] = aliases
+            rec["summary"] += " [" + " ".join(f"+{a}" for a in aliases) + "]"
+    return records

@@ -194,6 +194,8 @@ class GitStorage:
         message: str,
         author: Identity,
         when: float | None = None,
+        extra_parents: list[bytes] = (),
+        committer: Identity | None = None,
     ) -> bytes:
         """Store blobs, trees and a commit for `changes` on top of `parent`; move no ref."""
         base_tree = self._objects[parent].tree if parent is not None else None
@@ -213,13 +215,14 @@ class GitStorage:
             new_tree = empty.id
         commit = Commit()
         commit.tree = new_tree
-        commit.parents = [parent] if parent is not None else []
+        commit.parents = ([parent] if parent is not None else []) + list(extra_parents)
         commit.author = author.git
-        commit.committer = author.git
-        stamp = int(when if when is not None else time.time())
-        offset = _local_utc_offset(stamp)
-        commit.author_time = commit.commit_time = stamp
-        commit.author_timezone = commit.commit_timezone = offset
+        commit.committer = (committer or author).git
+        now = int(time.time())
+        stamp = int(when if when is not None else now)
+        commit.author_time, commit.commit_time = stamp, now
+        commit.author_timezone = _local_utc_offset(stamp)
+        commit.commit_timezone = _local_utc_offset(now)
         commit.encoding = b"UTF-8"
         commit.message = message.encode("utf-8")
         self._add(commit)

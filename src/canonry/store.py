@@ -313,6 +313,37 @@ class Store(_Operations):
             if reason:
                 raise PolicyRefused(f"refused by plugin {plugin_name}: {reason}")
 
+    def _after_commit_sync_only(self, old: bytes | None, new: bytes, paths: list[str]) -> None:
+        """After a pull moved the branch: refresh the work tree; automations are not fired
+        (run `canonry automations run OLD..NEW` where the team delivers them)."""
+        self.cache.flush()
+        try:
+            self.storage.sync_worktree(old, new, paths)
+        except (FileLocked, OSError) as e:
+            _warn(f"moved the branch, but could not update the work tree: {e}")
+
+    # ---- sharing: branches and remotes ------------------------------------------------------------
+    def merge(self, branch: str, message: str | None = None, fast_forward: bool = True):
+        """Merge proposal branch BRANCH into the store branch (see merge.py)."""
+        from .merge import merge_branch
+
+        return merge_branch(self, branch, message=message, fast_forward=fast_forward)
+
+    def push(self, remote: str = "origin"):
+        from .remote import push
+
+        return push(self, remote)
+
+    def pull(self, remote: str = "origin"):
+        from .remote import pull
+
+        return pull(self, remote)
+
+    def sync(self, remote: str = "origin"):
+        from .remote import sync
+
+        return sync(self, remote)
+
     def gc(self) -> dict:
         """Pack loose objects and consolidate packs."""
         return self.storage.gc(full=True)
