@@ -102,6 +102,23 @@ class CanonryGroup(click.Group):
             except Exception as e:
                 click.echo(f"canonry: warning: plugin {name}: register_commands failed: {e}", err=True)
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as e:  # one line, exit 2: what is wrong and where help is
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
+            click.echo(f"canonry: error: {e.format_message()}{where}", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("canonry: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
     def get_command(self, ctx, cmd_name):
         command = super().get_command(ctx, cmd_name)
         if command is None:
@@ -146,14 +163,16 @@ def cli(ctx, store_path, plugins_dir):
 @cli.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @click.option("--bare", is_flag=True, help="Create a bare repository (when PATH is not one yet).")
-@click.option("--branch", metavar="B", help="Store branch (default: main).")
+@click.option("--branch", metavar="B", help="Store branch (default: main; with --prefix: the checked-out one).")
+@click.option("--prefix", metavar="DIR/", default="",
+              help="Keep the store under this folder of an existing code repository.")
 @json_option
 @pass_ctx
-def init(c, path, bare, branch, as_json):
+def init(c, path, bare, branch, prefix, as_json):
     """Make PATH (default: current directory) a canonry store."""
     from .store import init_store
 
-    store, created = init_store(path or c.path or ".", branch=branch, bare=bare)
+    store, created = init_store(path or c.path or ".", branch=branch, bare=bare, prefix=prefix)
     data = {"path": store.path, "branch": store.branch, "created": created,
             "registries": [r.name for r in store.registries()]}
     if as_json:
@@ -161,7 +180,8 @@ def init(c, path, bare, branch, as_json):
 
         return emit_json(data)
     if created:
-        _say(f"initialized canonry store in {store.path} (branch {store.branch}; "
+        where = f"{store.path}/{store.storage.prefix}" if store.storage.prefix else store.path
+        _say(f"initialized canonry store in {where} (branch {store.branch}; "
              f"registries: {', '.join(data['registries'])})")
     else:
         _say(f"{store.path} is already a canonry store (branch {store.branch}); nothing changed")

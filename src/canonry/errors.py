@@ -20,7 +20,12 @@ class NotFound(CanonryError):
             msg += f" in {where}"
         import difflib
 
-        close = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.6)
+        candidates = list(candidates)
+        close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+        if not close and kind == "version" and name[1:].isdigit():
+            # v1 vs v0 is a poor string match; by number, the nearest versions are the best guess
+            numbered = [c for c in candidates if c[1:].isdigit()]
+            close = sorted(numbered, key=lambda c: abs(int(c[1:]) - int(name[1:])))[:2]
         if close:
             msg += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
         super().__init__(msg)

@@ -61,6 +61,8 @@ def walk(store, target: str | None, limit: int | None = None, actor: str | None 
                                     target=target or "", before=None, after=None, summary=subject))
         if limit and len(out) >= limit:
             break
+    if not out and target:
+        store.resolve(target)  # nothing ever happened to it: say so if it does not exist either
     return out
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import model as m
-from .errors import InvalidInput, NotFound, TypeNotAccepted
+from .errors import InvalidInput, InvalidName, NotFound, TypeNotAccepted
 from .names import LATEST, check_alias, check_name, parse_artifact_version
 from .schemas import FORMAT_VERSION
 from .state import View
@@ -189,6 +189,8 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
         check_alias(a)
     reg = view.registry(registry)
     check_name(collection, "collection name")
+    if collection == "registry.yaml":  # it would collide with the registry's own settings file
+        raise InvalidName("invalid collection name 'registry.yaml': reserved for registry settings")
     coll = view.read(m.collection_file(registry, collection))
     created_collection = coll is None
     if coll is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from dulwich.errors import NotGitRepository
@@ -78,16 +79,47 @@ class GitStorage:
 
     # ---- opening ---------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: str, branch: str | None = None) -> "GitStorage":
+    def open(cls, path: str, branch: str | None = None, start: str | None = None,
+             store_branch: str | None = None) -> "GitStorage":
         try:
             repo = Repo(path)
         except NotGitRepository:
             raise NotAStore(f"not a canonry store: {path} is not a git repository") from None
         config = repo.get_config()
-        store_branch = (os.environ.get("CANONRY_BRANCH") or _config_get(config, b"canonry", b"branch")
-                        or DEFAULT_BRANCH)
-        prefix = _config_get(config, b"canonry", b"prefix") or ""
-        return cls(repo, branch or store_branch, prefix, store_branch)
+        store_branch = (store_branch or os.environ.get("CANONRY_BRANCH")
+                        or _config_get(config, b"canonry", b"branch") or _default_branch(repo))
+        prefix = _config_get(config, b"canonry", b"prefix")
+        storage = cls(repo, branch or store_branch, prefix or "", store_branch)
+        if prefix is None:
+            storage.prefix = storage.find_prefix(start or path)
+        return storage
+
+    def find_prefix(self, start: str) -> str:
+        """Where the store lives in the tree when no `canonry.prefix` is configured (a clone made
+        with git): the folder holding canonry.yaml nearest above `start`, else the root, else a
+        single canonry.yaml one or two folders down."""
+        head = self.head()
+        if head is None:
+            return ""
+        tree = self._objects[head].tree
+        if not self.repo.bare:
+            rel = os.path.relpath(os.path.abspath(start), self.repo.path).replace(os.sep, "/")
+            parts = [] if rel == "." or rel.startswith("..") else rel.split("/")
+            while parts:
+                if self.lookup(tree, "/".join(parts + [STORE_FILE])):
+                    return "/".join(parts)
+                parts.pop()
+        if self.lookup(tree, STORE_FILE):
+            return ""
+        found = []
+        for name, mode, _ in self.listdir(tree, ""):
+            if stat.S_ISDIR(mode):
+                if self.lookup(tree, f"{name}/{STORE_FILE}"):
+                    found.append(name)
+                for sub, smode, _ in self.listdir(tree, name):
+                    if stat.S_ISDIR(smode) and self.lookup(tree, f"{name}/{sub}/{STORE_FILE}"):
+                        found.append(f"{name}/{sub}")
+        return found[0] if len(found) == 1 else ""
 
     @property
     def is_proposal_branch(self) -> bool:
@@ -236,7 +268,19 @@ class GitStorage:
         return self.repo.refs.set_if_equals(self.ref, old, new, message=msg)
 
     def _add(self, obj) -> None:
-        self._objects.add_object(obj)
+        # Another writer storing the very same object holds its lock file for a moment: once it
+        # is there, so is ours; else wait briefly (git objects are content-addressed).
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self._objects.add_object(obj)
+                break
+            except FileLocked:
+                if obj.id in self._objects:
+                    break
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.002)
         if isinstance(obj, Tree):
             self._trees[obj.id] = obj
 
@@ -327,46 +371,74 @@ class GitStorage:
             return False
 
     def sync_worktree(self, old: bytes | None, new: bytes, paths: list[str]) -> None:
-        """After the branch moved old -> new, bring index and files of `paths` up to date.
+        """After the branch moved, bring index and files of `paths` to the branch head.
 
-        A file the user modified locally is left as it is (it shows as modified, as it is)."""
+        Runs under a lock, against the head at that moment (not `new`): when several writers
+        finish out of order, a later sync never writes older content. A file whose content is not
+        what the index says we last put there was modified by the user: it is left as it is (and
+        shows as modified)."""
         if not self.checked_out_here():
             return
         from dulwich.index import index_entry_from_stat
 
         worktree = self.repo.path
-        old_root = self._objects[old].tree if old is not None else None
-        new_root = self._objects[new].tree
-        index = self.repo.open_index()
-        for rel in paths:
-            path = f"{self.prefix}/{rel}" if self.prefix else rel
-            before = self.lookup(old_root, path)
-            after = self.lookup(new_root, path)
-            fs_path = os.path.join(worktree, *path.split("/"))
-            clean = _file_matches(fs_path, before[1] if before else None, self)
-            key = path.encode()
-            if after is None:
-                if clean and os.path.exists(fs_path):
-                    os.unlink(fs_path)
-                    _prune_empty_dirs(os.path.dirname(fs_path), worktree)
-                if key in index:
+        with self._worktree_lock():
+            root = self._objects[self.repo.refs[self.ref]].tree
+            index = self.repo.open_index()
+            for rel in paths:
+                path = f"{self.prefix}/{rel}" if self.prefix else rel
+                after = self.lookup(root, path)
+                fs_path = os.path.join(worktree, *path.split("/"))
+                key = path.encode()
+                indexed = getattr(index[key], "sha", b"?") if key in index else None
+                clean = _file_matches(fs_path, indexed, self)
+                if after is None:
+                    if clean and os.path.exists(fs_path):
+                        os.unlink(fs_path)
+                        _prune_empty_dirs(os.path.dirname(fs_path), worktree)
+                    if key in index:
+                        del index[key]
+                    continue
+                if clean:
+                    os.makedirs(os.path.dirname(fs_path), exist_ok=True)
+                    tmp = fs_path + ".canonry-tmp"
+                    with open(tmp, "wb") as f:
+                        f.write(self.blob(after[1]))
+                    os.replace(tmp, fs_path)
+                if os.path.exists(fs_path):
+                    entry = index_entry_from_stat(os.lstat(fs_path), after[1], mode=after[0])
+                    if not clean:
+                        # Keep the user's edit visible: a stat that never matches makes git re-hash.
+                        entry = _dirty(entry)
+                    index[key] = entry
+                elif key in index:
                     del index[key]
-                continue
-            if clean:
-                os.makedirs(os.path.dirname(fs_path), exist_ok=True)
-                tmp = fs_path + ".canonry-tmp"
-                with open(tmp, "wb") as f:
-                    f.write(self.blob(after[1]))
-                os.replace(tmp, fs_path)
-            if os.path.exists(fs_path):
-                entry = index_entry_from_stat(os.lstat(fs_path), after[1], mode=after[0])
-                if not clean:
-                    # Keep the user's edit visible: a stat that can never match forces git to re-hash.
-                    entry = _dirty(entry)
-                index[key] = entry
-            elif key in index:
-                del index[key]
-        index.write()
+            index.write()
+
+    @contextmanager
+    def _worktree_lock(self, wait: float = 30.0):
+        lock = os.path.join(self.git_dir, "canonry", "worktree.lock")
+        os.makedirs(os.path.dirname(lock), exist_ok=True)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.close(fd)
+                break
+            except FileExistsError:
+                try:
+                    if time.time() - os.path.getmtime(lock) > 120:  # left by a crashed process
+                        os.unlink(lock)
+                        continue
+                except OSError:
+                    continue
+                if time.monotonic() > deadline:
+                    raise FileLocked(lock, lock) from None
+                time.sleep(0.005)
+        try:
+            yield
+        finally:
+            os.unlink(lock)
 
 
 def _dirty(entry):
@@ -391,6 +463,20 @@ def _prune_empty_dirs(path: str, top: str) -> None:
         except OSError:
             return
         path = os.path.dirname(path)
+
+
+def _default_branch(repo: Repo) -> str:
+    """`main`, unless it does not exist and HEAD names another branch (a git clone of a store
+    kept on a code repository's own branch, say `trunk`)."""
+    if b"refs/heads/" + DEFAULT_BRANCH.encode() in repo.refs:
+        return DEFAULT_BRANCH
+    try:
+        head = repo.refs.read_ref(b"HEAD") or b""
+    except KeyError:
+        head = b""
+    if head.startswith(b"ref: refs/heads/"):
+        return head[len(b"ref: refs/heads/"):].decode()
+    return DEFAULT_BRANCH
 
 
 def _config_get(config, section: bytes, key: bytes) -> str | None:

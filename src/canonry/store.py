@@ -344,6 +344,12 @@ class Store(_Operations):
 
         return sync(self, remote)
 
+    def validate(self, rev_range: str | None = None, trust_local_plugins: bool = False):
+        """Check every commit of BASE..HEAD, or the whole store: a list of findings (see validate.py)."""
+        from .validate import validate
+
+        return validate(self, rev_range, trust_local_plugins=trust_local_plugins)
+
     def gc(self) -> dict:
         """Pack loose objects and consolidate packs."""
         return self.storage.gc(full=True)
@@ -493,6 +499,12 @@ class Store(_Operations):
 
         return walk(self, target, limit=limit)
 
+    def diff(self, rev_range: str):
+        """What BASE..HEAD introduces over their merge base, in registry terms (review.Review)."""
+        from .review import describe
+
+        return describe(self, rev_range)
+
 
 class Transaction(_Operations):
     def __init__(self, store: Store, message: str | None):
@@ -543,7 +555,7 @@ def open_store(path: str | None = None, branch: str | None = None, plugins_dir: 
     if not os.path.exists(start):
         raise NotAStore(f"not a canonry store: {start} does not exist")
     top = find_repo_path(start)
-    storage = GitStorage.open(top, branch)
+    storage = GitStorage.open(top, branch, start=start)
     head = storage.head()
     if head is None or storage.lookup(storage.root_tree(head), m.STORE_FILE) is None:
         where = f"{storage.prefix}/" if storage.prefix else ""
@@ -552,11 +564,16 @@ def open_store(path: str | None = None, branch: str | None = None, plugins_dir: 
     return Store(storage, plugins_dir=plugins_dir, load_plugins=load_plugins)
 
 
-def init_store(path: str, branch: str | None = None, bare: bool = False) -> tuple[Store, bool]:
-    """Make `path` a store (creating the repository if needed). Returns (store, created)."""
+def init_store(path: str, branch: str | None = None, bare: bool = False,
+               prefix: str = "") -> tuple[Store, bool]:
+    """Make `path` a store (creating the repository if needed). Returns (store, created).
+
+    With `prefix` ("registry/"), the store lives under that folder of an existing code
+    repository, on the code's own branch (the checked-out one unless `branch` says otherwise)."""
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise InvalidInput(f"cannot init {path}: it is a file")
+    prefix = _check_prefix(prefix)
     os.makedirs(path, exist_ok=True)
     fresh = not (os.path.exists(os.path.join(path, ".git")) or _is_bare(path))
     if fresh:
@@ -565,12 +582,23 @@ def init_store(path: str, branch: str | None = None, bare: bool = False) -> tupl
         repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + branch.encode())
     else:
         repo = Repo(path)
-    if branch:
-        config = repo.get_config()
-        if branch != DEFAULT_BRANCH or _has_config(config, b"branch"):
-            config.set(b"canonry", b"branch", branch.encode())
-            config.write_to_path()
-    storage = GitStorage.open(path, branch)
+        if branch is None and not prefix:
+            branch = DEFAULT_BRANCH
+        if branch is None and prefix:
+            head = repo.refs.read_ref(b"HEAD") or b""
+            if head.startswith(b"ref: refs/heads/"):
+                branch = head[len(b"ref: refs/heads/"):].decode()
+    config = repo.get_config()
+    changed = False
+    if branch and (branch != DEFAULT_BRANCH or _has_config(config, b"branch")):
+        config.set(b"canonry", b"branch", branch.encode())
+        changed = True
+    if prefix:
+        config.set(b"canonry", b"prefix", prefix.encode())
+        changed = True
+    if changed:
+        config.write_to_path()
+    storage = GitStorage.open(path, store_branch=branch)
     head = storage.head()
     if head is not None and storage.lookup(storage.root_tree(head), m.STORE_FILE) is not None:
         return Store(storage), False
@@ -580,13 +608,26 @@ def init_store(path: str, branch: str | None = None, bare: bool = False) -> tupl
     view.write(m.STORE_FILE, {"format": FORMAT_VERSION, "created_at": ctx.now,
                               "created_by": ctx.actor.actor, "admins": [ctx.actor.actor],
                               "trust_local_plugins": False})
-    records = [{"op": "init", "branch": storage.branch, "summary": f"init canonry store on {storage.branch}"}]
+    where = f" under {prefix}/" if prefix else ""
+    records = [{"op": "init", "branch": storage.branch,
+                "summary": f"init canonry store on {storage.branch}{where}"}]
     for name, (description, types) in DEFAULT_REGISTRIES.items():
         _, recs = ops.registry_create(view, ctx, name, description, "organization", types)
         records += recs
     if store._commit_view(view, records, None) is None:
         raise Conflict(f"branch {storage.branch} moved while initializing; run init again")
     return store, True
+
+
+def _check_prefix(prefix: str) -> str:
+    prefix = (prefix or "").strip("/")
+    if not prefix:
+        return ""
+    from .names import check_name
+
+    for part in prefix.split("/"):
+        check_name(part, "prefix folder")
+    return prefix
 
 
 def _is_bare(path: str) -> bool:
