@@ -139,15 +139,19 @@ class GitStorage:
     # ---- reading ---------------------------------------------------------------------------
     def head(self) -> bytes | None:
         """The branch head; for a proposal branch not made yet, the store branch's head."""
-        try:
-            return self.repo.refs[self.ref]
-        except KeyError:
-            if self.base_ref is not None:
-                try:
-                    return self.repo.refs[self.base_ref]
-                except KeyError:
-                    return None
-            return None
+        for ref in (self.ref, self.base_ref, self._tracking_ref()):
+            if ref is None:
+                continue
+            try:
+                return self.repo.refs[ref]
+            except KeyError:
+                continue
+        return None
+
+    def _tracking_ref(self) -> bytes:
+        # A CI checkout often has only origin/<store branch>: read from there (writes still
+        # create the local branch, starting from it).
+        return b"refs/remotes/origin/" + self.store_branch.encode()
 
     def resolve_rev(self, rev: str) -> bytes:
         """A commit id for a branch, tag, sha (abbreviated too), HEAD, `rev~N`, …"""
@@ -263,7 +267,7 @@ class GitStorage:
     def compare_and_swap(self, old: bytes | None, new: bytes, message: str = "") -> bool:
         """Move the branch from `old` to `new`. False if it moved meanwhile; FileLocked if held."""
         msg = message.encode()[:200] or None
-        if old is None or (self.base_ref is not None and not self.branch_exists()):
+        if old is None or not self.branch_exists():
             return self.repo.refs.add_if_new(self.ref, new, message=msg)
         return self.repo.refs.set_if_equals(self.ref, old, new, message=msg)
 
