@@ -4,7 +4,6 @@ describe run end to end against a bare remote). Real git repositories, no mocks.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
