@@ -330,6 +330,7 @@ def check_change(events):
 
 def test_local_plugin_code_runs_only_when_trusted(promoted, store_path, tmp_path, cli):
     marker = tmp_path / "marker"
+    promoted.add_store_admin("hand@example.com")  # trusting local plugins is a store admin's call
     branch(store_path)
     edit_yaml(store_path, "canonry.yaml", lambda d: d.update(trust_local_plugins=True))
     write(store_path, "plugins/evil.py", PLUGIN.format(marker=str(marker)))

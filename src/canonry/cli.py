@@ -284,6 +284,163 @@ def _print_registries(store, as_json):
                 for r in regs], ["REGISTRY", "VISIBILITY", "TYPES", "COLLECTIONS", "DESCRIPTION"]))
 
 
+# ---- governance -----------------------------------------------------------------------------------
+@registry.group("member")
+def registry_member():
+    """Manage the members of a registry and their roles."""
+
+
+@registry_member.command("add")
+@click.argument("registry_name", metavar="REGISTRY")
+@click.argument("member", metavar="USER")
+@click.option("--role", required=True, type=click.Choice(["admin", "member", "viewer", "restricted_viewer", "restricted-viewer"]))
+@json_option
+@branch_option
+@pass_ctx
+def member_add(c, registry_name, member, role, as_json):
+    """Give USER (an email, or group:NAME) ROLE in REGISTRY (changes the role if USER has one)."""
+    r = c.store().set_member(registry_name, member, role)
+    text = (f"{member} is {r['after']} in registry {registry_name}" if r["before"] != r["after"]
+            else f"{member} already is {r['after']} in registry {registry_name}: nothing changed")
+    _done(as_json, r, text)
+
+
+@registry_member.command("rm")
+@click.argument("registry_name", metavar="REGISTRY")
+@click.argument("member", metavar="USER")
+@json_option
+@branch_option
+@pass_ctx
+def member_rm(c, registry_name, member, as_json):
+    """Remove USER from REGISTRY."""
+    r = c.store().remove_member(registry_name, member)
+    _done(as_json, r, f"removed {member} ({r['before']}) from registry {registry_name}")
+
+
+@registry_member.command("list")
+@click.argument("registry_name", metavar="REGISTRY")
+@json_option
+@branch_option
+@pass_ctx
+def member_list(c, registry_name, as_json):
+    """List the members of REGISTRY with their roles."""
+    store = c.store()
+    reg = store.registry(registry_name)
+    config = store.view().store_config()
+    rows = [{"member": k, "role": v, "source": "registry"} for k, v in sorted(reg.members.items())]
+    rows += [{"member": a, "role": "admin", "source": "store admin"} for a in config.get("admins", [])]
+    if reg.visibility == "organization":
+        rows.append({"member": "everyone", "role": store.view().registry(registry_name).get("default_role", "viewer"),
+                     "source": "organization visibility"})
+    if as_json:
+        from .output import emit_json
+
+        return emit_json(rows)
+    from .output import table
+
+    _say(table([[r["member"], r["role"], r["source"]] for r in rows], ["MEMBER", "ROLE", "FROM"]))
+
+
+@registry.command("protect")
+@click.argument("registry_name", metavar="REGISTRY")
+@click.argument("alias_name", metavar="ALIAS")
+@json_option
+@branch_option
+@pass_ctx
+def registry_protect(c, registry_name, alias_name, as_json):
+    """Protect ALIAS in REGISTRY: only admins may then add or remove it."""
+    r = c.store().protect_alias(registry_name, alias_name)
+    _done(as_json, r, f"protected aliases of {registry_name}: {', '.join(r['protected_aliases'])}"
+          if r["changed"] else f"{alias_name} already is protected in {registry_name}")
+
+
+@registry.command("unprotect")
+@click.argument("registry_name", metavar="REGISTRY")
+@click.argument("alias_name", metavar="ALIAS")
+@json_option
+@branch_option
+@pass_ctx
+def registry_unprotect(c, registry_name, alias_name, as_json):
+    """Stop protecting ALIAS in REGISTRY."""
+    r = c.store().unprotect_alias(registry_name, alias_name)
+    _done(as_json, r, f"protected aliases of {registry_name}: {', '.join(r['protected_aliases']) or 'none'}"
+          if r["changed"] else f"{alias_name} is not protected in {registry_name}")
+
+
+@cli.group()
+def admin():
+    """Store-wide admins (admins of every registry)."""
+
+
+@admin.command("add")
+@click.argument("member", metavar="EMAIL")
+@json_option
+@pass_ctx
+def admin_add(c, member, as_json):
+    """Make EMAIL a store admin."""
+    admins = c.store().add_store_admin(member)
+    _done(as_json, {"admins": admins}, f"store admins: {', '.join(admins)}")
+
+
+@admin.command("rm")
+@click.argument("member", metavar="EMAIL")
+@json_option
+@pass_ctx
+def admin_rm(c, member, as_json):
+    """Remove EMAIL from the store admins."""
+    admins = c.store().remove_store_admin(member)
+    _done(as_json, {"admins": admins}, f"store admins: {', '.join(admins)}")
+
+
+@cli.command("group")
+@click.argument("name")
+@click.argument("members", nargs=-1, metavar="EMAIL...")
+@json_option
+@pass_ctx
+def group_cmd(c, name, members, as_json):
+    """Define group NAME as EMAIL... (usable as member group:NAME); no emails removes it."""
+    groups = c.store().set_group(name, list(members))
+    _done(as_json, {"groups": groups}, f"group {name}: {', '.join(groups.get(name, [])) or 'removed'}")
+
+
+@cli.command()
+@click.option("--since", metavar="DATE", help="Only changes at or after DATE (2026-11-01 or ISO time).")
+@click.option("--registry", "registry_name", metavar="R", help="Only changes in registry R.")
+@click.option("--actor", metavar="EMAIL", help="Only changes made by EMAIL.")
+@json_option
+@branch_option
+@pass_ctx
+def audit(c, since, registry_name, actor, as_json):
+    """Who did what and when, across the store: newest first."""
+    entries = c.store().audit(since=since, registry=registry_name, actor=actor)
+    if as_json:
+        from .output import emit_json
+
+        return emit_json([e.to_dict() for e in entries])
+    from . import views
+
+    _say(views.history_table(entries) if entries else "no changes recorded")
+
+
+@cli.command()
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              help="Write to this file (default: print). GitHub reads .github/CODEOWNERS.")
+@pass_ctx
+def codeowners(c, output):
+    """Write a CODEOWNERS file mapping each registry's folder to who may change it."""
+    from .codeowners import render
+
+    store = c.store()
+    text = render(store.view(), store.storage.prefix)
+    if output:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+        _say(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
 # ---- artifact versions ----------------------------------------------------------------------------
 def _key_values(values, what: str, numeric: bool = False) -> dict:
     import json
@@ -506,12 +663,13 @@ def ls(c, target, as_json):
 @cli.command()
 @click.argument("target")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many entries.")
+@click.option("--actor", metavar="EMAIL", help="Only the changes made by EMAIL.")
 @json_option
 @branch_option
 @pass_ctx
-def history(c, target, limit, as_json):
+def history(c, target, limit, actor, as_json):
     """Every change to TARGET, newest first: commit, time, actor, operation, before → after."""
-    entries = c.store().history(target, limit=limit)
+    entries = c.store().history(target, limit=limit, actor=actor)
     if as_json:
         from .output import emit_json
 

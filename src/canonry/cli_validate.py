@@ -7,15 +7,19 @@ import click
 @click.option("--trust-local-plugins", is_flag=True,
               help="Also run the store's own plugins/*.py as HEAD has them (when its canonry.yaml "
                    "trusts them). Off by default: the branch under review runs no code of its own.")
+@click.option("--require-signed", is_flag=True,
+              help="Also require every commit checked to carry a valid signature (gpg or ssh, "
+                   "verified by `git verify-commit`).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"ok", "checked_commits", "findings": [{commit, path, rule, message}]}.')
 @click.pass_context
-def validate_cmd(ctx, rev_range, trust_local_plugins, as_json):
+def validate_cmd(ctx, rev_range, trust_local_plugins, require_signed, as_json):
     """Check every commit of BASE..HEAD (or the whole store): schemas, invariants, policies.
 
     One line per finding (COMMIT PATH: RULE: MESSAGE). Exit 0 when clean, 1 otherwise.
     """
-    report = ctx.obj.store().validate(rev_range, trust_local_plugins=trust_local_plugins)
+    report = ctx.obj.store().validate(rev_range, trust_local_plugins=trust_local_plugins,
+                                      require_signed=require_signed)
     if as_json:
         from .output import emit_json
 

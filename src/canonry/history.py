@@ -37,7 +37,8 @@ def target_key_and_path(store, target: str) -> tuple[str, str]:
     return f"av:{addr.artifact}:{version}", m.artifact_version_file(addr.artifact, version)
 
 
-def walk(store, target: str | None, limit: int | None = None, actor: str | None = None) -> list[HistoryEntry]:
+def walk(store, target: str | None, limit: int | None = None, actor: str | None = None,
+         since: str | None = None, registry: str | None = None) -> list[HistoryEntry]:
     storage = store.storage
     head = storage.head()
     key = path = None
@@ -50,12 +51,21 @@ def walk(store, target: str | None, limit: int | None = None, actor: str | None 
         if actor and actor not in (email, author):
             continue
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(commit.author_time))
+        if since and stamp < since:
+            if len(commit.parents) <= 1:
+                break  # first-parent history is (nearly) time-ordered: older ones follow
+            continue
         records = journal.records(commit.message)
         if records:
             for rec in records:
-                if key is None or key in journal.keys(rec):
-                    out.append(_entry(commit, stamp, email, rec))
-        elif len(commit.parents) <= 1 and _touches(storage, commit, path):
+                keys = journal.keys(rec)
+                if key is not None and key not in keys:
+                    continue
+                if registry and f"registry:{registry}" not in keys:
+                    continue
+                out.append(_entry(commit, stamp, email, rec))
+        elif len(commit.parents) <= 1 and _touches(storage, commit, path if not registry
+                                                          else m.registry_dir(registry)):
             subject = commit.message.decode("utf-8", "replace").splitlines()[0] if commit.message else ""
             out.append(HistoryEntry(commit=commit.id.decode(), time=stamp, actor=email, op="commit",
                                     target=target or "", before=None, after=None, summary=subject))

@@ -13,6 +13,7 @@ from . import model as m
 from .errors import InvalidInput, InvalidName, NotFound, TypeNotAccepted
 from .names import LATEST, check_alias, check_name, parse_artifact_version
 from .schemas import FORMAT_VERSION
+from .governance import check as check_role_for, check_store_admin, is_protected
 from .state import View
 from .storage import Identity
 
@@ -84,7 +85,7 @@ def _check_types(types) -> list[str] | str:
 
 
 def registry_create(view: View, ctx: Context, name: str, description: str = "",
-                    visibility: str = "restricted", types=None):
+                    visibility: str = "restricted", types=None, default_role: str | None = None):
     check_name(name, "registry name")
     if visibility not in VISIBILITIES:
         raise InvalidInput(f"invalid visibility {visibility!r}: use restricted or organization")
@@ -93,6 +94,8 @@ def registry_create(view: View, ctx: Context, name: str, description: str = "",
     rec = {"format": FORMAT_VERSION, "description": description or "", "visibility": visibility,
            "types": _check_types(types), "members": {ctx.actor.actor: "admin"},
            "protected_aliases": [], "created_at": ctx.now, "created_by": ctx.actor.actor}
+    if default_role:
+        rec["default_role"] = default_role
     view.write(m.registry_file(name), rec)
     return registry_record(name, rec), [{
         "op": "registry.create", "registry": name, "after": {k: rec[k] for k in ("visibility", "types")},
@@ -102,6 +105,7 @@ def registry_create(view: View, ctx: Context, name: str, description: str = "",
 def registry_edit(view: View, ctx: Context, name: str, description: str | None = None,
                   visibility: str | None = None, add_types=None, types=None):
     rec = view.registry(name)
+    check_role_for(view, name, ctx.actor.actor, "settings")
     changes: dict = {}
     if description is not None and description != rec.get("description", ""):
         changes["description"] = [rec.get("description", ""), description]
@@ -188,6 +192,10 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
     for a in aliases:
         check_alias(a)
     reg = view.registry(registry)
+    check_role_for(view, registry, ctx.actor.actor, "link")
+    for a in aliases:
+        if is_protected(reg, a):
+            check_role_for(view, registry, ctx.actor.actor, "protected-alias", a)
     check_name(collection, "collection name")
     if collection == "registry.yaml":  # it would collide with the registry's own settings file
         raise InvalidName("invalid collection name 'registry.yaml': reserved for registry settings")
@@ -275,10 +283,15 @@ def _write_aliases(view: View, registry: str, collection: str, aliases: dict) ->
 
 def unlink(view: View, ctx: Context, registry: str, collection: str, ref: str):
     view.collection(registry, collection)
+    check_role_for(view, registry, ctx.actor.actor, "unlink")
     version = view.resolve_link_ref(registry, collection, ref)
     result = link_record(view, registry, collection, version)
     aliases = view.aliases(registry, collection)
     removed = sorted(a for a, v in aliases.items() if v == version)
+    held = [a for a in removed if is_protected(view.registry(registry), a)]
+    if held:
+        check_role_for(view, registry, ctx.actor.actor, "protected-alias",
+                       f"unlinking {registry}/{collection}:{version} removes {', '.join(held)}")
     if removed:
         _write_aliases(view, registry, collection, {a: v for a, v in aliases.items() if v != version})
     view.delete(m.link_file(registry, collection, version))
@@ -296,6 +309,8 @@ def unlink(view: View, ctx: Context, registry: str, collection: str, ref: str):
 def alias_set(view: View, ctx: Context, registry: str, collection: str, ref: str, alias: str):
     check_alias(alias)
     view.collection(registry, collection)
+    check_role_for(view, registry, ctx.actor.actor,
+                   "protected-alias" if is_protected(view.registry(registry), alias) else "alias", alias)
     version = view.resolve_link_ref(registry, collection, ref)
     aliases = view.aliases(registry, collection)
     before = aliases.get(alias)
@@ -309,6 +324,8 @@ def alias_set(view: View, ctx: Context, registry: str, collection: str, ref: str
 def alias_remove(view: View, ctx: Context, registry: str, collection: str, alias: str):
     check_alias(alias)
     view.collection(registry, collection)
+    check_role_for(view, registry, ctx.actor.actor,
+                   "protected-alias" if is_protected(view.registry(registry), alias) else "alias", alias)
     aliases = view.aliases(registry, collection)
     where = f"{registry}/{collection}"
     if alias not in aliases:
@@ -326,6 +343,7 @@ def tag(view: View, ctx: Context, registry: str, collection: str, ref: str | Non
     for t in list(add) + list(remove):
         check_name(t, "tag")
     coll = view.collection(registry, collection)
+    check_role_for(view, registry, ctx.actor.actor, "tag")
     if ref is None:
         path, rec, target = m.collection_file(registry, collection), coll, f"{registry}/{collection}"
     else:
@@ -363,8 +381,10 @@ def automations_set(view: View, ctx: Context, automations: list, registry: str |
             except (re.error, TypeError) as e:
                 raise InvalidInput(f"automation {a.get('name')}: filter.alias is not a valid regex: {e}") from None
     if registry is None:
+        check_store_admin(view, ctx.actor.actor, "change the store's automations")
         path, rec, where = m.STORE_FILE, view.store_config(), "the store"
     else:
+        check_role_for(view, registry, ctx.actor.actor, "settings")
         path, rec, where = m.registry_file(registry), view.registry(registry), f"registry {registry}"
     before = rec.get("automations", [])
     if before == automations:
@@ -378,7 +398,99 @@ def automations_set(view: View, ctx: Context, automations: list, registry: str |
     return automations, [record]
 
 
+# ---- governance: members, protected aliases, store admins and groups ---------------------------------
+def member_set(view: View, ctx: Context, registry: str, member: str, role: str | None):
+    """Give `member` (an email or group:NAME) `role` in a registry; role None removes them."""
+    from .governance import check_member_key, check_role
+
+    check_member_key(member)
+    rec = view.registry(registry)
+    check_role_for(view, registry, ctx.actor.actor, "members")
+    members = dict(rec.get("members") or {})
+    before = members.get(member)
+    if role is None:
+        if before is None:
+            raise NotFound("member", member, list(members), where=f"registry {registry}")
+        del members[member]
+        if "admin" not in members.values() and not view.store_config().get("admins"):
+            raise InvalidInput(f"cannot remove {member}: registry {registry} would have no admin left")
+        summary = f"remove member {member} from registry {registry}"
+    else:
+        role = check_role(role)
+        if before == role:
+            return {"registry": registry, "member": member, "before": before, "after": role}, []
+        members[member] = role
+        summary = f"{'change' if before else 'add'} member {member} of registry {registry}: {role}"
+    rec["members"] = dict(sorted(members.items()))
+    view.write(m.registry_file(registry), rec)
+    return {"registry": registry, "member": member, "before": before, "after": role}, [{
+        "op": "member.set" if role else "member.rm", "registry": registry, "member": member,
+        "before": before, "after": role, "summary": summary}]
+
+
+def protect(view: View, ctx: Context, registry: str, alias: str, protected: bool = True):
+    check_alias(alias)
+    rec = view.registry(registry)
+    check_role_for(view, registry, ctx.actor.actor, "settings")
+    current = list(rec.get("protected_aliases") or [])
+    if (alias in current) == protected:
+        return {"registry": registry, "protected_aliases": current, "changed": False}, []
+    after = sorted(current + [alias]) if protected else [a for a in current if a != alias]
+    rec["protected_aliases"] = after
+    view.write(m.registry_file(registry), rec)
+    verb = "protect" if protected else "unprotect"
+    return {"registry": registry, "protected_aliases": after, "changed": True}, [{
+        "op": f"registry.{verb}", "registry": registry, "alias": alias,
+        "changes": {"protected_aliases": [current, after]},
+        "summary": f"{verb} alias {alias} in registry {registry}"}]
+
+
+def store_admin(view: View, ctx: Context, member: str, add: bool = True):
+    from .governance import check_member_key
+
+    check_member_key(member)
+    config = view.store_config()
+    admins = list(config.get("admins", []))
+    check_store_admin(view, ctx.actor.actor, "change the store admins")
+    if (member in admins) == add:
+        return admins, []
+    admins = admins + [member] if add else [a for a in admins if a != member]
+    if not admins:
+        raise InvalidInput("cannot remove the last store admin")
+    config["admins"] = admins
+    view.write(m.STORE_FILE, config)
+    return admins, [{"op": "store.admin", "member": member, "added": add,
+                     "summary": f"{'add' if add else 'remove'} store admin {member}"}]
+
+
+def group_set(view: View, ctx: Context, name: str, members: list[str]):
+    from .governance import check_member_key
+
+    check_name(name, "group name")
+    for p in members:
+        check_member_key(p)
+    config = view.store_config()
+    check_store_admin(view, ctx.actor.actor, "change groups")
+    groups = dict(config.get("groups") or {})
+    if groups.get(name, None) == list(members):
+        return groups, []
+    if members:
+        groups[name] = list(dict.fromkeys(members))
+    elif name in groups:
+        del groups[name]
+    else:
+        return groups, []
+    config["groups"] = groups
+    view.write(m.STORE_FILE, config)
+    return groups, [{"op": "store.group", "group": name, "members": list(members),
+                     "summary": f"set group {name}: {', '.join(members) or 'removed'}"}]
+
+
 OPS = {
+    "member.set": member_set,
+    "registry.protect": protect,
+    "store.admin": store_admin,
+    "store.group": group_set,
     "automations.set": automations_set,
     "registry.create": registry_create,
     "registry.edit": registry_edit,

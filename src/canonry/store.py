@@ -26,6 +26,11 @@ DEFAULT_REGISTRIES = {
     "model": ("Models: the organization's trained models", ["model"]),
     "dataset": ("Datasets: the organization's training and evaluation data", ["dataset"]),
 }
+# Everyone may promote in the core registries, as in W&B's; custom ones default to viewer.
+DEFAULT_ROLES = {
+    "model": "member",
+    "dataset": "member",
+}
 
 
 def _now() -> str:
@@ -93,6 +98,38 @@ class _Operations:
         """Replace the declarative automations of the store, or of one registry."""
         return self._run("automations.set", automations=automations, registry=registry)
 
+    # ---- governance ---------------------------------------------------------------------------
+    def set_member(self, registry: str, member: str, role: str) -> dict:
+        """Give MEMBER (an email, or group:NAME) ROLE (admin, member, viewer, restricted_viewer)."""
+        return self._run("member.set", registry=registry, member=member, role=role)
+
+    def remove_member(self, registry: str, member: str) -> dict:
+        return self._run("member.set", registry=registry, member=member, role=None)
+
+    def protect_alias(self, registry: str, alias: str) -> dict:
+        """Only admins may then add or remove ALIAS (or unlink the version holding it)."""
+        return self._run("registry.protect", registry=registry, alias=alias, protected=True)
+
+    def unprotect_alias(self, registry: str, alias: str) -> dict:
+        return self._run("registry.protect", registry=registry, alias=alias, protected=False)
+
+    def add_store_admin(self, member: str) -> list:
+        return self._run("store.admin", member=member, add=True)
+
+    def remove_store_admin(self, member: str) -> list:
+        return self._run("store.admin", member=member, add=False)
+
+    def set_group(self, name: str, members: list[str]) -> dict:
+        """Define group NAME (usable as member `group:NAME`); an empty list removes it."""
+        return self._run("store.group", name=name, members=list(members))
+
+    def role(self, registry: str, actor: str | None = None) -> str | None:
+        """The role ACTOR (default: the acting identity) holds in REGISTRY."""
+        from .governance import role_in
+
+        view = self.view()
+        return role_in(view.store_config(), view.registry(registry), actor or self.actor.actor)
+
     def tag(self, target: str, *tags: str) -> m.TagChange:
         reg, coll, ref = _tag_target(target)
         return self._run("tag", registry=reg, collection=coll, ref=ref, add=list(tags))
@@ -100,6 +137,18 @@ class _Operations:
     def untag(self, target: str, *tags: str) -> m.TagChange:
         reg, coll, ref = _tag_target(target)
         return self._run("tag", registry=reg, collection=coll, ref=ref, remove=list(tags))
+
+
+def _iso_since(since: str | None) -> str | None:
+    if not since:
+        return None
+    import re
+
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
+        return since + "T00:00:00Z"
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?Z?", since):
+        return since.rstrip("Z") + (":00" if since.count(":") == 1 else "") + "Z"
+    raise InvalidInput(f"invalid --since {since!r}: use a date like 2026-11-01 or 2026-11-01T12:00:00Z")
 
 
 def _warn(message: str) -> None:
@@ -344,11 +393,13 @@ class Store(_Operations):
 
         return sync(self, remote)
 
-    def validate(self, rev_range: str | None = None, trust_local_plugins: bool = False):
+    def validate(self, rev_range: str | None = None, trust_local_plugins: bool = False,
+                 require_signed: bool = False):
         """Check every commit of BASE..HEAD, or the whole store: a list of findings (see validate.py)."""
         from .validate import validate
 
-        return validate(self, rev_range, trust_local_plugins=trust_local_plugins)
+        return validate(self, rev_range, trust_local_plugins=trust_local_plugins,
+                        require_signed=require_signed)
 
     def gc(self) -> dict:
         """Pack loose objects and consolidate packs."""
@@ -481,7 +532,12 @@ class Store(_Operations):
         verifying every sha256. Files appear only once verified."""
         obj = self.resolve(target)
         if isinstance(obj, m.LinkedVersion):
+            from .governance import check
+
+            check(self.view(), obj.registry, self.actor.actor, "download")
             obj = self.artifact_version(obj.artifact)
+        elif isinstance(obj, m.ArtifactVersion):
+            self._check_download_of(obj)
         if not isinstance(obj, m.ArtifactVersion):
             raise InvalidInput(f"{target} is not a version: get takes ARTIFACT:vK or REGISTRY/COLLECTION:vN|ALIAS")
         root = os.path.abspath(to)
@@ -493,11 +549,39 @@ class Store(_Operations):
             self.blobs.copy_to(entry["sha256"], os.path.join(root, *parts))
         return obj
 
-    def history(self, target: str | None = None, limit: int | None = None) -> list[m.HistoryEntry]:
-        """Every change to `target` (or to anything), newest first, read from commit trailers."""
+    def _check_download_of(self, version: m.ArtifactVersion) -> None:
+        """A version linked in registries may be downloaded by who may download in one of them."""
+        from .governance import PermissionDenied, check
+
+        view = self.view()
+        registries = sorted({link["registry"] for link in self._links_of(view, version.address, version.type)})
+        denied = None
+        for registry in registries:
+            try:
+                check(view, registry, self.actor.actor, "download")
+                return
+            except PermissionDenied as e:
+                denied = denied or e
+        if denied is not None:
+            raise denied
+
+    def history(self, target: str | None = None, limit: int | None = None,
+                actor: str | None = None) -> list[m.HistoryEntry]:
+        """Every change to `target` (or to anything), newest first, read from commit trailers;
+        `actor` keeps only the changes that email made."""
         from .history import walk
 
-        return walk(self, target, limit=limit)
+        return walk(self, target, limit=limit, actor=actor)
+
+    def audit(self, since: str | None = None, registry: str | None = None,
+              actor: str | None = None) -> list[m.HistoryEntry]:
+        """Who did what and when, across the store (or one registry), newest first.
+        `since` is a date or time (ISO 8601: 2026-11-01 or 2026-11-01T12:00:00Z)."""
+        from .history import walk
+
+        if registry:
+            self.view().registry(registry)
+        return walk(self, None, actor=actor, since=_iso_since(since), registry=registry)
 
     def diff(self, rev_range: str):
         """What BASE..HEAD introduces over their merge base, in registry terms (review.Review)."""
@@ -612,7 +696,8 @@ def init_store(path: str, branch: str | None = None, bare: bool = False,
     records = [{"op": "init", "branch": storage.branch,
                 "summary": f"init canonry store on {storage.branch}{where}"}]
     for name, (description, types) in DEFAULT_REGISTRIES.items():
-        _, recs = ops.registry_create(view, ctx, name, description, "organization", types)
+        _, recs = ops.registry_create(view, ctx, name, description, "organization", types,
+                                      default_role=DEFAULT_ROLES[name])
         records += recs
     if store._commit_view(view, records, None) is None:
         raise Conflict(f"branch {storage.branch} moved while initializing; run init again")

@@ -544,10 +544,98 @@ def _event_path(event) -> str:
     return m.STORE_FILE
 
 
-# The checks run for every commit, in order. Governance appends its rule here (see module doc).
+def rule_roles(ctx: CommitCheck) -> Iterator[Finding]:
+    """role: the author held the role each change needs under the rules in force at the parent
+    commit, so nobody grants themselves a role and uses it in one change. Merge commits are
+    skipped: each commit they bring in is checked on its own."""
+    from .events import diff_events
+    from . import governance as g
+
+    if ctx.whole or ctx.parent is None or ctx.commit is None or not ctx.changes:
+        return
+    commit = ctx.commit_object
+    if len(commit.parents) > 1:
+        return
+    before = ctx.parent_view
+    try:
+        config = before.store_config()
+    except CanonryError:
+        return  # a broken canonry.yaml at the parent has its own finding
+    actor = ctx.author
+    if m.STORE_FILE in ctx.by_path and config.get("admins") and actor not in config["admins"]:
+        yield Finding(ctx.label, m.STORE_FILE, "role",
+                      f"{actor} changed the store settings but is not a store admin at the parent commit")
+    try:
+        events = diff_events(ctx.storage, ctx.parent, ctx.commit, ctx.loader.read_or_none, actor, "",
+                             ctx.commit.decode())
+    except (TypeError, KeyError):
+        return
+    for event in events:
+        action = _action_of(event, before)
+        if action is None or not event.registry:
+            continue
+        path = _event_path(event)
+        if not before.exists(m.registry_file(event.registry)):
+            continue  # a registry created by this very commit: its creator is its admin
+        try:
+            role = g.role_in(config, before.registry(event.registry), actor)
+        except CanonryError:
+            continue
+        if not g.allowed(role, action):
+            has = f"has {role}" if role else "is not a member"
+            yield Finding(ctx.label, path, "role",
+                          f"{actor} may not {g.WHAT[action]} in registry {event.registry} "
+                          f"({event.kind} {event.target}): that needs role {g.NEEDS[action]} and "
+                          f"{actor} {has} at the parent commit")
+
+
+def _action_of(event, before: View) -> str | None:
+    from . import governance as g
+
+    kind = event.kind
+    if kind in ("artifact.logged", "registry.created"):
+        return None
+    if kind.startswith("alias."):
+        try:
+            protected = g.is_protected(before.registry(event.registry), event.alias)
+        except CanonryError:
+            protected = False
+        return "protected-alias" if protected else "alias"
+    if kind == "link.removed":
+        return "unlink"
+    if kind == "registry.changed":
+        return "members" if set(event.changes) <= {"members"} else "settings"
+    return {"link.created": "link", "tags.changed": "tag", "collection.created": "collection",
+            "collection.changed": "collection"}.get(kind)
+
+
+# The checks run for every commit, in order.
 RULES: list[Callable[[CommitCheck], Iterable[Finding] | None]] = [
     rule_files, rule_parents, rule_history, rule_links, rule_collections, rule_artifacts, rule_policies,
+    rule_roles,
 ]
+
+
+def signature_findings(storage, commits: list[bytes]) -> list[Finding]:
+    """unsigned: commits without a valid signature, verified as git verifies them
+    (`git verify-commit`: gpg, or ssh with gpg.ssh.allowedSignersFile)."""
+    import shutil
+    import subprocess
+
+    from .errors import InvalidInput
+
+    git = shutil.which("git")
+    if git is None:
+        raise InvalidInput("--require-signed verifies signatures with the git CLI, which is not installed")
+    out = []
+    for commit in commits:
+        done = subprocess.run([git, "--git-dir", storage.git_dir, "verify-commit", commit.decode()],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or ["no signature"])[-1][:160]
+            out.append(Finding(commit.decode(), "(signature)", "unsigned",
+                               f"commit has no valid signature (git verify-commit: {why})"))
+    return out
 
 
 # ---- the policies in force -----------------------------------------------------------------------
@@ -617,7 +705,7 @@ def load_policy_plugins(store, head: bytes | None, trust_local_plugins: bool = F
 
 
 def validate(store, rev_range: str | None = None, trust_local_plugins: bool = False,
-             rules=None) -> Report:
+             rules=None, require_signed: bool = False) -> Report:
     """Check every commit of `rev_range` (BASE..HEAD) or, when None, the whole store at its head.
 
     Returns a Report: a list of Finding (empty when all is well) with `checked_commits`."""
@@ -655,5 +743,7 @@ def validate(store, rev_range: str | None = None, trust_local_plugins: bool = Fa
                 ctx.add(m.STORE_FILE, getattr(rule, "__name__", "rule").replace("rule_", ""),
                         f"could not check: {e}")
         report += ctx.findings
+    if require_signed:
+        report += signature_findings(storage, commits)
     report.checked_commits = len(commits)
     return report
