@@ -127,8 +127,31 @@ class CanonryGroup(click.Group):
         return command
 
     def list_commands(self, ctx):
-        self._load_plugin_commands(ctx)
+        # For the listing, only installed (entry point) plugins and a named --plugins-dir are
+        # asked for commands, and only when there are some: opening the store and loading every
+        # plugin would cost `canonry --help` more than its budget. A trusted store plugin's
+        # command still runs (get_command); `canonry plugins` lists every plugin's hooks.
+        params = ctx.params or {}
+        from importlib.metadata import entry_points
+
+        if params.get("plugins_dir") or entry_points(group="canonry"):
+            self._load_listed_plugin_commands(params.get("plugins_dir"))
         return super().list_commands(ctx)
+
+    def _load_listed_plugin_commands(self, plugins_dir) -> None:
+        loaded = self.__dict__.setdefault("_loaded_for", set())
+        if ("listing", plugins_dir) in loaded:
+            return
+        loaded.add(("listing", plugins_dir))
+        from . import plugins as plugin_mod
+        from .plugins import call
+
+        found = plugin_mod.load(None, plugins_dir, builtin=False)
+        for name, fn, argnames in found.impls("register_commands"):
+            try:
+                call(fn, argnames, cli=self)
+            except Exception as e:
+                click.echo(f"canonry: warning: plugin {name}: register_commands failed: {e}", err=True)
 
     def invoke(self, ctx):
         try:

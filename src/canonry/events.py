@@ -57,22 +57,41 @@ def commit_actor_time(commit) -> tuple[str, str]:
     return email, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(commit.author_time))
 
 
-def events_for_commit(storage, commit_id: bytes, read) -> list[Event]:
+def events_for_commit(storage, commit_id: bytes, read, paths=None) -> list[Event]:
     """Events of one commit against its first parent. `read(sha, path)` parses a stored record."""
     commit = storage.commit(commit_id)
     parent = commit.parents[0] if commit.parents else None
     actor, when = commit_actor_time(commit)
-    return diff_events(storage, parent, commit_id, read, actor, when, commit_id.decode())
+    return diff_events(storage, parent, commit_id, read, actor, when, commit_id.decode(), paths)
 
 
-def diff_events(storage, old_commit, new_commit, read, actor: str, when: str, commit_hex: str) -> list[Event]:
-    old_root = storage.root_tree(old_commit)
-    new_root = storage.root_tree(new_commit)
-    raw: list[dict] = []
+def _tree_diff(storage, old_root, new_root):
     for ch in tree_changes(storage.repo.object_store, old_root, new_root):
         old_sha = ch.old.sha if ch.old is not None else None
         new_sha = ch.new.sha if ch.new is not None else None
         path = (ch.new.path if ch.new is not None and ch.new.path else ch.old.path).decode()
+        yield path, old_sha, new_sha
+
+
+def _path_diff(storage, old_root, new_root, paths):
+    """The same as _tree_diff, when the changed paths are known (canonry's own commits): it
+    costs as much as the changed files, not as the trees they sit in."""
+    for path in sorted(paths):
+        old = storage.lookup(old_root, path)
+        new = storage.lookup(new_root, path)
+        if old != new:
+            yield path, old[1] if old else None, new[1] if new else None
+
+
+def diff_events(storage, old_commit, new_commit, read, actor: str, when: str, commit_hex: str,
+                paths=None) -> list[Event]:
+    """Events between two commits; `paths`, when given, are all the store paths that differ."""
+    old_root = storage.root_tree(old_commit)
+    new_root = storage.root_tree(new_commit)
+    raw: list[dict] = []
+    changes = (_tree_diff(storage, old_root, new_root) if paths is None
+               else _path_diff(storage, old_root, new_root, paths))
+    for path, old_sha, new_sha in changes:
         kind = m.kind_of_path(path)
         if kind is None:
             continue

@@ -269,11 +269,20 @@ def _not_accepted(registry: str, reg: dict, type_: str, ref: str) -> str:
 
 
 def _find_link(view: View, registry: str, collection: str, ref: str) -> str | None:
-    for v in view.link_versions(registry, collection):
-        rec = view.read(m.link_file(registry, collection, v), copy_=False)
-        if rec["artifact"] == ref:
-            return v
-    return None
+    """The link of `ref` in the collection, if any. The map artifact -> link is kept per links
+    tree id (content-addressed, so never stale): a link op need not re-read every link."""
+    links = m.links_dir(registry, collection)
+    pending = any(p.startswith(links + "/") for p in view.pending)
+    entry = None if pending else view.storage.lookup(view.root, links)
+    index = view.cache.get(entry[1], "links-index") if entry else None
+    if index is None:
+        index = {}
+        for v in view.link_versions(registry, collection):
+            rec = view.read(m.link_file(registry, collection, v), copy_=False)
+            index.setdefault(rec["artifact"], v)
+        if entry:
+            view.cache.put(entry[1], "links-index", index, persist=False)
+    return index.get(ref)
 
 
 def _write_aliases(view: View, registry: str, collection: str, aliases: dict) -> None:

@@ -75,6 +75,7 @@ class GitStorage:
         self.base_ref = None if self.store_branch == branch else b"refs/heads/" + self.store_branch.encode()
         self.prefix = prefix.strip("/")
         self._trees: dict[bytes, Tree] = {}
+        self._commits: dict[bytes, Commit] = {}
         self._objects = repo.object_store
 
     # ---- opening ---------------------------------------------------------------------------
@@ -176,13 +177,19 @@ class GitStorage:
             raise NotFound("revision", rev) from None
 
     def commit(self, commit_id: bytes) -> Commit:
-        return self._objects[commit_id]
+        commit = self._commits.get(commit_id)
+        if commit is None:
+            commit = self._objects[commit_id]
+            if len(self._commits) > 5000:
+                self._commits.clear()
+            self._commits[commit_id] = commit
+        return commit
 
     def root_tree(self, commit_id: bytes | None) -> bytes | None:
         """The tree holding the store at `commit_id` (below the prefix), or None."""
         if commit_id is None:
             return None
-        tree_id = self._objects[commit_id].tree
+        tree_id = self.commit(commit_id).tree
         if self.prefix:
             entry = self.lookup(tree_id, self.prefix)
             return entry[1] if entry and stat.S_ISDIR(entry[0]) else None
@@ -234,7 +241,7 @@ class GitStorage:
         committer: Identity | None = None,
     ) -> bytes:
         """Store blobs, trees and a commit for `changes` on top of `parent`; move no ref."""
-        base_tree = self._objects[parent].tree if parent is not None else None
+        base_tree = self.commit(parent).tree if parent is not None else None
         full: dict[str, tuple[int, bytes] | None] = {}
         for path, data in changes.items():
             full_path = f"{self.prefix}/{path}" if self.prefix else path
@@ -266,10 +273,11 @@ class GitStorage:
 
     def compare_and_swap(self, old: bytes | None, new: bytes, message: str = "") -> bool:
         """Move the branch from `old` to `new`. False if it moved meanwhile; FileLocked if held."""
-        msg = message.encode()[:200] or None
+        # No reflog message: dulwich fsyncs the reflog on every update, and the commits
+        # themselves are the audit log.
         if old is None or not self.branch_exists():
-            return self.repo.refs.add_if_new(self.ref, new, message=msg)
-        return self.repo.refs.set_if_equals(self.ref, old, new, message=msg)
+            return self.repo.refs.add_if_new(self.ref, new)
+        return self.repo.refs.set_if_equals(self.ref, old, new)
 
     def _add(self, obj) -> None:
         # Another writer storing the very same object holds its lock file for a moment: once it
@@ -287,6 +295,8 @@ class GitStorage:
                 time.sleep(0.002)
         if isinstance(obj, Tree):
             self._trees[obj.id] = obj
+        elif isinstance(obj, Commit):
+            self._commits[obj.id] = obj
 
     def _apply(self, tree_id: bytes | None, changes: dict[str, tuple[int, bytes] | None]) -> bytes | None:
         """New tree id after applying path -> (mode, sha)|None; None when the tree ends up empty.
@@ -294,8 +304,9 @@ class GitStorage:
         Never mutates a Tree that came from the object store (they are cached and shared)."""
         tree = Tree()
         if tree_id is not None:
-            for entry in self.tree(tree_id).iteritems():
-                tree.add(entry.path, entry.mode, entry.sha)
+            # Copy the entry map wholesale: per-entry adds cost ~2 ms on a 1,000-entry tree.
+            tree._entries = dict(self.tree(tree_id)._entries)
+            tree._needs_serialization = True
         nested: dict[str, dict] = {}
         for path, value in changes.items():
             head, _, rest = path.partition("/")
@@ -317,8 +328,12 @@ class GitStorage:
                 tree.add(key, stat.S_IFDIR, new)
         if len(tree) == 0:
             return None
-        if tree_id is not None and tree.id == tree_id:
-            return tree_id
+        if tree_id is not None:
+            base = self.tree(tree_id)
+            if tree._entries == base._entries:
+                return tree_id
+            if len(tree._entries) > 64:
+                tree = _spliced(base, tree._entries) or tree
         self._add(tree)
         return tree.id
 
@@ -443,6 +458,32 @@ class GitStorage:
             yield
         finally:
             os.unlink(lock)
+
+
+_MODE_TEXT = {stat.S_IFDIR: b"40000", FILE_MODE: b"100644"}
+
+
+def _spliced(base: Tree, entries: dict) -> Tree | None:
+    """`base` with some entries' ids replaced, made by splicing its raw bytes: re-serializing
+    a 1,000-entry tree in Python costs ~4 ms per commit, this ~0.3 ms. None when the change is
+    not a plain id replacement (or anything looks off): the caller serializes normally."""
+    old = base._entries
+    if entries.keys() != old.keys():
+        return None
+    raw = base.as_raw_string()
+    for name, (mode, sha) in entries.items():
+        if old[name] == (mode, sha):
+            continue
+        if old[name][0] != mode or mode not in _MODE_TEXT:
+            return None
+        key = _MODE_TEXT[mode] + b" " + name + b"\0"
+        at = raw.find(key)
+        if at < 0 or (at > 0 and raw[at - 21:at - 20] != b"\0"):
+            return None
+        end = at + len(key)
+        raw = raw[:end] + bytes.fromhex(sha.decode()) + raw[end + 20:]
+    tree = Tree.from_raw_string(Tree.type_num, raw)
+    return tree if tree._entries == entries else None  # exact, or fall back
 
 
 def _dirty(entry):

@@ -267,7 +267,10 @@ class Store(_Operations):
         # Automations follow the store branch only: a proposal on a review branch fires nothing
         # until it is merged.
         if not self.storage.is_proposal_branch and self._wants_events():
-            self.fire(self.events_between(old, new))
+            if self.storage.commit(new).parents[:1] == [old]:
+                self.fire(self.events_between(old, new, paths))
+            elif old is not None:  # a fast-forward over several commits: each one's events
+                self.fire(self.events(f"{old.decode()}..{new.decode()}"))
 
     # ---- plugins, events, automations -------------------------------------------------------------
     @property
@@ -301,10 +304,10 @@ class Store(_Operations):
             out += events_for_commit(self.storage, commit, self._read_record)
         return out
 
-    def events_between(self, old: bytes | None, new: bytes) -> list:
+    def events_between(self, old: bytes | None, new: bytes, paths=None) -> list:
         from .events import events_for_commit
 
-        return events_for_commit(self.storage, new, self._read_record)
+        return events_for_commit(self.storage, new, self._read_record, paths)
 
     def _wants_events(self) -> bool:
         from .automations import configured
@@ -350,7 +353,8 @@ class Store(_Operations):
         if not impls:
             return
         actor = self.actor.actor
-        events = diff_events(self.storage, view.commit, new, self._read_record, actor, _now(), new.decode())
+        events = diff_events(self.storage, view.commit, new, self._read_record, actor, _now(), new.decode(),
+                             paths=list(view.pending))
         if not events:
             return
         after = View(self.storage, new, self.cache)
