@@ -120,14 +120,46 @@ def make_file(tmp_path):
     return make
 
 
-@pytest.fixture
-def model_dir(tmp_path) -> Path:
-    d = tmp_path / "inputs" / "checkpoint"
+def write_checkpoint(d: Path) -> Path:
+    """A small model directory: three files, one in a subfolder. Always the same bytes."""
     (d / "sub").mkdir(parents=True)
     (d / "config.json").write_text('{"layers": 2}\n')
     (d / "weights.bin").write_bytes(bytes(range(256)) * 4)
     (d / "sub" / "tokenizer.txt").write_text("a b c\n")
     return d
+
+
+@pytest.fixture
+def model_dir(tmp_path) -> Path:
+    return write_checkpoint(tmp_path / "inputs" / "checkpoint")
+
+
+@pytest.fixture(scope="session")
+def _templates(tmp_path_factory):
+    return {"root": tmp_path_factory.mktemp("templates"), "paths": {}}
+
+
+@pytest.fixture
+def from_template(_templates, store_path):
+    """from_template(name, build) -> Store at store_path: a copy of a store that
+    build(store, workdir) filled once per session. Saves rebuilding the same store for every
+    test that only reads it or checks one failure against it."""
+
+    def make(name: str, build) -> "canonry.store.Store":
+        paths = _templates["paths"]
+        if name not in paths:
+            work = _templates["root"] / name
+            work.mkdir()
+            build(canonry.init(str(work / "store")), work)
+            paths[name] = work / "store"
+        if store_path.exists():
+            shutil.rmtree(store_path)
+        # the on-disk record cache is left behind: each copy starts cold, as a fresh clone would
+        shutil.copytree(paths[name], store_path, symlinks=True,
+                        ignore=shutil.ignore_patterns("records-v*.sqlite*"))
+        return canonry.open(str(store_path))
+
+    return make
 
 
 @pytest.fixture

@@ -10,23 +10,32 @@ import yaml
 import canonry
 
 from conftest import (ACTOR_EMAIL, assert_one_line_error, commit_count, git, git_status, head_of,
-                      run_process, show_file)
+                      run_process, show_file, write_checkpoint)
 
 
-@pytest.fixture
-def populated(store, make_file, model_dir):
-    """model/first-collection with v0 [production] and v1 [staging], a dataset, and tags.
-    Built through the API (the CLI's own writes are tested below)."""
-    store.log_artifact(str(make_file("rows\n")), name="train-set", type="dataset")
-    store.log_artifact(str(make_file("weights v0\n", "my_model.txt")), name="gemma-finetuned",
-                       type="model", metadata={"base": "gemma"}, metrics={"accuracy": 0.91},
+def _build_populated(store, work):
+    rows = work / "rows.csv"
+    rows.write_text("rows\n")
+    weights = work / "my_model.txt"
+    weights.write_text("weights v0\n")
+    store.log_artifact(str(rows), name="train-set", type="dataset")
+    store.log_artifact(str(weights), name="gemma-finetuned", type="model",
+                       metadata={"base": "gemma"}, metrics={"accuracy": 0.91},
                        inputs=["train-set:v0"])
-    store.log_artifact(str(model_dir), name="gemma-finetuned", type="model")
+    store.log_artifact(str(write_checkpoint(work / "checkpoint")), name="gemma-finetuned",
+                       type="model")
     store.link("gemma-finetuned:v0", "model/first-collection", aliases=["production"])
     store.link("gemma-finetuned:v1", "model/first-collection", aliases=["staging"])
     store.link("train-set:v0", "dataset/train")
     store.tag("model/first-collection", "nlp")
-    return store
+
+
+@pytest.fixture
+def populated(from_template):
+    """model/first-collection with v0 [production] and v1 [staging] (v1 is the checkpoint
+    directory), dataset/train, and a tag. Built once through the API and copied (the CLI's
+    own writes are tested below)."""
+    return from_template("populated", _build_populated)
 
 
 # ---- write commands: human output ------------------------------------------------------------

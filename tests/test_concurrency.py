@@ -17,7 +17,7 @@ from canonry.errors import CanonryError
 
 from conftest import assert_one_line_error, fsck, git, git_status, head_of, show_file
 
-N = 12  # operations per writer
+N = 8  # link + 2 alias operations per round, per writer
 
 WRITER = r"""
 import sys, canonry
@@ -115,6 +115,8 @@ def test_two_threads_own_stores_all_operations_land(store, store_path, tmp_path)
         t.join(60)
     assert errors == []
     _check_outcome(store_path, writers)
+    # in this checked-out store, racing writers left no phantom changes behind
+    assert git_status(store_path) == ""
 
 
 def test_two_threads_sharing_one_store_object(store, store_path, tmp_path):
@@ -167,23 +169,6 @@ def test_two_cli_processes_at_once(store, store_path, tmp_path):
     assert sorted(lv.version for lv in links) == sorted(f"v{i}" for i in range(4))
     aliases = store.collection("model/shared").aliases
     assert {aliases["last-c0"], aliases["last-c1"]} <= {lv.version for lv in links}
-
-
-def test_worktree_clean_after_concurrent_writers(store, store_path, tmp_path):
-    """In a checked-out store, racing writers must not leave phantom changes behind."""
-    writers = ["w0", "w1"]
-    _prepare(store, tmp_path, writers)
-    errors: list = []
-    barrier = threading.Barrier(len(writers))
-    threads = [threading.Thread(target=_writer_thread, args=(store_path, w, N, errors, barrier))
-               for w in writers]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    status = git_status(store_path)
-    assert status == "", status
-    assert errors == []
 
 
 def test_transaction_that_lost_the_race_is_replayed(store, store_path, make_file):

@@ -11,13 +11,20 @@ import canonry
 from conftest import assert_one_line_error, git, head_of
 
 
-@pytest.fixture
-def ready(store, model_file, make_file):
-    """gemma-finetuned:v0 linked as model/first-collection:v0 [production]; a dataset logged."""
-    store.log_artifact(str(model_file), name="gemma-finetuned", type="model")
-    store.log_artifact(str(make_file("rows")), name="train-set", type="dataset")
+def _build_ready(store, work):
+    weights = work / "my_model.txt"
+    weights.write_bytes(b"weights: 0.1 0.2 0.3\n")
+    rows = work / "rows.csv"
+    rows.write_text("rows")
+    store.log_artifact(str(weights), name="gemma-finetuned", type="model")
+    store.log_artifact(str(rows), name="train-set", type="dataset")
     store.link("gemma-finetuned:v0", "model/first-collection", aliases=["production"])
-    return store
+
+
+@pytest.fixture
+def ready(from_template):
+    """gemma-finetuned:v0 linked as model/first-collection:v0 [production]; a dataset logged."""
+    return from_template("ready", _build_ready)
 
 
 ERROR_CASES = [
