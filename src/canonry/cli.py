@@ -891,8 +891,10 @@ def _sync_text(verb: str, r) -> str:
     text = f"{verb} {r.branch} ({r.action}) {(r.old or 'nothing')[:10]} -> {(r.new or '')[:10]}"
     if r.replayed:
         text += f"; replayed {r.replayed} local commit(s) on the remote's new state"
-    if verb == "pulled" and r.old and r.new:
-        text += f"\n  deliver their events with: canonry automations run {r.old[:10]}..{r.new[:10]}"
+    if verb == "pulled" and r.incoming:
+        a, _, b = r.incoming.partition("..")
+        shown = f"{a[:10]}..{b[:10]}" if b else a[:10]
+        text += f"\n  deliver their events with: canonry automations run {shown}"
     return text
 
 
@@ -936,9 +938,18 @@ def _add_review_commands() -> None:
     cli.add_command(diff_cmd, "diff")
 
 
+def _add_query_commands() -> None:
+    from .cli_query import compare_cmd, lineage_cmd, search_cmd
+
+    cli.add_command(lineage_cmd, "lineage")
+    cli.add_command(compare_cmd, "compare")
+    cli.add_command(search_cmd, "search")
+
+
 # ---- entry point ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="canonry")
 
 
 _add_review_commands()
+_add_query_commands()

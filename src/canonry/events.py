@@ -183,24 +183,26 @@ def _setting_changes(before: dict, after: dict, skip=()) -> dict:
 
 
 def commits_in_range(storage, spec: str) -> list[bytes]:
-    """Commits of `A..B` (or a single rev: that commit), oldest first, following first parents."""
-    from .errors import InvalidInput
+    """Commits of `A..B` (or a single rev: that commit), oldest first, along B's first parents,
+    down to the first one that A already has (as `git log --first-parent A..B`). A merge stands
+    for what it brought in: its events are taken against its first parent."""
+    from dulwich.graph import can_fast_forward
 
-    if ".." in spec:
-        base, _, head = spec.partition("..")
-        base_id = storage.resolve_rev(base) if base else None
-        head_id = storage.resolve_rev(head or storage.branch)
-    else:
-        base_id, head_id = None, storage.resolve_rev(spec)
-        return [head_id]
+    if ".." not in spec:
+        return [storage.resolve_rev(spec)]
+    base, _, head = spec.partition("..")
+    if head.startswith("."):
+        head = head[1:]  # A...B: the same commits for a first-parent walk from B
+    base_id = storage.resolve_rev(base) if base else None
+    head_id = storage.resolve_rev(head or storage.branch)
     out = []
     current = head_id
     while current is not None and current != base_id:
+        if base_id is not None and can_fast_forward(storage.repo, current, base_id):
+            break  # A already has it (A moved on, or was rebased onto it)
         out.append(current)
         parents = storage.commit(current).parents
         current = parents[0] if parents else None
-    if base_id is not None and current != base_id:
-        raise InvalidInput(f"{spec}: {base} is not an ancestor (first-parent) of {head or storage.branch}")
     return list(reversed(out))
 
 

@@ -110,6 +110,7 @@ def rebase_commits(store, commits: list[bytes], base: bytes | None, onto: bytes,
     storage = store.storage
     replayer = Replayer(View(storage, onto, store.cache), View(storage, base, store.cache), what)
     head = onto
+    replayed: dict[bytes, bytes] = {}
     for commit_id in commits:
         records = _records_or_refuse(storage, commit_id, what)
         view = View(storage, head, store.cache)
@@ -118,10 +119,41 @@ def rebase_commits(store, commits: list[bytes], base: bytes | None, onto: bytes,
         if not view.pending:
             continue  # the same change is already there
         original = storage.commit(commit_id)
-        msg = journal.message(new_records, subject=None)
+        subject = None
+        if len(original.parents) > 1:  # a merge keeps its sentence ("merge promote/x into main")
+            subject = original.message.decode("utf-8", "replace").splitlines()[0]
+        msg = journal.message(new_records, subject=subject)
+        # A replayed merge stays a merge: its branch remains merged.
         head = storage.write_commit(head, view.pending, msg, _identity(original),
-                                    when=original.author_time, committer=store.actor)
+                                    when=original.author_time, committer=store.actor,
+                                    extra_parents=original.parents[1:])
+        replayed[commit_id] = head
+    _carry_over_runs(store, replayed)
     return head
+
+
+def _carry_over_runs(store, replayed: dict) -> None:
+    """Automations that already ran for a commit count as run for its replay: the events of the
+    two are paired by position and kind, and the successful runs copied to the new event ids."""
+    from .runlog import RunLog
+
+    log = RunLog(store.storage)
+    for old, new in replayed.items():
+        runs = [r for r in log.read(old.decode()) if r.get("status") == "ok"]
+        if not runs:
+            continue
+        # Pair events by what they are about (numbers may differ after renumbering).
+        pool = list(store.events(new.decode()))
+        ids = {}
+        for a in store.events(old.decode()):
+            for b in pool:
+                if (a.kind, a.collection, a.alias, a.registry) == (b.kind, b.collection, b.alias, b.registry):
+                    ids[a.id] = b.id
+                    pool.remove(b)
+                    break
+        carried = [dict(r, event=ids[r["event"]], replayed_from=r["event"])
+                   for r in runs if r.get("event") in ids]
+        log.append(new.decode(), carried, store.actor)
 
 
 def _changed_paths(storage, old: bytes, new: bytes) -> list[str]:

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from dulwich.file import FileLocked
 from dulwich.graph import can_fast_forward
 
 from .errors import CanonryError, Conflict, InvalidInput
@@ -35,6 +36,7 @@ class SyncResult:
     new: str | None
     replayed: int = 0
     remote: str = ""
+    incoming: str | None = None  # the range of commits that came in (for `automations run`)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -44,19 +46,26 @@ def safe_url(url: str) -> str:
     """A URL fit to print: no user name, password or token."""
     if "://" not in url:
         return url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+    except ValueError:  # a malformed URL: show no more than scheme and path
+        return url.split("://", 1)[0] + "://…"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 def remote_url(repo, remote: str) -> str:
     config = repo.get_config()
     try:
-        return config.get((b"remote", remote.encode()), b"url").decode()
+        url = config.get((b"remote", remote.encode()), b"url").decode()
     except KeyError:
-        pass
+        url = None
+    if url is not None:
+        if "://" not in url and ":" not in url.split("/")[0] and not os.path.isabs(url):
+            url = os.path.normpath(os.path.join(repo.path, url))  # as git: from the repository
+        return url
     if "://" in remote or os.path.exists(remote) or remote.startswith("git@"):
         return remote
     raise InvalidInput(f"no remote named {remote!r} (git config remote.{remote}.url) and no such path")
@@ -90,14 +99,28 @@ def fetch(store, remote: str = "origin") -> dict:
     def determine_wants(refs, depth=None):
         return [refs[r] for r in wanted if refs.get(r) and refs[r] not in repo.object_store]
 
-    try:
-        result = client.fetch(path, repo, determine_wants=determine_wants)
-    except Exception as e:
-        raise RemoteError(f"fetch from {safe_url(url)} failed: {_why(e)}") from None
-    refs = {k: v for k, v in result.refs.items() if v is not None}
-    if storage.ref in refs and "://" not in remote and not os.path.exists(remote):
-        repo.refs[b"refs/remotes/" + remote.encode() + b"/" + storage.branch.encode()] = refs[storage.ref]
+    for _ in range(5):
+        try:
+            result = client.fetch(path, repo, determine_wants=determine_wants)
+        except Exception as e:
+            raise RemoteError(f"fetch from {safe_url(url)} failed: {_why(e)}") from None
+        refs = {k: v for k, v in result.refs.items() if v is not None}
+        # The remote may have moved between telling its refs and sending objects: make sure
+        # we have what the refs we act on point at, else fetch again.
+        if all(refs[r] in repo.object_store for r in wanted if r in refs):
+            break
+    else:
+        raise RemoteError(f"fetch from {safe_url(url)}: the remote kept moving; try again")
+    if storage.ref in refs:
+        _track(repo, remote, storage.branch, refs[storage.ref])
     return refs
+
+
+def _track(repo, remote: str, branch: str, sha: bytes) -> None:
+    """Keep refs/remotes/REMOTE/BRANCH, as git does, for a named remote."""
+    if "://" in remote or os.path.exists(remote) or remote.startswith("git@"):
+        return
+    repo.refs[b"refs/remotes/" + remote.encode() + b"/" + branch.encode()] = sha
 
 
 def _integrate(store, remote_head: bytes | None, what: str) -> tuple[str, bytes | None, bytes | None, int]:
@@ -138,7 +161,14 @@ def pull(store, remote: str = "origin") -> SyncResult:
     _merge_notes_from(store, refs.get(NOTES_REF))
     if action == "ahead":
         action = "up-to-date"
-    return SyncResult(action, storage.branch, _hex(old), _hex(new), replayed, safe_url(remote_url(storage.repo, remote)))
+    result = SyncResult(action, storage.branch, _hex(old), _hex(new), replayed,
+                        safe_url(remote_url(storage.repo, remote)))
+    if action == "rebased" and old and refs.get(storage.ref):
+        # what came in is the remote's part: from where the two lines met to the remote's head
+        result.incoming = f"{merge_base(storage.repo, old, refs[storage.ref]).decode()}..{refs[storage.ref].decode()}"
+    elif action in ("fast-forward", "created") and new:
+        result.incoming = f"{old.decode()}..{new.decode()}" if old else new.decode()
+    return result
 
 
 def push(store, remote: str = "origin", attempts: int = 10) -> SyncResult:
@@ -162,6 +192,8 @@ def push(store, remote: str = "origin", attempts: int = 10) -> SyncResult:
             return SyncResult("up-to-date", storage.branch, _hex(remote_head), _hex(remote_head),
                               replayed_total, safe_url(url))
         if _send(repo, url, updates):
+            if storage.ref in updates:
+                _track(repo, remote, storage.branch, local)
             return SyncResult("pushed", storage.branch, _hex(remote_head), _hex(local),
                               replayed_total, safe_url(url))
         # The remote moved between our fetch and our push: go round again.
@@ -188,7 +220,11 @@ def _send(repo, url: str, updates: dict) -> bool:
         result = client.send_pack(path, update_refs, generate_pack_data=repo.generate_pack_data)
     except _Moved:
         return False
+    except FileLocked:  # a local remote's ref is being updated by another push: try again
+        return False
     except Exception as e:
+        if ".lock" in str(e):
+            return False
         raise RemoteError(f"push to {safe_url(url)} failed: {_why(e)}") from None
     failed = {r: err for r, err in (result.ref_status or {}).items() if err}
     if failed:
@@ -229,13 +265,24 @@ def clone(url: str, directory: str, branch: str | None = None, bare: bool = Fals
 
     if os.path.exists(directory) and os.listdir(directory):
         raise InvalidInput(f"cannot clone into {directory}: it exists and is not empty")
+    if "://" not in url and os.path.exists(url):
+        url = os.path.abspath(url)  # as git records it: the clone must work from anywhere
     try:
         import io
 
         from .storage import DEFAULT_BRANCH
 
-        porcelain.clone(url, directory, bare=bare, checkout=not bare, branch=branch or DEFAULT_BRANCH,
-                        errstream=io.BytesIO())
+        try:
+            porcelain.clone(url, directory, bare=bare, checkout=not bare, branch=branch or DEFAULT_BRANCH,
+                            errstream=io.BytesIO())
+        except Exception:
+            if branch:
+                raise
+            # no `main` there: the store lives on the remote's default branch (say, trunk)
+            import shutil
+
+            shutil.rmtree(directory, ignore_errors=True)
+            porcelain.clone(url, directory, bare=bare, checkout=not bare, errstream=io.BytesIO())
     except Exception as e:
         raise RemoteError(f"clone of {safe_url(url)} failed: {_why(e)}") from None
     store = open_store(directory, branch)

@@ -410,14 +410,23 @@ class Store(_Operations):
         return self.storage.gc(full=True)
 
     # ---- reading --------------------------------------------------------------------------------
-    def registries(self) -> list[m.Registry]:
+    def registries(self, filter: dict | None = None) -> list[m.Registry]:
+        """Every registry, or those matching `filter` (MongoDB-style, see search.py)."""
+        if filter is not None:
+            from .search import search_registries
+
+            return search_registries(self, filter)
         view = self.view()
         return [ops.registry_record(n, view.registry(n)) for n in view.registry_names()]
 
     def registry(self, name: str) -> m.Registry:
         return ops.registry_record(name, self.view().registry(name))
 
-    def collections(self, registry: str | None = None) -> list[m.Collection]:
+    def collections(self, registry: str | None = None, filter: dict | None = None) -> list[m.Collection]:
+        if filter is not None:
+            from .search import search_collections
+
+            return search_collections(self, filter, registry=registry)
         view = self.view()
         regs = [registry] if registry else view.registry_names()
         out = []
@@ -430,8 +439,12 @@ class Store(_Operations):
         addr = parse_collection(address)
         return ops.collection_record(self.view(), addr.registry, addr.collection)
 
-    def versions(self, collection: str | None = None) -> list[m.LinkedVersion]:
-        """Linked versions of one collection, or of every collection."""
+    def versions(self, collection: str | None = None, filter: dict | None = None) -> list[m.LinkedVersion]:
+        """Linked versions of one collection, or of every collection (matching `filter`, if given)."""
+        if filter is not None:
+            from .search import search_versions
+
+            return search_versions(self, filter, collection=collection)
         view = self.view()
         if collection:
             addr = parse_collection(collection)
@@ -573,19 +586,42 @@ class Store(_Operations):
                 actor: str | None = None) -> list[m.HistoryEntry]:
         """Every change to `target` (or to anything), newest first, read from commit trailers;
         `actor` keeps only the changes that email made."""
-        from .history import walk
+        from .index import history
 
-        return walk(self, target, limit=limit, actor=actor)
+        return history(self, target, limit=limit, actor=actor)
 
     def audit(self, since: str | None = None, registry: str | None = None,
               actor: str | None = None) -> list[m.HistoryEntry]:
         """Who did what and when, across the store (or one registry), newest first.
         `since` is a date or time (ISO 8601: 2026-11-01 or 2026-11-01T12:00:00Z)."""
-        from .history import walk
+        from .index import history
 
         if registry:
             self.view().registry(registry)
-        return walk(self, None, actor=actor, since=_iso_since(since), registry=registry)
+        return history(self, None, actor=actor, since=_iso_since(since), registry=registry)
+
+    # ---- questions across the store (answered from the derived index, see index.py) -------------
+    def search(self, filter: dict | None = None, kind: str = "versions", tag: str | None = None,
+               alias: str | None = None, type: str | None = None, registry: str | None = None,
+               limit: int | None = None) -> list[dict]:
+        """Linked versions (or collections, registries) matching a MongoDB-style filter and the
+        shortcuts, as plain dicts with their aliases (see search.py for fields and operators)."""
+        from .search import search
+
+        return search(self, filter, kind=kind, tag=tag, alias=alias, type=type, registry=registry,
+                      limit=limit)
+
+    def lineage(self, target: str, direction: str = "both", depth: int | None = None):
+        """What TARGET's artifact version was made from and what was made from it (lineage.Lineage)."""
+        from .lineage import trace
+
+        return trace(self, target, direction=direction, depth=depth)
+
+    def compare(self, collection: str, metrics=None, ascending: bool = False) -> dict:
+        """Every linked version of REGISTRY/COLLECTION with aliases and metrics, best first."""
+        from .compare import compare
+
+        return compare(self, collection, metrics=metrics, ascending=ascending)
 
     def diff(self, rev_range: str):
         """What BASE..HEAD introduces over their merge base, in registry terms (review.Review)."""
