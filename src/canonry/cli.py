@@ -109,7 +109,8 @@ class CanonryGroup(click.Group):
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as e:  # one line, exit 2: what is wrong and where help is
             where = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
-            click.echo(f"canonry: error: {e.format_message()}{where}", err=True)
+            message = " ".join(e.format_message().split())  # click lists choices on lines
+            click.echo(f"canonry: error: {message}{where}", err=True)
             sys.exit(e.exit_code)
         except click.ClickException as e:
             e.show()

@@ -192,10 +192,10 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
     for a in aliases:
         check_alias(a)
     reg = view.registry(registry)
+    protected = [a for a in aliases if is_protected(reg, a)]
+    if protected:  # name the role the whole operation needs
+        check_role_for(view, registry, ctx.actor.actor, "protected-alias", ", ".join(protected))
     check_role_for(view, registry, ctx.actor.actor, "link")
-    for a in aliases:
-        if is_protected(reg, a):
-            check_role_for(view, registry, ctx.actor.actor, "protected-alias", a)
     check_name(collection, "collection name")
     if collection == "registry.yaml":  # it would collide with the registry's own settings file
         raise InvalidName("invalid collection name 'registry.yaml': reserved for registry settings")
@@ -292,15 +292,15 @@ def _write_aliases(view: View, registry: str, collection: str, aliases: dict) ->
 
 def unlink(view: View, ctx: Context, registry: str, collection: str, ref: str):
     view.collection(registry, collection)
-    check_role_for(view, registry, ctx.actor.actor, "unlink")
     version = view.resolve_link_ref(registry, collection, ref)
     result = link_record(view, registry, collection, version)
     aliases = view.aliases(registry, collection)
     removed = sorted(a for a, v in aliases.items() if v == version)
     held = [a for a in removed if is_protected(view.registry(registry), a)]
-    if held:
+    if held:  # name the role the whole operation needs
         check_role_for(view, registry, ctx.actor.actor, "protected-alias",
                        f"unlinking {registry}/{collection}:{version} removes {', '.join(held)}")
+    check_role_for(view, registry, ctx.actor.actor, "unlink")
     if removed:
         _write_aliases(view, registry, collection, {a: v for a, v in aliases.items() if v != version})
     view.delete(m.link_file(registry, collection, version))
@@ -421,8 +421,6 @@ def member_set(view: View, ctx: Context, registry: str, member: str, role: str |
         if before is None:
             raise NotFound("member", member, list(members), where=f"registry {registry}")
         del members[member]
-        if "admin" not in members.values() and not view.store_config().get("admins"):
-            raise InvalidInput(f"cannot remove {member}: registry {registry} would have no admin left")
         summary = f"remove member {member} from registry {registry}"
     else:
         role = check_role(role)
@@ -430,6 +428,9 @@ def member_set(view: View, ctx: Context, registry: str, member: str, role: str |
             return {"registry": registry, "member": member, "before": before, "after": role}, []
         members[member] = role
         summary = f"{'change' if before else 'add'} member {member} of registry {registry}: {role}"
+    if before == "admin" and "admin" not in members.values() and not view.store_config().get("admins"):
+        raise InvalidInput(f"cannot {'remove' if role is None else 'demote'} {member}: registry "
+                           f"{registry} would have no admin left")
     rec["members"] = dict(sorted(members.items()))
     view.write(m.registry_file(registry), rec)
     return {"registry": registry, "member": member, "before": before, "after": role}, [{

@@ -565,6 +565,21 @@ def rule_roles(ctx: CommitCheck) -> Iterator[Finding]:
     if m.STORE_FILE in ctx.by_path and config.get("admins") and actor not in config["admins"]:
         yield Finding(ctx.label, m.STORE_FILE, "role",
                       f"{actor} changed the store settings but is not a store admin at the parent commit")
+    for change in ctx.changes:  # removals make no event, yet need a role too
+        kind = layout_kind(change.path)
+        if not change.deleted or kind not in ("registry", "collection"):
+            continue
+        registry = change.path.split("/")[1]
+        action = "settings" if kind == "registry" else "collection"
+        try:
+            role = g.role_in(config, before.registry(registry), actor)
+        except CanonryError:
+            continue
+        if not g.allowed(role, action):
+            yield Finding(ctx.label, change.path, "role",
+                          f"{actor} may not remove {change.path} in registry {registry}: that needs "
+                          f"role {g.NEEDS[action]} ({actor} {'has ' + role if role else 'is not a member'} "
+                          "at the parent commit)")
     try:
         events = diff_events(ctx.storage, ctx.parent, ctx.commit, ctx.loader.read_or_none, actor, "",
                              ctx.commit.decode())
