@@ -81,10 +81,10 @@ def _client(repo, url: str, operation: str):
 
 
 def _why(e: BaseException) -> str:
+    import re
+
     text = " ".join(str(e).split()) or type(e).__name__
-    for secret_bearing in ("://",):
-        if secret_bearing in text:
-            text = " ".join(safe_url(w) if "://" in w else w for w in text.split())
+    text = re.sub(r"://[^/\s@'\"()]*@", "://", text)  # user:password@ wherever a URL appears
     return text[:300]
 
 
@@ -230,7 +230,13 @@ def _send(repo, url: str, updates: dict) -> bool:
     if failed:
         if any(r in updates for r in failed):
             return False  # rejected (the ref moved under us, or a lock): fetch and retry
-    return True
+    # Some servers (dulwich's own) answer `ok` even when their compare-and-swap failed: look.
+    try:
+        now = client.get_refs(path)
+        now = getattr(now, "refs", now)
+    except Exception:
+        return True
+    return all(now.get(ref) == new for ref, (_, new) in updates.items() if ref in now)
 
 
 def _merge_notes_from(store, remote_notes: bytes | None) -> None:
