@@ -21,6 +21,19 @@ def _emit_json(data) -> None:
     emit_json(data)
 
 
+def _emit_json_list(items: list) -> None:
+    """A JSON array with one item per line: what emit_json gives, laid out for long results
+    (json's indenting encoder is pure Python: ~50 ms for 1,000 versions; this is C)."""
+    import json
+    import sys
+
+    if not items:
+        sys.stdout.write("[]\n")
+        return
+    encode = json.JSONEncoder(default=str).encode
+    sys.stdout.write("[\n  " + ",\n  ".join(map(encode, items)) + "\n]\n")
+
+
 @click.command()
 @click.argument("target", metavar="TARGET")
 @click.option("--upstream", is_flag=True, help="Only what TARGET was made from.")
@@ -108,7 +121,7 @@ def search_cmd(c, filter_json, tag, alias, type_, registry, kind, limit, as_json
     results = _store(c).search(filter_, kind=kind, tag=tag, alias=alias, type=type_, registry=registry,
                                limit=limit)
     if as_json:
-        return _emit_json(results)
+        return _emit_json_list(results)
     if not results:
         click.echo(f"no {kind} match", err=True)
         return

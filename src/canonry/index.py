@@ -34,14 +34,16 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 import time
+import zlib
 from contextlib import contextmanager
 
 from . import journal, model as m
 from .errors import CanonryError, SchemaError
 
-LAYOUT = 1  # bump when the tables change: an index of another layout is rebuilt
-FILE_NAME = f"index-v{LAYOUT}.sqlite"
+LAYOUT = 3  # bump when the tables change: an index of another layout is rebuilt
+FILE_NAME = "index-v1.sqlite"  # the file keeps its name; its meta.layout says what is inside
 HAND_PATH_CAP = 1000  # paths kept per hand-made commit; beyond, history checks that commit's tree
 MAX_ATTEMPTS = 8
 
@@ -78,12 +80,13 @@ _INDEXES = """
 CREATE INDEX links_artifact ON links (artifact);
 CREATE INDEX links_av ON links (av);
 CREATE INDEX avs_artifact ON avs (artifact, num);
-CREATE INDEX vals_value ON vals (field, value);
+CREATE INDEX vals_value ON vals (field, value, item);
 CREATE INDEX vals_item ON vals (item, field);
-CREATE INDEX kv_num ON kv (key, num);
-CREATE INDEX kv_txt ON kv (key, txt);
+CREATE INDEX kv_num ON kv (key, kind, num, item);
+CREATE INDEX kv_txt ON kv (key, kind, txt, item);
 CREATE INDEX kv_item ON kv (item);
 CREATE INDEX commits_id ON commits (id);
+CREATE INDEX commits_hand ON commits (seq) WHERE hand = 1 AND parents <= 1;
 CREATE INDEX hkeys_key ON hkeys (key, seq);
 CREATE INDEX hkeys_seq ON hkeys (seq);
 CREATE INDEX hpaths_path ON hpaths (path);
@@ -122,8 +125,13 @@ def commit_author(commit) -> tuple[str, str]:
     return email, author
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _dumps(value) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if not value:
+        return "[]" if isinstance(value, list) else "{}" if isinstance(value, dict) else _ENCODE(value)
+    return _ENCODE(value)
 
 
 def to_number(value) -> float:
@@ -179,27 +187,93 @@ def _version_num(name: str) -> int | None:
 
 
 # ---- tree diff ----------------------------------------------------------------------------------
-def tree_diff(storage, old_tree: bytes | None, new_tree: bytes | None, prefix: str = ""):
+try:  # the C parser; dulwich's Tree objects wrap every id and cost ~5x more on big trees
+    from dulwich._objects import parse_tree as _parse_tree
+except ImportError:  # pragma: no cover - dulwich without its extensions
+    from dulwich.objects import parse_tree as _parse_tree
+
+
+class RawTrees:
+    """Tree entries [(name, mode, hex sha)] straight from the object store, parsed by dulwich's C
+    parser, kept (up to `limit` bytes of raw trees) when `cache` is on."""
+
+    def __init__(self, storage, cache: bool = True, limit: int = 64 << 20):
+        self.objects = storage.repo.object_store
+        self.loose = getattr(self.objects, "path", None)
+        self.cache: dict | None = {} if cache else None
+        self.limit = limit
+        self.size = 0
+
+    def raw(self, sha: bytes) -> bytes:
+        # A loose object read by dulwich is parsed whole first (slow for a 10,000-entry tree):
+        # inflate it here. Packed ones come raw from the pack.
+        if self.loose:
+            hexsha = sha.decode()
+            try:
+                with open(os.path.join(self.loose, hexsha[:2], hexsha[2:]), "rb") as f:
+                    data = zlib.decompress(f.read())
+                header, _, body = data.partition(b"\0")
+                if header.startswith(b"tree "):
+                    return body
+            except (OSError, zlib.error):
+                pass
+        return self.objects.get_raw(sha)[1]
+
+    def entries(self, sha: bytes) -> list:
+        if self.cache is not None:
+            hit = self.cache.get(sha)
+            if hit is not None:
+                return hit
+        raw = self.raw(sha)
+        try:
+            entries = _parse_tree(raw, 20)
+        except TypeError:  # an older signature
+            entries = _parse_tree(raw)
+        if self.cache is not None:
+            if self.size + len(raw) > self.limit:
+                self.cache.clear()
+                self.size = 0
+            self.cache[sha] = entries
+            self.size += len(raw)
+        return entries
+
+
+def _changed(la: list, lb: list) -> list:
+    """(name, (mode, sha)|None, (mode, sha)|None) for entries that differ between two sorted
+    entry lists. The common head and tail are found by comparing the lists pairwise in C (from
+    the front, then from the back), so a one-entry change in a 10,000-entry directory costs
+    about as much as parsing it; only the entries in between are compared by name."""
+    from operator import ne
+
+    n = min(len(la), len(lb))
+    flags = list(map(ne, la, lb))
+    head = flags.index(True) if True in flags else n
+    flags = list(map(ne, reversed(la), reversed(lb)))
+    tail = min(flags.index(True) if True in flags else n, n - head)
+    a = {e[0]: (e[1], e[2]) for e in la[head:len(la) - tail]}
+    b = {e[0]: (e[1], e[2]) for e in lb[head:len(lb) - tail]}
+    return [(name, a.get(name), b.get(name)) for name in sorted(a.keys() | b.keys()) if a.get(name) != b.get(name)]
+
+
+def tree_diff(trees: RawTrees, old_tree: bytes | None, new_tree: bytes | None, prefix: str = ""):
     """(path, old_sha|None, new_sha|None) for every file that differs between two trees, in
-    path order. Unchanged subtrees are skipped by id; big flat directories (10,000 artifacts)
-    are compared as sets of entries, not entry by entry."""
+    path order. Unchanged subtrees are skipped by id."""
     if old_tree == new_tree:
         return
-    a = storage.tree(old_tree)._entries if old_tree is not None else {}
-    b = storage.tree(new_tree)._entries if new_tree is not None else {}
-    if not a:
-        names = sorted(b)
-    elif not b:
-        names = sorted(a)
+    la = trees.entries(old_tree) if old_tree is not None else []
+    lb = trees.entries(new_tree) if new_tree is not None else []
+    if not la:
+        changes = [(e[0], None, (e[1], e[2])) for e in lb]
+    elif not lb:
+        changes = [(e[0], (e[1], e[2]), None) for e in la]
     else:
-        names = sorted({n for n, _ in set(a.items()).symmetric_difference(b.items())})
-    for name in names:
-        oa, ob = a.get(name), b.get(name)
+        changes = _changed(la, lb)
+    for name, oa, ob in changes:
         path = prefix + name.decode("utf-8", "replace")
         a_dir = oa is not None and stat.S_ISDIR(oa[0])
         b_dir = ob is not None and stat.S_ISDIR(ob[0])
         if a_dir or b_dir:
-            yield from tree_diff(storage, oa[1] if a_dir else None, ob[1] if b_dir else None, path + "/")
+            yield from tree_diff(trees, oa[1] if a_dir else None, ob[1] if b_dir else None, path + "/")
         fa = oa if oa is not None and not a_dir else None
         fb = ob if ob is not None and not b_dir else None
         if fa != fb:
@@ -253,6 +327,7 @@ class Index:
         self._db = None
         self.in_memory = False
         self.last_update: dict = {}
+        self.trees = RawTrees(self.storage)
 
     # ---- connection --------------------------------------------------------------------------
     def _connect(self):
@@ -260,13 +335,18 @@ class Index:
 
         if self._db is not None:
             return self._db
+        db = None
         try:
             if self.in_memory:
                 raise OSError("in memory")
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            db = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
-        except (OSError, sqlite3.OperationalError):
+        except (OSError, sqlite3.OperationalError) as e:
+            if db is not None:
+                db.close()
+            if isinstance(e, sqlite3.OperationalError) and _is_busy(e):
+                raise  # another process is creating it: the caller tries again
             # An unwritable git directory (a read-only mount): an index for this process only.
             self.in_memory = True
             db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -398,6 +478,8 @@ class Index:
                 usable = False
         up = _Updater(self, db)
         if not usable:
+            if not self.in_memory and _interactive():
+                sys.stderr.write("canonry: building the search index (once; later updates are incremental) …\n")
             up.rebuild(head)
             mode = "rebuild"
         else:
@@ -406,7 +488,7 @@ class Index:
         db.execute("INSERT OR REPLACE INTO meta VALUES ('commit', ?)", (head.decode() if head else "",))
         self.last_update = {"mode": mode, "files": up.files, "commits": up.commits_added,
                             "dropped_commits": up.commits_dropped, "invalid": up.invalid,
-                            "seconds": time.perf_counter() - t0}
+                            "seconds": time.perf_counter() - t0, "stages": up.stages}
 
     # ---- reads used by search, lineage, compare and history ------------------------------------
     def snapshot(self) -> dict:
@@ -455,6 +537,13 @@ class Index:
             return out
 
         return self.query(q)
+
+
+def _interactive() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _has_table(db, name: str) -> bool:
@@ -522,6 +611,8 @@ class _Updater:
         self.affected: set[tuple[str, str]] = set()  # collections whose aliases/links changed
         self.keys: set[str] = set()  # history keys whose item's updated_at must be recomputed
         self._bulk = False
+        self.trees = index.trees
+        self.stages: dict[str, float] = {}
 
     # ---- whole rebuild and incremental update ---------------------------------------------------
     def rebuild(self, head: bytes | None) -> None:
@@ -534,14 +625,26 @@ class _Updater:
         db.execute("INSERT INTO meta VALUES ('layout', ?)", (str(LAYOUT),))
         db.execute("INSERT INTO meta VALUES ('prefix', ?)", (self.storage.prefix,))
         self._bulk = True
+        self.trees = RawTrees(self.storage, cache=False)  # one pass: keep no trees in memory
+        self.bulk = _Bulk(self)
+        t = time.perf_counter()
         self.apply_diff(None, head)
+        self.bulk.flush()
+        self.stages["files"] = time.perf_counter() - t
+        t = time.perf_counter()
         for stmt in _INDEXES.strip().split(";"):
             if stmt.strip():
                 db.execute(stmt)
+        self.stages["indexes"] = time.perf_counter() - t
+        t = time.perf_counter()
         self.history(head)
+        self.stages["history"] = time.perf_counter() - t
         self._bulk = False
+        self.trees = self.index.trees
+        t = time.perf_counter()
         self.refresh_collections_all()
         self.refresh_updated_all()
+        self.stages["derived"] = time.perf_counter() - t
 
     def incremental(self, old: bytes, head: bytes | None) -> None:
         self.apply_diff(old, head)
@@ -556,7 +659,7 @@ class _Updater:
         old_root = storage.root_tree(old) if old is not None else None
         new_root = storage.root_tree(new) if new is not None else None
         batch: list[tuple[str, str, bytes | None, bytes | None]] = []
-        for path, old_sha, new_sha in tree_diff(storage, old_root, new_root):
+        for path, old_sha, new_sha in tree_diff(self.trees, old_root, new_root):
             kind = m.kind_of_path(path)
             if kind is None or kind == "store":
                 continue
@@ -577,7 +680,13 @@ class _Updater:
                 rec = records.get(new_sha, path)
                 if rec is None:
                     self.invalid += 1
-            getattr(self, "_apply_" + kind)(path.split("/"), rec)
+            if self._bulk:
+                if rec is not None:
+                    getattr(self.bulk, kind)(path.split("/"), rec)
+            else:
+                getattr(self, "_apply_" + kind)(path.split("/"), rec)
+        if self._bulk:
+            self.bulk.flush()
 
     def _apply_registry(self, parts, rec) -> None:
         name = parts[1]
@@ -782,8 +891,9 @@ class _Updater:
         db = self.db
         new: list[tuple] = []  # (commit, main) newest first
         anchor = None
+        empty = db.execute("SELECT 1 FROM commits LIMIT 1").fetchone() is None
         for commit, main in mainline(self.storage, head):
-            if main:
+            if main and not empty:
                 row = db.execute("SELECT seq FROM commits WHERE id = ? AND main = 1",
                                  (commit.id.decode(),)).fetchone()
                 if row is not None:
@@ -846,7 +956,7 @@ class _Updater:
         new_root = storage.root_tree(commit.id)
         old_root = storage.root_tree(parent) if parent is not None else None
         out = []
-        for path, _, _ in tree_diff(storage, old_root, new_root):
+        for path, _, _ in tree_diff(self.trees, old_root, new_root):
             if len(out) >= HAND_PATH_CAP:
                 return [], 1
             out.append(path)
@@ -893,6 +1003,84 @@ class _Updater:
                    "|| ':' || links.version), ''))")
         db.execute("UPDATE avs SET updated_at = max(coalesce(created_at, ''), coalesce("
                    "(SELECT time FROM key_time WHERE key = 'av:' || avs.ref), ''))")
+
+
+class _Bulk:
+    """Rows for a rebuild: ids given here, written with executemany (no lookups: every natural
+    key occurs once in a tree). Links get their artifact version ids and aliases afterwards."""
+
+    def __init__(self, up: _Updater):
+        self.db = up.db
+        self.rows: dict[str, list] = {t: [] for t in ("registries", "collections", "aliases", "links",
+                                                       "artifacts", "avs", "vals", "kv")}
+        self.ids = {"registries": 0, "collections": 0, "links": 0, "avs": 0}
+
+    def _id(self, table: str) -> int:
+        self.ids[table] += 1
+        return self.ids[table]
+
+    def registry(self, parts, rec) -> None:
+        rid = self._id("registries")
+        keep = {k: rec.get(k) for k in ("description", "visibility", "types", "protected_aliases",
+                                          "members", "created_at", "created_by")}
+        self.rows["registries"].append((rid, parts[1], rec.get("description", ""), rec.get("visibility"),
+                                        rec.get("created_at"), rec.get("created_by"), rec.get("created_at"),
+                                        _dumps(keep)))
+        types = rec.get("types")
+        self.rows["vals"] += [("r.types", rid, t) for t in (["all"] if types == "all" else list(types or []))]
+
+    def collection(self, parts, rec) -> None:
+        cid = self._id("collections")
+        tags = list(rec.get("tags", []))
+        self.rows["collections"].append((cid, parts[1], parts[2], rec.get("type"), rec.get("description", ""),
+                                         _dumps(tags), "{}", 0, rec.get("next_version"), rec.get("created_at"),
+                                         rec.get("created_by"), rec.get("created_at")))
+        self.rows["vals"] += [("c.tags", cid, t) for t in tags]
+
+    def aliases(self, parts, rec) -> None:
+        self.rows["aliases"] += [(parts[1], parts[2], a, v) for a, v in (rec.get("aliases") or {}).items()]
+
+    def link(self, parts, rec) -> None:
+        num = _version_num(parts[4]) if len(parts) == 5 else None
+        if num is None:
+            return
+        lid = self._id("links")
+        tags = list(rec.get("tags", []))
+        self.rows["links"].append((lid, parts[1], parts[2], num, f"v{num}", rec.get("artifact"), None,
+                                   rec.get("digest"), rec.get("description", ""), _dumps(tags), "[]",
+                                   rec.get("linked_at"), rec.get("linked_by"), rec.get("linked_at")))
+        self.rows["vals"] += [("l.tags", lid, t) for t in tags]
+
+    def artifact(self, parts, rec) -> None:
+        if len(parts) == 3:
+            self.rows["artifacts"].append((parts[1], rec.get("type"), rec.get("description", ""),
+                                           rec.get("created_at"), rec.get("created_by")))
+
+    def artifact_version(self, parts, rec) -> None:
+        num = _version_num(parts[2]) if len(parts) == 3 else None
+        if num is None:
+            return
+        aid = self._id("avs")
+        metadata = rec.get("metadata") or {}
+        metrics = rec.get("metrics") or {}
+        inputs = list(rec.get("inputs") or [])
+        self.rows["avs"].append((aid, f"{parts[1]}:v{num}", parts[1], num, rec.get("type"), rec.get("digest"),
+                                 rec.get("size"), len(rec.get("files") or []), rec.get("description", ""),
+                                 rec.get("created_at"), rec.get("created_by"), rec.get("created_at"),
+                                 _dumps(metadata), _dumps(metrics), _dumps(inputs),
+                                 _dumps(rec.get("producer") or {})))
+        self.rows["vals"] += [("a.inputs", aid, i) for i in inputs]
+        kv = self.rows["kv"]
+        for r in flatten("metadata", metadata, []) + flatten("metrics", metrics, []):
+            if r[0] not in ("metadata", "metrics"):
+                kv.append((aid,) + r)
+
+    def flush(self) -> None:
+        for table, rows in self.rows.items():
+            if rows:
+                marks = ", ".join("?" * len(rows[0]))
+                self.db.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+                rows.clear()
 
 
 def _link_aliases(amap: dict, version: str, latest: str | None) -> list[str]:
@@ -946,13 +1134,51 @@ class _Records:
 
 
 # ---- the history walk ---------------------------------------------------------------------------------
+class LightCommit:
+    """The parts of a commit history needs, parsed from the raw object (dulwich's full parse
+    costs several times more, and a rebuild reads every commit of the branch)."""
+
+    __slots__ = ("id", "parents", "author", "author_time", "message")
+
+    def __init__(self, sha: bytes, raw: bytes):
+        self.id = sha
+        head, _, self.message = raw.partition(b"\n\n")
+        self.parents = []
+        self.author = b""
+        self.author_time = 0
+        for line in head.split(b"\n"):
+            if line.startswith(b"parent "):
+                self.parents.append(line[7:47])
+            elif line.startswith(b"author "):
+                # author NAME <EMAIL> TIME TZ
+                rest = line[7:]
+                end = rest.rfind(b">")
+                self.author = rest[:end + 1]
+                try:
+                    self.author_time = int(rest[end + 1:].split()[0])
+                except (ValueError, IndexError):
+                    self.author_time = 0
+            elif line.startswith(b"gpgsig") or line.startswith(b"mergetag"):
+                continue
+
+
+def _light(storage, sha: bytes):
+    try:
+        type_num, raw = storage.repo.object_store.get_raw(sha)
+        if type_num == 1:
+            return LightCommit(sha, raw)
+    except Exception:
+        pass
+    return storage.commit(sha)
+
+
 def mainline(storage, head):
     """(commit, on the first-parent line) newest first, exactly as history._mainline walks."""
     from .merge import merge_base
 
     current = head
     while current is not None:
-        commit = storage.commit(current)
+        commit = _light(storage, current)
         yield commit, True
         if len(commit.parents) > 1 and not journal.records(commit.message):
             base = merge_base(storage.repo, commit.parents[0], commit.parents[1])
@@ -963,7 +1189,7 @@ def mainline(storage, head):
                 ps = storage.commit(c).parents
                 c = ps[0] if ps else None
             for c in side:
-                yield storage.commit(c), False
+                yield _light(storage, c), False
         current = commit.parents[0] if commit.parents else None
 
 
@@ -1010,7 +1236,7 @@ def history(store, target: str | None = None, limit: int | None = None, actor: s
                 "SELECT c.seq, h.pos, c.id, c.time, c.email, h.op, h.target, h.before, h.after, h.summary "
                 "FROM hist h JOIN commits c ON c.seq = h.seq WHERE 1" + cond, args).fetchall()
         hand_sql = ("SELECT c.seq, c.id, c.time, c.email, c.subject, c.many FROM commits c "
-                    "WHERE c.hand = 1 AND c.parents <= 1" + cond)
+                    "INDEXED BY commits_hand WHERE c.hand = 1 AND c.parents <= 1" + cond)
         hand = db.execute(hand_sql, args).fetchall()
         if check_path is not None and hand:
             touched = {s for (s,) in db.execute(
@@ -1019,7 +1245,12 @@ def history(store, target: str | None = None, limit: int | None = None, actor: s
             hand = [h for h in hand if h[0] in touched or (h[5] and _touches(store.storage, h[1], check_path))]
         return rows, hand
 
-    rows, hand = idx.query(q)
+    try:
+        rows, hand = idx.query(q)
+    except IndexUnavailable:  # kept busy too long: the walk gives the same answer, slower
+        from .history import walk
+
+        return walk(store, target, limit=limit, actor=actor, since=since, registry=registry)
     entries = []
     for seq, pos, cid, stamp, email, op, tgt, before, after, summary in rows:
         entries.append((-seq, pos, HistoryEntry(commit=cid, time=stamp, actor=email, op=op, target=tgt,

@@ -526,16 +526,22 @@ _VERSION_COLUMNS = ("l.registry, l.collection, l.num, l.artifact, l.digest, l.no
                     "a.created_by, a.metadata, a.metrics, a.inputs")
 
 
+def _list(text):
+    return [] if not text or text == "[]" else json.loads(text)
+
+
+def _map(text):
+    return {} if not text or text == "{}" else json.loads(text)
+
+
 def _version_doc(row) -> dict:
     (reg, coll, num, artifact, digest, note, tags, aliases, linked_at, linked_by, updated_at,
      av, type_, description, created_at, created_by, metadata, metrics, inputs) = row
     doc = {"kind": "version", "address": f"{reg}/{coll}:v{num}", "registry": reg,
            "collection": f"{reg}/{coll}", "name": coll, "version": f"v{num}", "artifact": artifact,
            "type": type_, "description": description, "note": note, "digest": digest,
-           "tags": json.loads(tags), "aliases": json.loads(aliases),
-           "inputs": json.loads(inputs) if inputs else [],
-           "metadata": json.loads(metadata) if metadata else {},
-           "metrics": json.loads(metrics) if metrics else {},
+           "tags": _list(tags), "aliases": _list(aliases), "inputs": _list(inputs),
+           "metadata": _map(metadata), "metrics": _map(metrics),
            "created_at": created_at, "created_by": created_by, "linked_at": linked_at,
            "linked_by": linked_by, "updated_at": updated_at}
     return _drop_none(doc)
@@ -632,12 +638,13 @@ _LINK_COLUMNS = ("l.registry, l.collection, l.num, l.artifact, l.digest, l.note,
                  "l.linked_at, l.linked_by")
 
 
-def _linked_version(row):
-    from .model import LinkedVersion
+def _linked_version(row, LinkedVersion=None):
+    if LinkedVersion is None:
+        from .model import LinkedVersion
 
     reg, coll, num, artifact, digest, note, tags, aliases, linked_at, linked_by = row
     return LinkedVersion(registry=reg, collection=coll, version=f"v{num}", artifact=artifact, digest=digest,
-                         aliases=json.loads(aliases), tags=json.loads(tags), description=note,
+                         aliases=_list(aliases), tags=_list(tags), description=note,
                          linked_at=linked_at, linked_by=linked_by)
 
 
@@ -665,8 +672,10 @@ def search_versions(store, filter=None, collection: str | None = None) -> list:
         addr = parse_collection(collection)
         store.view().collection(addr.registry, addr.collection)  # NotFound, as without a filter
         reg, coll = addr.registry, addr.collection
-    return query(store, "versions", filter, registry=reg, collection=coll, make=_linked_version,
-                 columns=_LINK_COLUMNS)
+    from .model import LinkedVersion
+
+    return query(store, "versions", filter, registry=reg, collection=coll,
+                 make=lambda row: _linked_version(row, LinkedVersion), columns=_LINK_COLUMNS)
 
 
 def search_collections(store, filter=None, registry: str | None = None) -> list:
@@ -700,6 +709,8 @@ def search(store, filter=None, kind: str = "versions", tag: str | None = None, a
         raise FilterError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
     if kind == "registries" and (tag or alias):
         raise FilterError("registries have no tags or aliases: search collections or versions")
+    if registry:
+        store.view().registry(registry)  # NotFound, with the names there are
     return query(store, kind, combine(filter, tag, alias, type), registry=registry or None, limit=limit)
 
 
