@@ -376,3 +376,15 @@ def test_open_store_api_search_matches_reference(catalog):
 
 def test_search_in_an_unknown_registry_is_not_found(catalog, cli):
     assert_one_line_error(cli("search", "--registry", "nope"), 1, contains=("nope",))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cli_json_is_the_api_result(random_store, store_path, run_cli, kind):
+    """`search --json` texts come from sqlite for versions: the same data as Store.search."""
+    r = run_cli("-C", store_path, "search", "--kind", kind, "--json")
+    assert r.exit_code == 0, r
+    assert r.json() == random_store.search(None, kind=kind)
+    flt = json.dumps({"$or": [{"tag": "vision"}, {"metadata.x": {"$exists": True}}]}) if kind == "versions" \
+        else json.dumps({"name": {"$regex": "a"}})
+    r = run_cli("-C", store_path, "search", "--kind", kind, "--filter", flt, "--json")
+    assert r.json() == random_store.search(json.loads(flt), kind=kind)

@@ -21,17 +21,12 @@ def _emit_json(data) -> None:
     emit_json(data)
 
 
-def _emit_json_list(items: list) -> None:
-    """A JSON array with one item per line: what emit_json gives, laid out for long results
-    (json's indenting encoder is pure Python: ~50 ms for 1,000 versions; this is C)."""
-    import json
-    import sys
-
-    if not items:
-        sys.stdout.write("[]\n")
-        return
-    encode = json.JSONEncoder(default=str).encode
-    sys.stdout.write("[\n  " + ",\n  ".join(map(encode, items)) + "\n]\n")
+def _emit_json_texts(texts: list[str]) -> None:
+    """A JSON array with one item per line (items already JSON text). The same data as
+    emit_json, laid out for long results: its indenting encoder is pure Python (~50 ms for
+    1,000 versions), these come encoded from sqlite."""
+    out = click.get_text_stream("stdout")
+    out.write("[\n  " + ",\n  ".join(texts) + "\n]\n" if texts else "[]\n")
 
 
 @click.command()
@@ -118,10 +113,13 @@ def search_cmd(c, filter_json, tag, alias, type_, registry, kind, limit, as_json
             filter_ = json.loads(filter_json)
         except ValueError as e:
             raise InvalidInput(f"--filter is not valid JSON: {e}") from None
-    results = _store(c).search(filter_, kind=kind, tag=tag, alias=alias, type=type_, registry=registry,
-                               limit=limit)
+    store = _store(c)
     if as_json:
-        return _emit_json_list(results)
+        from .search import search
+
+        return _emit_json_texts(search(store, filter_, kind=kind, tag=tag, alias=alias, type=type_,
+                                       registry=registry, limit=limit, as_json=True))
+    results = store.search(filter_, kind=kind, tag=tag, alias=alias, type=type_, registry=registry, limit=limit)
     if not results:
         click.echo(f"no {kind} match", err=True)
         return

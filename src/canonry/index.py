@@ -539,6 +539,24 @@ class Index:
         return self.query(q)
 
 
+def _maxrss_mib() -> float | None:
+    """Peak resident memory of this process so far (VmHWM: ru_maxrss would include the peak of
+    the parent that forked us)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    except (ImportError, OSError):
+        return None
+
+
 def _interactive() -> bool:
     try:
         return sys.stderr.isatty()
@@ -631,20 +649,24 @@ class _Updater:
         self.apply_diff(None, head)
         self.bulk.flush()
         self.stages["files"] = time.perf_counter() - t
+        self.stages["files_maxrss_mib"] = _maxrss_mib()
         t = time.perf_counter()
         for stmt in _INDEXES.strip().split(";"):
             if stmt.strip():
                 db.execute(stmt)
         self.stages["indexes"] = time.perf_counter() - t
+        self.stages["indexes_maxrss_mib"] = _maxrss_mib()
         t = time.perf_counter()
         self.history(head)
         self.stages["history"] = time.perf_counter() - t
+        self.stages["history_maxrss_mib"] = _maxrss_mib()
         self._bulk = False
         self.trees = self.index.trees
         t = time.perf_counter()
         self.refresh_collections_all()
         self.refresh_updated_all()
         self.stages["derived"] = time.perf_counter() - t
+        self.stages["derived_maxrss_mib"] = _maxrss_mib()
 
     def incremental(self, old: bytes, head: bytes | None) -> None:
         self.apply_diff(old, head)

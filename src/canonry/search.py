@@ -547,6 +547,23 @@ def _version_doc(row) -> dict:
     return _drop_none(doc)
 
 
+_V_HEAD = ("'kind', 'version', 'address', l.registry || '/' || l.collection || ':' || l.version, "
+           "'registry', l.registry, 'collection', l.registry || '/' || l.collection, 'name', l.collection, "
+           "'version', l.version, 'artifact', l.artifact")
+_V_TAIL = "'linked_at', l.linked_at, 'linked_by', l.linked_by, 'updated_at', l.updated_at"
+# The document of a version as JSON text made by sqlite (the CLI prints it as it is): the same
+# keys, in the same order, as _version_doc; a link whose artifact version is missing has no
+# type, description, created_at or created_by.
+_VERSION_JSON = (
+    f"CASE WHEN a.id IS NULL THEN json_object({_V_HEAD}, 'note', l.note, 'digest', l.digest, "
+    f"'tags', json(l.tags), 'aliases', json(l.aliases), 'inputs', json('[]'), 'metadata', json('{{}}'), "
+    f"'metrics', json('{{}}'), {_V_TAIL}) "
+    f"ELSE json_object({_V_HEAD}, 'type', a.type, 'description', a.description, 'note', l.note, "
+    f"'digest', l.digest, 'tags', json(l.tags), 'aliases', json(l.aliases), 'inputs', json(a.inputs), "
+    f"'metadata', json(a.metadata), 'metrics', json(a.metrics), 'created_at', a.created_at, "
+    f"'created_by', a.created_by, {_V_TAIL}) END")
+
+
 def _drop_none(doc: dict) -> dict:
     return {k: v for k, v in doc.items() if v is not None}
 
@@ -703,15 +720,26 @@ def combine(filter=None, tag: str | None = None, alias: str | None = None, type:
 
 
 def search(store, filter=None, kind: str = "versions", tag: str | None = None, alias: str | None = None,
-           type: str | None = None, registry: str | None = None, limit: int | None = None) -> list[dict]:
-    """Plain-dict results (the documents filters are evaluated on), aliases always included."""
+           type: str | None = None, registry: str | None = None, limit: int | None = None,
+           as_json: bool = False) -> list:
+    """Plain-dict results (the documents filters are evaluated on), aliases always included.
+    With as_json, each result as JSON text instead (for versions made by sqlite itself: what
+    `canonry search --json` prints without building and encoding dicts)."""
     if kind not in KINDS:
         raise FilterError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
     if kind == "registries" and (tag or alias):
         raise FilterError("registries have no tags or aliases: search collections or versions")
     if registry:
         store.view().registry(registry)  # NotFound, with the names there are
-    return query(store, kind, combine(filter, tag, alias, type), registry=registry or None, limit=limit)
+    flt = combine(filter, tag, alias, type)
+    if as_json and kind == "versions":
+        return query(store, kind, flt, registry=registry or None, limit=limit, make=lambda row: row[0],
+                     columns=_VERSION_JSON)
+    docs = query(store, kind, flt, registry=registry or None, limit=limit)
+    if as_json:
+        encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+        return [encode(d) for d in docs]
+    return docs
 
 
 # ---- brute-force documents, straight from the store (for tests and checks) ----------------------------
