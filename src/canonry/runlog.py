@@ -72,13 +72,13 @@ class RunLog:
             existing = self.read(commit_hex, head) if head else []
             body = "".join(json.dumps(r, sort_keys=True) + "\n" for r in existing + records)
             blob = Blob.from_string(body.encode("utf-8"))
-            self.storage._add(blob)
+            objects = [blob]
             base_tree = self._note_tree(head)
             path = f"{commit_hex[:2]}/{commit_hex[2:]}"
             changes = {path: (0o100644, blob.id)}
             if base_tree is not None and self.storage.lookup(base_tree, commit_hex):
                 changes[commit_hex] = None  # fold a flat note written by git into the fan-out
-            tree = self.storage._apply(base_tree, changes)
+            tree = self.storage.build_tree(base_tree, changes, objects)
             commit = Commit()
             commit.tree = tree
             commit.parents = [head] if head else []
@@ -86,7 +86,7 @@ class RunLog:
             commit.author_time = commit.commit_time = int(time.time())
             commit.author_timezone = commit.commit_timezone = 0
             commit.message = f"automation runs for {commit_hex[:12]}\n".encode()
-            self.storage._add(commit)
+            self.storage.write_objects(objects + [commit])
             try:
                 if head is None:
                     ok = self.storage.repo.refs.add_if_new(NOTES_REF, commit.id)
@@ -114,7 +114,7 @@ def merge_notes(storage, ours: bytes, theirs: bytes, author) -> bytes:
                     paths.setdefault(name + rest, []).append(head)
             elif len(name) == 40:
                 paths.setdefault(name, []).append(head)
-    changes = {}
+    changes, objects = {}, []
     for commit_hex, heads in paths.items():
         lines = []
         for head in heads:
@@ -123,9 +123,9 @@ def merge_notes(storage, ours: bytes, theirs: bytes, author) -> bytes:
                 if line not in lines:
                     lines.append(line)
         blob = Blob.from_string("".join(l + "\n" for l in lines).encode("utf-8"))
-        storage._add(blob)
+        objects.append(blob)
         changes[f"{commit_hex[:2]}/{commit_hex[2:]}"] = (0o100644, blob.id)
-    tree = storage._apply(None, changes)
+    tree = storage.build_tree(None, changes, objects)
     commit = Commit()
     commit.tree = tree
     commit.parents = [ours, theirs]
@@ -133,5 +133,5 @@ def merge_notes(storage, ours: bytes, theirs: bytes, author) -> bytes:
     commit.author_time = commit.commit_time = int(time.time())
     commit.author_timezone = commit.commit_timezone = 0
     commit.message = b"merge automation run notes\n"
-    storage._add(commit)
+    storage.write_objects(objects + [commit])
     return commit.id

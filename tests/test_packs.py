@@ -1,0 +1,164 @@
+"""Per-commit packs and their tiered merging (packs.py), checked against the git CLI."""
+from __future__ import annotations
+
+import os
+import stat
+
+from dulwich.objects import Blob, Tree
+from dulwich.pack import apply_delta
+from dulwich.repo import Repo
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import canonry
+from canonry import packs
+from conftest import fsck, git
+
+
+def _pack_dir(repo_path) -> str:
+    return os.path.join(str(repo_path), "objects", "pack")
+
+
+def _packs(repo_path) -> list[str]:
+    return sorted(n for n in os.listdir(_pack_dir(repo_path)) if n.endswith(".pack"))
+
+
+def _tree(n: int, salt: str) -> Tree:
+    """A tree of n blob entries whose ids depend on `salt` for entry 0 only."""
+    tree = Tree()
+    for i in range(n):
+        content = f"{i}:{salt}" if i == 0 else str(i)
+        tree.add(f"entry-{i:05d}".encode(), 0o100644, Blob.from_string(content.encode()).id)
+    return tree
+
+
+def _verify_with_git(repo_path) -> None:
+    for name in os.listdir(_pack_dir(repo_path)):
+        if name.endswith(".idx"):
+            git("verify-pack", os.path.join(_pack_dir(repo_path), name))
+
+
+def test_a_written_pack_is_read_by_git_and_dulwich(tmp_path):
+    repo = tmp_path / "r.git"
+    git("init", "-q", "--bare", repo)
+    objects = [Blob.from_string(b"hello\n"), Blob.from_string(b"x" * 100_000), _tree(3, "a")]
+    base = packs.write_pack(_pack_dir(repo), objects + objects[:1])  # duplicates are dropped
+    assert base is not None and os.path.exists(base + ".idx")
+    _verify_with_git(repo)
+    for obj in objects:
+        assert git("-C", repo, "cat-file", "-t", obj.id.decode()).strip() == obj.type_name.decode()
+    assert git("-C", repo, "cat-file", "-p", objects[0].id.decode()) == "hello\n"
+    assert Repo(str(repo)).object_store[objects[1].id].as_raw_string() == b"x" * 100_000
+    assert packs.object_count(base + ".idx") == 3
+    assert [sha for sha, _, _ in packs.read_index(base + ".idx")] == sorted(o.sha().digest() for o in objects)
+
+
+def test_merging_full_tier_deltifies_similar_trees_and_git_reads_every_object(tmp_path):
+    repo = tmp_path / "r.git"
+    git("init", "-q", "--bare", repo)
+    trees = [_tree(200, f"v{k}") for k in range(packs.TIER_WIDTH)]  # ~7 KB each, one entry differs
+    for tree in trees:
+        packs.write_pack(_pack_dir(repo), [tree, Blob.from_string(tree.id)])
+    assert len(_packs(repo)) == packs.TIER_WIDTH
+    plan = packs.merge_plan(_pack_dir(repo))
+    assert len(plan) == packs.TIER_WIDTH
+    store = Repo(str(repo)).object_store
+    before = sum(os.path.getsize(b + ".pack") for b in plan)
+    merged = packs.merge(store, plan)
+    assert _packs(repo) == [os.path.basename(merged) + ".pack"]
+    assert os.path.getsize(merged + ".pack") < before / 3  # deltas, not eight whole trees
+    _verify_with_git(repo)
+    verbose = git("verify-pack", "-v", merged + ".idx")
+    assert "chain length = 1:" in verbose
+    fresh = Repo(str(repo)).object_store
+    for tree in trees:
+        assert fresh[tree.id].as_raw_string() == tree.as_raw_string()
+        assert git("-C", repo, "cat-file", "-s", tree.id.decode()).strip() == str(len(tree.as_raw_string()))
+    assert packs.merge_plan(_pack_dir(repo)) == []
+
+
+def test_merge_plan_waits_for_a_full_tier_and_leaves_big_packs_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(packs, "AUTO_MERGE_LIMIT", 300)  # small, to keep the test quick
+    repo = tmp_path / "r.git"
+    git("init", "-q", "--bare", repo)
+    for k in range(packs.TIER_WIDTH - 1):
+        packs.write_pack(_pack_dir(repo), [Blob.from_string(f"small {k}".encode())])
+    assert packs.merge_plan(_pack_dir(repo)) == []
+    big = [Blob.from_string(f"big {i}".encode()) for i in range(packs.AUTO_MERGE_LIMIT + packs.TIER_WIDTH)]
+    for k in range(packs.TIER_WIDTH):  # a full tier of packs too big to merge automatically
+        packs.write_pack(_pack_dir(repo), big[k:])
+    plan = packs.merge_plan(_pack_dir(repo))
+    assert plan == []
+    packs.write_pack(_pack_dir(repo), [Blob.from_string(b"one more")])
+    plan = packs.merge_plan(_pack_dir(repo))
+    assert len(plan) == packs.TIER_WIDTH and all(packs.object_count(b + ".idx") == 1 for b in plan)
+
+
+def test_packs_written_by_git_with_deltas_are_merged_whole(tmp_path):
+    work = tmp_path / "w"
+    git("init", "-q", work)
+    for k in range(5):
+        (work / "f.txt").write_text("line\n" * 400 + f"change {k}\n")
+        git("-C", work, "add", "f.txt")
+        git("-C", work, "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "-m", f"c{k}")
+    git("-C", work, "repack", "-adq", "--depth=10", "--window=10")
+    repo = work / ".git"
+    assert "chain length" in git("verify-pack", "-v", *[os.path.join(_pack_dir(repo), n)
+                                                         for n in os.listdir(_pack_dir(repo)) if n.endswith(".idx")])
+    mine = packs.write_pack(_pack_dir(repo), [Blob.from_string(b"extra")])
+    theirs = [os.path.join(_pack_dir(repo), n[:-4]) for n in os.listdir(_pack_dir(repo))
+              if n.endswith(".idx") and os.path.join(_pack_dir(repo), n[:-4]) != mine]
+    merged = packs.merge(Repo(str(work)).object_store, theirs + [mine])
+    assert _packs(repo) == [os.path.basename(merged) + ".pack"]
+    _verify_with_git(repo)
+    assert fsck(work).returncode == 0
+    assert git("-C", work, "show", "HEAD~2:f.txt").endswith("change 2\n")
+
+
+def test_a_reader_opened_before_a_merge_still_finds_every_object(tmp_path):
+    repo = tmp_path / "r.git"
+    git("init", "-q", "--bare", repo)
+    blobs = [Blob.from_string(f"blob {k}".encode()) for k in range(packs.TIER_WIDTH)]
+    for blob in blobs:
+        packs.write_pack(_pack_dir(repo), [blob])
+    reader = Repo(str(repo)).object_store
+    assert reader[blobs[0].id].data == b"blob 0"  # the reader has listed the small packs
+    packs.merge(Repo(str(repo)).object_store, packs.merge_plan(_pack_dir(repo)))
+    assert len(_packs(repo)) == 1
+    assert [reader[b.id].data for b in blobs] == [b.data for b in blobs]
+
+
+@settings(max_examples=200, deadline=None)
+@given(base=st.binary(max_size=3000), edits=st.lists(
+    st.tuples(st.integers(0, 3000), st.integers(0, 50), st.binary(max_size=300)), max_size=3))
+def test_make_delta_reproduces_the_target(base, edits):
+    target = bytearray(base)
+    for at, cut, insert in edits:
+        at = min(at, len(target))
+        target[at:at + cut] = insert
+    target = bytes(target)
+    delta = packs.make_delta(base, target)
+    if delta is not None:
+        assert b"".join(apply_delta(base, delta)) == target
+        assert len(delta) < len(target) // 4 + 32
+    if base == target and len(base) > 0:
+        assert delta is not None
+
+
+def test_store_writes_no_loose_objects_and_keeps_the_pack_count_bounded(tmp_path, model_file):
+    path = tmp_path / "s.git"
+    store = canonry.init(str(path), bare=True)
+    store.log_artifact(str(model_file), name="gem", type="model")
+    for c in range(80):  # a registry tree big enough to be stored as deltas
+        store.link("gem:v0", f"model/c{c:03d}")
+    for i in range(150):
+        store.set_alias(f"model/c{i % 80:03d}:v0", f"a{i % 5}")
+    counts = dict(line.split(": ") for line in git("-C", path, "count-objects", "-v").splitlines())
+    assert int(counts["count"]) == 0
+    assert int(counts["packs"]) <= 2 * packs.TIER_WIDTH
+    assert fsck(path).returncode == 0
+    _verify_with_git(path)
+    reopened = canonry.open(str(path))
+    assert reopened.resolve("model/c009:a4").version == "v0"
+    assert len(reopened.history("model/c009")) >= 2
+    assert stat.S_IMODE(os.stat(os.path.join(_pack_dir(path), _packs(path)[0])).st_mode) == 0o444
