@@ -277,11 +277,10 @@ def _find_link(view: View, registry: str, collection: str, ref: str) -> str | No
     index = view.cache.get(entry[1], "links-index") if entry else None
     if index is None:
         index = {}
-        for v in view.link_versions(registry, collection):
-            rec = view.read(m.link_file(registry, collection, v), copy_=False)
+        for v, rec in view.link_records(registry, collection).items():
             index.setdefault(rec["artifact"], v)
         if entry:
-            view.cache.put(entry[1], "links-index", index, persist=False)
+            view.cache.put(entry[1], "links-index", index)
     return index.get(ref)
 
 

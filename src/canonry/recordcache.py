@@ -48,6 +48,24 @@ class RecordCache:
             return None
         return json.loads(row[0]) if row else None
 
+    def get_many(self, shas: list[bytes], kind: str) -> dict[bytes, dict]:
+        """Records of those of `shas` that are cached: one query, not one per record."""
+        db = self._conn()
+        if db is None or not shas:
+            return {}
+        found = {}
+        try:
+            for at in range(0, len(shas), 500):  # SQLite caps the number of parameters
+                part = shas[at:at + 500]
+                marks = ",".join("?" * len(part))
+                for sha, body in db.execute(
+                        f"SELECT sha, body FROM records WHERE kind=? AND sha IN ({marks})", (kind, *part)):
+                    found[bytes(sha)] = json.loads(body)
+        except Exception:
+            self._broken, self._db = True, None
+            return {}
+        return found
+
     def put(self, sha: bytes, kind: str, record: dict) -> None:
         if not self._pending:
             import atexit
