@@ -663,6 +663,10 @@ def main(argv=None) -> int:
             print(f"  validated {checked} files against schemas/ (YAML parse + JSON Schema, no cache)", flush=True)
             res["stores"][label] = info
         small, large = res["stores"]["small"], res["stores"]["large"]
+        # The build wrote a few hundred MB: let the disk finish writing them back first, so
+        # the timed commits do not compete with the build's own writeback.
+        os.sync()
+        time.sleep(2)
         print(f"[ops] timing {args.ops} ops per kind and regime, interleaved ...", flush=True)
         res["ops"] = bench_ops(small, large, args.ops, args.spread, args.warmup, args.seed)
         res["ratios"] = ratios(res)

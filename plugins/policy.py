@@ -54,6 +54,8 @@ def _violation(policy, event, view):
 def check_change(events, view):
     from canonry.automations import matches
 
+    if not any(_policies(view, r) for r in [None, *view.registry_names()]):
+        return None  # nothing to enforce: never look at the events (computing them costs)
     for event in events:
         if not event.alias or not event.collection or event.kind == "alias.removed":
             continue

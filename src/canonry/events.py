@@ -8,6 +8,7 @@ merge brought into the branch.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from dulwich.diff_tree import tree_changes
@@ -49,6 +50,29 @@ class Event:
         d = asdict(self)
         d["tags"], d["previous_tags"] = list(self.tags), list(self.previous_tags)
         return d
+
+
+class LazyEvents(Sequence):
+    """Events computed on first use: a policy plugin with nothing configured never pays for
+    diffing the commit."""
+
+    def __init__(self, compute):
+        self._compute = compute
+        self._events: list[Event] | None = None
+
+    def _all(self) -> list[Event]:
+        if self._events is None:
+            self._events = self._compute()
+        return self._events
+
+    def __getitem__(self, i):
+        return self._all()[i]
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __iter__(self):
+        return iter(self._all())
 
 
 def commit_actor_time(commit) -> tuple[str, str]:

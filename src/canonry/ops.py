@@ -277,8 +277,8 @@ def _find_link(view: View, registry: str, collection: str, ref: str) -> str | No
     index = view.cache.get(entry[1], "links-index") if entry else None
     if index is None:
         index = {}
-        for v, rec in view.link_records(registry, collection).items():
-            index.setdefault(rec["artifact"], v)
+        for v, artifact in view.link_artifacts(registry, collection).items():
+            index.setdefault(artifact, v)
         if entry:
             view.cache.put(entry[1], "links-index", index)
     return index.get(ref)

@@ -48,23 +48,26 @@ class RecordCache:
             return None
         return json.loads(row[0]) if row else None
 
-    def get_many(self, shas: list[bytes], kind: str) -> dict[bytes, dict]:
-        """Records of those of `shas` that are cached: one query, not one per record."""
+    def get_field_many(self, shas: list[bytes], kind: str, field: str) -> dict[bytes, object]:
+        """One top-level field of each cached record, extracted by SQLite (no JSON decoding
+        of whole records in Python). Missing records, or SQLite without JSON support: {}."""
+        return dict(self._select_many(shas, kind, f"json_extract(body, '$.{field}')"))
+
+    def _select_many(self, shas: list[bytes], kind: str, column: str) -> list[tuple[bytes, object]]:
         db = self._conn()
         if db is None or not shas:
-            return {}
-        found = {}
+            return []
+        rows = []
         try:
             for at in range(0, len(shas), 500):  # SQLite caps the number of parameters
                 part = shas[at:at + 500]
                 marks = ",".join("?" * len(part))
-                for sha, body in db.execute(
-                        f"SELECT sha, body FROM records WHERE kind=? AND sha IN ({marks})", (kind, *part)):
-                    found[bytes(sha)] = json.loads(body)
+                rows += [(bytes(sha), value) for sha, value in db.execute(
+                    f"SELECT sha, {column} FROM records WHERE kind=? AND sha IN ({marks})", (kind, *part))]
         except Exception:
             self._broken, self._db = True, None
-            return {}
-        return found
+            return []
+        return rows
 
     def put(self, sha: bytes, kind: str, record: dict) -> None:
         if not self._pending:

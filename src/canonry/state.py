@@ -46,13 +46,12 @@ class ParseCache:
                 self._remember(sha, kind, rec)
         return rec
 
-    def get_many(self, shas: list[bytes], kind: str) -> dict[bytes, object]:
-        found = {sha: rec for sha in shas if (rec := self._data.get((sha, kind))) is not None}
+    def get_field_many(self, shas: list[bytes], kind: str, field: str) -> dict[bytes, object]:
+        """`field` of the cached records among `shas` (memory first, then one disk query)."""
+        found = {sha: rec[field] for sha in shas if (rec := self._data.get((sha, kind))) is not None}
         missing = [sha for sha in shas if sha not in found]
         if missing and self.disk is not None:
-            for sha, rec in self.disk.get_many(missing, kind).items():
-                self._remember(sha, kind, rec)
-                found[sha] = rec
+            found.update(self.disk.get_field_many(missing, kind, field))
         return found
 
     def put(self, sha: bytes, kind: str, value, persist: bool = True) -> None:
@@ -179,22 +178,25 @@ class View:
         vs = [n[:-5] for n in self.names(m.links_dir(registry, collection)) if _VERSION_FILE.match(n)]
         return sorted(vs, key=version_number)
 
-    def link_records(self, registry: str, collection: str) -> dict[str, dict]:
-        """vN -> link record of every link, in link order; shared records: do not modify.
-        Reads cached records in one batch (a first look at a collection of hundreds of links
-        would otherwise cost one cache query each)."""
+    def link_artifacts(self, registry: str, collection: str) -> dict[str, str]:
+        """vN -> linked artifact version of every link, in link order. Reads the record cache in
+        one query (a first look at a collection of hundreds of links would otherwise cost one
+        query and one JSON decoding per link)."""
         versions = self.link_versions(registry, collection)
         entry = self.storage.lookup(self.root, m.links_dir(registry, collection))
         tree = self.storage.tree(entry[1]) if entry and stat.S_ISDIR(entry[0]) else None
         blob_of = {}
         for v in versions:
             name = f"{v}.yaml".encode()
-            path = m.link_file(registry, collection, v)
-            if tree is not None and name in tree and path not in self._pending_records:
+            if tree is not None and name in tree and m.link_file(registry, collection, v) not in self.pending:
                 blob_of[v] = tree[name][1]
-        cached = self.cache.get_many(list(blob_of.values()), "link")
-        return {v: cached.get(blob_of.get(v)) or self.read(m.link_file(registry, collection, v), copy_=False)
-                for v in versions}
+        cached = self.cache.get_field_many(list(blob_of.values()), "link", "artifact")
+        out = {}
+        for v in versions:
+            artifact = cached.get(blob_of.get(v))
+            out[v] = artifact if isinstance(artifact, str) else \
+                self.read(m.link_file(registry, collection, v), copy_=False)["artifact"]
+        return out
 
     def link(self, registry: str, collection: str, version: str) -> dict | None:
         return self.read(m.link_file(registry, collection, version))

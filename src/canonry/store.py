@@ -194,6 +194,7 @@ class Store(_Operations):
         self.cache = ParseCache(RecordCache(storage.git_dir))
         self._store = self
         self._actor = None
+        self._wants_events_memo: dict[tuple, bool] = {}
 
     # ---- identity and views --------------------------------------------------------------------
     @property
@@ -316,9 +317,11 @@ class Store(_Operations):
         if self.plugins.has_impls(*set(EVENT_HOOKS.values())):
             return True
         view = self.view()
-        if configured(view, None):
-            return True
-        return any(view.registry(r).get("automations") for r in view.registry_names())
+        key = _settings_key(view)  # automations live in settings files: ask again when one changes
+        if self._wants_events_memo.get(key) is None:
+            self._wants_events_memo = {key: configured(view, None) != [] or any(
+                view.registry(r).get("automations") for r in view.registry_names())}
+        return self._wants_events_memo[key]
 
     def fire(self, events: list) -> list[dict]:
         """Deliver events to plugins and configured automations (each at most once)."""
@@ -346,17 +349,15 @@ class Store(_Operations):
     def _check_policies(self, view: View, new: bytes) -> None:
         """Ask every check_change implementation about the commit `new`; refuse if any objects."""
         from .errors import PolicyRefused
-        from .events import diff_events
+        from .events import LazyEvents, diff_events
         from .plugins import call
 
         impls = self.plugins.impls("check_change")
         if not impls:
             return
         actor = self.actor.actor
-        events = diff_events(self.storage, view.commit, new, self._read_record, actor, _now(), new.decode(),
-                             paths=list(view.pending))
-        if not events:
-            return
+        events = LazyEvents(lambda: diff_events(self.storage, view.commit, new, self._read_record, actor,
+                                                _now(), new.decode(), paths=list(view.pending)))
         after = View(self.storage, new, self.cache)
         for plugin_name, fn, argnames in impls:
             try:
@@ -628,6 +629,14 @@ class Store(_Operations):
         from .review import describe
 
         return describe(self, rev_range)
+
+
+def _settings_key(view: View) -> tuple:
+    """Blob ids of the store's settings files (canonry.yaml, every registry.yaml): equal keys,
+    equal settings."""
+    registries = sorted(view.storage.names(view.root, m.REGISTRIES))
+    files = [m.STORE_FILE] + [m.registry_file(r) for r in registries]
+    return tuple(view.storage.lookup(view.root, f) for f in files)
 
 
 class Transaction(_Operations):
