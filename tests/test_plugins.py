@@ -331,6 +331,22 @@ def test_register_commands_from_an_entry_point(tmp_path, mkstore):
     assert run_canonry("-C", path, "ls", env=env).exit_code == 0
 
 
+def test_help_lists_entry_point_commands_only_while_installed(tmp_path):
+    """`--help` finds entry points by reading entry_points.txt (not importlib.metadata): an
+    uninstall must drop the commands, and the scan may over-report but never miss one."""
+    import importlib.metadata
+    import shutil
+
+    from canonry.cli import _entry_point_plugins_may_exist
+
+    assert _entry_point_plugins_may_exist() or not importlib.metadata.entry_points(group="canonry")
+    env = _site_with_entry_points(tmp_path, {"greeter": COMMANDS_PLUGIN})
+    assert "count-artifacts" in run_canonry("--help", env=env).stdout
+    shutil.rmtree(tmp_path / "site" / "canonry_extra-4.2.dist-info")
+    helped = run_canonry("--help", env=env)
+    assert helped.exit_code == 0 and "count-artifacts" not in helped.stdout
+
+
 def test_a_failing_register_commands_does_not_break_the_cli(tmp_path, mkstore):
     env = _site_with_entry_points(tmp_path, {"greeter": COMMANDS_PLUGIN, "bad_commands": """
         from canonry import hookimpl

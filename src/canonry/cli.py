@@ -38,6 +38,44 @@ def _plugins_without_store(plugins_dir):
     return plugins.load(None, plugins_dir)
 
 
+def _entry_point_plugins_may_exist() -> bool:
+    """Whether a distribution on sys.path may declare entry points in group `canonry`.
+
+    `--help` asks on every run: importlib.metadata costs ~25 ms (its imports, then every
+    distribution's metadata), reading the entry_points.txt files found on sys.path ~2 ms. A yes
+    may be wrong (a shadowed distribution, an empty section): importlib.metadata, which loads
+    the plugins, then decides. Where this scan cannot look (a zip or an egg on sys.path, a
+    custom distribution finder) it says yes."""
+    from importlib.machinery import PathFinder
+
+    if any(hasattr(f, "find_distributions") and f is not PathFinder for f in sys.meta_path):
+        return True
+    return any(_path_entry_may_declare_canonry_entry_points(entry) for entry in sys.path)
+
+
+def _path_entry_may_declare_canonry_entry_points(entry: str) -> bool:
+    if not isinstance(entry, str):  # not what this scan reads: let importlib.metadata look
+        return True
+    root = entry or "."
+    if os.path.basename(root).lower().endswith(".egg"):
+        return True
+    try:
+        names = os.listdir(root)
+    except NotADirectoryError:  # a zip file: importlib.metadata reads inside it
+        return True
+    except OSError:  # missing or unreadable: importlib.metadata finds nothing there either
+        return False
+    for name in names:
+        if name.lower().endswith((".dist-info", ".egg-info")):
+            try:
+                with open(os.path.join(root, name, "entry_points.txt"), "rb") as f:
+                    if b"[canonry]" in f.read():
+                        return True
+            except OSError:  # no entry points (or an .egg-info file rather than a folder)
+                continue
+    return False
+
+
 pass_ctx = click.make_pass_decorator(Ctx)
 
 
@@ -133,9 +171,7 @@ class CanonryGroup(click.Group):
         # plugin would cost `canonry --help` more than its budget. A trusted store plugin's
         # command still runs (get_command); `canonry plugins` lists every plugin's hooks.
         params = ctx.params or {}
-        from importlib.metadata import entry_points
-
-        if params.get("plugins_dir") or entry_points(group="canonry"):
+        if params.get("plugins_dir") or _entry_point_plugins_may_exist():
             self._load_listed_plugin_commands(params.get("plugins_dir"))
         return super().list_commands(ctx)
 

@@ -80,12 +80,16 @@ def kind_of_path(path: str) -> str | None:
 
 
 class Record:
+    # Every record class has a docstring: without one, @dataclass builds it from
+    # inspect.signature, a cost paid at import by every command.
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @dataclass
 class Registry(Record):
+    """A registry: the types it accepts and who may do what in it (registry.yaml)."""
+
     name: str
     description: str
     visibility: str
@@ -101,6 +105,8 @@ class Registry(Record):
 
 @dataclass
 class Collection(Record):
+    """A collection of linked versions of one artifact type, with its aliases."""
+
     registry: str
     name: str
     type: str
@@ -119,6 +125,8 @@ class Collection(Record):
 
 @dataclass
 class LinkedVersion(Record):
+    """A link: version vN of a collection, pointing at an artifact version."""
+
     registry: str
     collection: str
     version: str
@@ -138,6 +146,8 @@ class LinkedVersion(Record):
 
 @dataclass
 class FileEntry(Record):
+    """One file of an artifact version."""
+
     path: str
     size: int
     sha256: str
@@ -145,6 +155,8 @@ class FileEntry(Record):
 
 @dataclass
 class ArtifactVersion(Record):
+    """An immutable version of an artifact: its files, metadata, metrics, lineage."""
+
     artifact: str
     version: str
     type: str
@@ -168,6 +180,8 @@ class ArtifactVersion(Record):
 
 @dataclass
 class Artifact(Record):
+    """An artifact: a name and type, and its versions."""
+
     name: str
     type: str
     description: str
@@ -178,6 +192,8 @@ class Artifact(Record):
 
 @dataclass
 class AliasChange(Record):
+    """What an alias set or rm did."""
+
     collection: str  # REGISTRY/COLLECTION
     alias: str
     before: str | None  # vN that held it, or None
@@ -190,6 +206,8 @@ class AliasChange(Record):
 
 @dataclass
 class TagChange(Record):
+    """What a tag add or rm did."""
+
     target: str
     before: list[str]
     after: list[str]
@@ -201,6 +219,8 @@ class TagChange(Record):
 
 @dataclass
 class HistoryEntry(Record):
+    """One change to a target, as `history` lists it."""
+
     commit: str
     time: str
     actor: str
