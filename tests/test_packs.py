@@ -162,3 +162,46 @@ def test_store_writes_no_loose_objects_and_keeps_the_pack_count_bounded(tmp_path
     assert reopened.resolve("model/c009:a4").version == "v0"
     assert len(reopened.history("model/c009")) >= 2
     assert stat.S_IMODE(os.stat(os.path.join(_pack_dir(path), _packs(path)[0])).st_mode) == 0o444
+
+
+# ---- looking up an entry of a large tree in its raw bytes (storage._find_entry) ---------------
+_NAMES = st.text(alphabet="ab .-_1v", min_size=1, max_size=6).filter(lambda n: n not in (".", ".."))
+
+
+@settings(max_examples=300, deadline=None)
+@given(entries=st.dictionaries(_NAMES, st.tuples(st.booleans(), st.binary(min_size=20, max_size=20)),
+                               min_size=1, max_size=30),
+       probe=_NAMES)
+def test_raw_entry_search_agrees_with_parsing(entries, probe):
+    from canonry.storage import _AMBIGUOUS, _find_entry
+
+    tree = Tree()
+    for name, (is_dir, sha) in entries.items():
+        tree.add(name.encode(), stat.S_IFDIR if is_dir else 0o100644, sha.hex().encode())
+    raw = tree.as_raw_string()
+    for name in [probe, *entries]:
+        found = _find_entry(raw, name.encode())
+        if found is _AMBIGUOUS:
+            continue  # the caller parses: always right
+        expected = tree[name.encode()] if name.encode() in tree else None
+        assert found == (tuple(expected) if expected else None), name
+
+
+def test_lookups_in_a_large_tree_match_a_parsed_tree(tmp_path, model_file):
+    store = canonry.init(str(tmp_path / "s"), bare=True)
+    store.log_artifact(str(model_file), name="gem", type="model")
+    with store.transaction(message="many collections") as tx:
+        for c in range(600):  # registries/model: a tree of ~25 KB
+            tx.link("gem:v0", f"model/c{c:04d}")
+    fresh = canonry.open(str(tmp_path / "s"))
+    storage = fresh.storage
+    registry_tree = storage.lookup(storage.root_tree(storage.head()), "registries/model")[1]
+    assert len(storage._objects.get_raw(registry_tree)[1]) > 16_384
+    assert fresh.resolve("model/c0299:latest").artifact == "gem:v0"
+    assert registry_tree not in storage._trees  # answered from the raw bytes, not parsed
+    for c in (0, 599):  # more lookups: the tree ends up parsed once, answers stay the same
+        assert fresh.resolve(f"model/c{c:04d}:latest").artifact == "gem:v0"
+    assert storage.lookup(storage.root_tree(storage.head()), "registries/model/c0600") is None
+    parsed = Tree.from_raw_string(Tree.type_num, storage._objects.get_raw(registry_tree)[1])
+    for name in (b"c0000", b"c0300", b"registry.yaml"):
+        assert storage._entry(registry_tree, name) == tuple(parsed[name])

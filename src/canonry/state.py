@@ -30,6 +30,13 @@ def _clone(value):
     return value
 
 
+_VERSIONS_MEMO: dict[bytes, list[str]] = {}  # tree id -> sorted vN names (tree ids never go stale)
+
+
+def _sorted_versions(names: list[str]) -> list[str]:
+    return sorted((n[:-5] for n in names if _VERSION_FILE.match(n)), key=version_number)
+
+
 class ParseCache:
     """Records by (blob id, kind): in memory, backed by the on-disk RecordCache when given."""
 
@@ -175,8 +182,23 @@ class View:
 
     def link_versions(self, registry: str, collection: str) -> list[str]:
         """vN names of present links, in link order."""
-        vs = [n[:-5] for n in self.names(m.links_dir(registry, collection)) if _VERSION_FILE.match(n)]
-        return sorted(vs, key=version_number)
+        return self._versions_in(m.links_dir(registry, collection))
+
+    def _versions_in(self, path: str) -> list[str]:
+        """vN names of the vN.yaml files in directory `path`, in number order. Remembered per
+        tree id (a tree never changes) unless pending writes touch the directory."""
+        prefix = path + "/"
+        if any(p.startswith(prefix) for p in self.pending):
+            return _sorted_versions(self.names(path))
+        entry = self.storage.lookup(self.root, path)
+        if entry is None:
+            return []
+        versions = _VERSIONS_MEMO.get(entry[1])
+        if versions is None:
+            if len(_VERSIONS_MEMO) > 20_000:
+                _VERSIONS_MEMO.clear()
+            versions = _VERSIONS_MEMO[entry[1]] = _sorted_versions(self.names(path))
+        return list(versions)
 
     def link_artifacts(self, registry: str, collection: str) -> dict[str, str]:
         """vN -> linked artifact version of every link, in link order. Reads the record cache in
@@ -228,8 +250,7 @@ class View:
         return rec
 
     def artifact_versions(self, name: str) -> list[str]:
-        vs = [n[:-5] for n in self.names(m.artifact_dir(name)) if _VERSION_FILE.match(n)]
-        return sorted(vs, key=version_number)
+        return self._versions_in(m.artifact_dir(name))
 
     def resolve_artifact_ref(self, name: str, ref: str) -> str:
         self.artifact(name)

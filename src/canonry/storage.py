@@ -5,6 +5,7 @@ reported to the caller (who re-reads and redoes the operation); nothing here ret
 """
 from __future__ import annotations
 
+import binascii
 import os
 import stat
 import time
@@ -25,6 +26,10 @@ DEFAULT_BRANCH = "main"
 PACK_LOOSE_THRESHOLD = 4096
 
 FILE_MODE = 0o100644
+# A tree this large is searched in its raw bytes until it has been looked up this many times,
+# then parsed once (a long-running process looks up the same big trees over and over).
+RAW_LOOKUP_MIN_BYTES = 16_384
+RAW_LOOKUPS_BEFORE_PARSE = 16
 Lost = (FileLocked,)  # exceptions that mean "someone else is writing the ref right now"
 
 
@@ -74,6 +79,8 @@ class GitStorage:
         self.base_ref = None if self.store_branch == branch else b"refs/heads/" + self.store_branch.encode()
         self.prefix = prefix.strip("/")
         self._trees: dict[bytes, Tree] = {}
+        self._raw_trees: dict[bytes, bytes] = {}  # large trees not parsed (yet): see _entry
+        self._raw_lookups: dict[bytes, int] = {}
         self._commits: dict[bytes, Commit] = {}
         self._objects = repo.object_store
         self.pack_dir = os.path.join(self._objects.path, "pack")
@@ -216,11 +223,38 @@ class GitStorage:
                 continue
             if not stat.S_ISDIR(mode):
                 return None
-            try:
-                mode, sha = self.tree(sha)[part.encode()]
-            except KeyError:
+            found = self._entry(sha, part.encode())
+            if found is None:
                 return None
+            mode, sha = found
         return mode, sha
+
+    def _entry(self, tree_id: bytes, name: bytes) -> tuple[int, bytes] | None:
+        """(mode, sha) of one entry. A large tree looked up only a few times is searched in its
+        raw bytes instead of being parsed: parsing `artifacts/` of 10,000 entries costs ~8 ms,
+        a search 0.1 ms, and a fresh `canonry show` needs one entry of it."""
+        tree = self._trees.get(tree_id)
+        if tree is None:
+            raw = self._raw_trees.get(tree_id)
+            if raw is None:
+                type_num, raw = self._objects.get_raw(tree_id)
+                if len(raw) < RAW_LOOKUP_MIN_BYTES:
+                    raw = None
+                else:
+                    if len(self._raw_trees) >= 64:
+                        self._raw_trees.clear()
+                    self._raw_trees[tree_id] = raw
+                    self._raw_lookups[tree_id] = 0
+            if raw is not None and self._raw_lookups[tree_id] < RAW_LOOKUPS_BEFORE_PARSE:
+                self._raw_lookups[tree_id] += 1
+                found = _find_entry(raw, name)
+                if found is not _AMBIGUOUS:
+                    return found
+            tree = self.tree(tree_id)
+        try:
+            return tree[name]
+        except KeyError:
+            return None
 
     def listdir(self, tree_id: bytes | None, path: str) -> list[tuple[str, int, bytes]]:
         entry = self.lookup(tree_id, path)
@@ -488,6 +522,30 @@ class GitStorage:
 
 
 _MODE_TEXT = {stat.S_IFDIR: b"40000", FILE_MODE: b"100644"}
+_AMBIGUOUS = object()
+_SIX_DIGIT_MODES = (b"100644", b"100755", b"120000", b"160000")
+
+
+def _find_entry(raw: bytes, name: bytes):
+    """(mode, hex sha) of entry `name` in a raw tree, None when absent, _AMBIGUOUS when the
+    bytes do not settle it (the caller then parses the tree). An entry is `MODE SP NAME NUL`
+    and 20 bytes of id, so `SP NAME NUL` occurs wherever the entry is; if it occurs once, with
+    a valid mode before it, that is the entry."""
+    key = b" " + name + b"\0"
+    at = raw.find(key)
+    if at < 0:
+        return None
+    if raw.find(key, at + 1) >= 0:
+        return _AMBIGUOUS
+    if at >= 5 and raw[at - 5:at] == b"40000":  # no six-digit mode ends in 40000
+        mode = stat.S_IFDIR
+    elif at >= 6 and raw[at - 6:at] in _SIX_DIGIT_MODES:
+        mode = int(raw[at - 6:at], 8)
+    else:
+        return _AMBIGUOUS
+    start = at + len(key)
+    sha = raw[start:start + 20]
+    return (mode, binascii.hexlify(sha)) if len(sha) == 20 else _AMBIGUOUS
 
 
 def _spliced(base: Tree, entries: dict) -> Tree | None:
