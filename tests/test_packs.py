@@ -205,3 +205,47 @@ def test_lookups_in_a_large_tree_match_a_parsed_tree(tmp_path, model_file):
     parsed = Tree.from_raw_string(Tree.type_num, storage._objects.get_raw(registry_tree)[1])
     for name in (b"c0000", b"c0300", b"registry.yaml"):
         assert storage._entry(registry_tree, name) == tuple(parsed[name])
+
+
+@settings(max_examples=100, deadline=None)
+@given(size=st.integers(65, 200), edits=st.lists(st.tuples(
+    st.integers(0, 260), st.sampled_from(["replace", "add", "delete", "dir"])), min_size=1, max_size=4))
+def test_build_tree_gives_the_ids_git_would(tmp_path_factory, size, edits):
+    """build_tree splices a big tree's bytes for replaced entries: the ids must be exactly
+    those of the tree serialized from scratch."""
+    from canonry.storage import GitStorage
+
+    repo_path = tmp_path_factory.mktemp("bt") / "r.git"
+    git("init", "-q", "--bare", repo_path)
+    storage = GitStorage(Repo(str(repo_path)))
+    blob = lambda text: Blob.from_string(text.encode())  # noqa: E731
+    base = {f"n{i:03d}.yaml": blob(str(i)).id for i in range(size)}
+    base_objects: list = [blob(str(i)) for i in range(size)]
+    base_tree = storage.build_tree(None, {k: (0o100644, v) for k, v in base.items()}, base_objects)
+    storage.write_objects(base_objects)
+    expected = dict((k, (0o100644, v)) for k, v in base.items())
+    changes = {}
+    for n, kind in edits:
+        name = f"n{n:03d}.yaml"
+        if kind == "delete":
+            changes[name] = None
+            expected.pop(name, None)
+        elif kind == "dir":
+            changes[f"d{n:03d}/x.yaml"] = (0o100644, blob("x").id)
+            expected[f"d{n:03d}"] = "dir"
+        else:
+            changes[name] = (0o100644, blob(f"{kind} {n}").id)
+            expected[name] = changes[name]
+    out: list = []
+    new_id = storage.build_tree(base_tree, changes, out)
+    reference = Tree()
+    for name, value in expected.items():
+        if value == "dir":
+            sub = Tree()
+            sub.add(b"x.yaml", 0o100644, blob("x").id)
+            reference.add(name.encode(), stat.S_IFDIR, sub.id)
+        else:
+            reference.add(name.encode(), *value)
+    assert new_id == reference.id
+    if new_id != base_tree:  # else nothing changed and nothing new was written
+        assert [o for o in out if o.id == new_id][0].as_raw_string() == reference.as_raw_string()
