@@ -52,9 +52,9 @@ def _violation(policy, event, view):
 
 @hookimpl
 def check_change(events, view):
-    from canonry.automations import matches
+    from canonry.automations import matches, summary
 
-    if not any(_policies(view, r) for r in [None, *view.registry_names()]):
+    if "policy" not in summary(view)["actions"]:
         return None  # nothing to enforce: never look at the events (computing them costs)
     for event in events:
         if not event.alias or not event.collection or event.kind == "alias.removed":

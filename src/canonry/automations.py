@@ -34,6 +34,37 @@ def configured(view, registry: str | None) -> list[dict]:
     return [a for a in autos if a.get("enabled", True)]
 
 
+def settings_key(view) -> tuple:
+    """Blob ids of the store's settings files (canonry.yaml, every registry.yaml): equal keys,
+    equal settings, so anything derived from the settings can be remembered by this key."""
+    registries = sorted(view.storage.names(view.root, m.REGISTRIES))
+    files = [m.STORE_FILE] + [m.registry_file(r) for r in registries]
+    return tuple(view.storage.lookup(view.root, f) for f in files)
+
+
+_SUMMARY: dict[tuple, dict] = {}
+
+
+def summary(view) -> dict:
+    """What the settings configure, remembered per settings key (checked on every commit):
+    `any` — some automation is configured (store-wide enabled ones, or any in a registry);
+    `actions` — the actions of the enabled ones, store-wide and in every registry."""
+    key = settings_key(view)
+    found = _SUMMARY.get(key)
+    if found is None:
+        registries = view.registry_names()
+        store_wide = configured(view, None)
+        actions = {a.get("action") for a in store_wide}
+        for r in registries:
+            actions |= {a.get("action") for a in configured(view, r)}
+        found = {"any": bool(store_wide) or any(view.registry(r).get("automations") for r in registries),
+                 "actions": frozenset(actions)}
+        if len(_SUMMARY) > 256:
+            _SUMMARY.clear()
+        _SUMMARY[key] = found
+    return found
+
+
 def matches(auto: dict, event: Event, view) -> bool:
     on = auto.get("on", [])
     on = [on] if isinstance(on, str) else on

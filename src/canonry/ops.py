@@ -236,7 +236,8 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
     if created_collection:
         record["collection_created"] = True
     records = [record] + _move_aliases(view, registry, collection, new_version, aliases)
-    return link_record(view, registry, collection, new_version), records
+    # Link numbers only grow: the new link is the latest.
+    return link_record(view, registry, collection, new_version, latest=new_version), records
 
 
 def _move_aliases(view: View, registry: str, collection: str, version: str, aliases) -> list[dict]:

@@ -194,7 +194,6 @@ class Store(_Operations):
         self.cache = ParseCache(RecordCache(storage.git_dir))
         self._store = self
         self._actor = None
-        self._wants_events_memo: dict[tuple, bool] = {}
 
     # ---- identity and views --------------------------------------------------------------------
     @property
@@ -311,17 +310,12 @@ class Store(_Operations):
         return events_for_commit(self.storage, new, self._read_record, paths)
 
     def _wants_events(self) -> bool:
-        from .automations import configured
+        from .automations import summary
         from .hookspecs import EVENT_HOOKS
 
         if self.plugins.has_impls(*set(EVENT_HOOKS.values())):
             return True
-        view = self.view()
-        key = _settings_key(view)  # automations live in settings files: ask again when one changes
-        if self._wants_events_memo.get(key) is None:
-            self._wants_events_memo = {key: configured(view, None) != [] or any(
-                view.registry(r).get("automations") for r in view.registry_names())}
-        return self._wants_events_memo[key]
+        return summary(self.view())["any"]
 
     def fire(self, events: list) -> list[dict]:
         """Deliver events to plugins and configured automations (each at most once)."""
@@ -629,14 +623,6 @@ class Store(_Operations):
         from .review import describe
 
         return describe(self, rev_range)
-
-
-def _settings_key(view: View) -> tuple:
-    """Blob ids of the store's settings files (canonry.yaml, every registry.yaml): equal keys,
-    equal settings."""
-    registries = sorted(view.storage.names(view.root, m.REGISTRIES))
-    files = [m.STORE_FILE] + [m.registry_file(r) for r in registries]
-    return tuple(view.storage.lookup(view.root, f) for f in files)
 
 
 class Transaction(_Operations):
