@@ -8,6 +8,7 @@ from __future__ import annotations
 import binascii
 import os
 import stat
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ class GitStorage:
         self._raw_lookups: dict[bytes, int] = {}
         self._commits: dict[bytes, Commit] = {}
         self._objects = repo.object_store
+        _serialize_pack_rescans(self._objects)
         self.pack_dir = os.path.join(self._objects.path, "pack")
         self._fsync_objects = bool(getattr(self._objects, "fsync_object_files", False))
         self._packs_written = 0
@@ -578,6 +580,29 @@ def _spliced(base: Tree, entries: dict, touched: set[bytes]) -> Tree | None:
     tree._chunked_text = [raw]
     tree._needs_serialization = False
     return tree
+
+
+def _serialize_pack_rescans(object_store) -> None:
+    """Let one thread at a time rescan the pack folder of a shared object store.
+
+    Packs vanish whenever small ones are merged (by this process or another); two threads that
+    notice it together would both drop the same pack from dulwich's pack cache, and one of
+    them fails with KeyError. A lock around dulwich's rescan and eviction (instance attributes:
+    nothing global is patched) keeps a Store shared between threads working."""
+    if getattr(object_store, "_canonry_rescan_lock", None) is not None:
+        return
+    lock = threading.RLock()
+    for name in ("_update_pack_cache", "_evict_pack"):
+        original = getattr(object_store, name, None)
+        if original is None:
+            continue
+
+        def serialized(*args, _original=original, **kwargs):
+            with lock:
+                return _original(*args, **kwargs)
+
+        setattr(object_store, name, serialized)
+    object_store._canonry_rescan_lock = lock
 
 
 def _dirty(entry):
