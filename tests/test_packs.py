@@ -249,3 +249,23 @@ def test_build_tree_gives_the_ids_git_would(tmp_path_factory, size, edits):
     assert new_id == reference.id
     if new_id != base_tree:  # else nothing changed and nothing new was written
         assert [o for o in out if o.id == new_id][0].as_raw_string() == reference.as_raw_string()
+
+
+def test_a_long_lived_reader_follows_a_writer_whose_merges_remove_packs(tmp_path, model_file):
+    """Two Store objects (two dulwich pack caches, as in two processes): the reader's listed
+    packs are merged away under it again and again; its reads stay right."""
+    path = str(tmp_path / "s.git")
+    store = canonry.init(path, bare=True)
+    store.log_artifact(str(model_file), name="gem", type="model")
+    for c in range(3):
+        store.link("gem:v0", f"model/c{c}")
+    reader, writer = canonry.open(path), canonry.open(path)
+    removed = set()
+    for i in range(3 * packs.TIER_WIDTH ** 2 // 2):  # enough commits for merges of two tiers
+        before = set(_packs(path))
+        writer.set_alias(f"model/c{i % 3}:v0", f"a{i}")
+        removed |= before - set(_packs(path))
+        assert reader.resolve(f"model/c{i % 3}:a{i}").version == "v0"
+        assert f"a{i}" in reader.collection(f"model/c{i % 3}").aliases
+    assert len(removed) > packs.TIER_WIDTH  # packs the reader had listed really went away
+    assert fsck(path).returncode == 0
