@@ -12,7 +12,8 @@ What it does (details in benchmarks/README.md):
    canonry.yamlio.dump). Same shape at every scale: collections of 100 links, every link its own
    artifact version, 10 versions per artifact, aliases production/staging in every collection,
    plus 10 spare artifacts that the link benchmark links from. Every record also goes into
-   canonry's on-disk record cache, as canonry's own writes would have put it there.
+   canonry's on-disk record cache, as canonry's own writes would have put it there (records by
+   blob id, and each collection's artifact -> link map by links tree id, as a link leaves it).
 2. In-process: link, link --alias, unlink and alias-set operations, each a real commit through
    compare-and-swap. Every timed link is followed by a (timed) unlink of it, so the target
    collection always holds 100 links at both scales. Regimes: "several" (ops cycle over --spread
@@ -228,6 +229,13 @@ def build_store(path: str, links: int, log=print) -> dict:
                                             dict(values, linked_at=now, linked_by=actor))
         registry_tree[coll_name(c)] = {"collection.yaml": coll_yaml, "aliases.yaml": aliases_yaml,
                                        "links": links_tree}
+        # The artifact -> link map a link op leaves under the new links tree (ops.link).
+        links_tree_obj = Tree()
+        for name, sha in links_tree.items():
+            links_tree_obj.add(name.encode(), 0o100644, sha)
+        cache_rows.append((links_tree_obj.id, "links-index", {
+            f"{art_name(c * per_coll_artifacts + n // VERSIONS_PER_ARTIFACT)}:v{n % VERSIONS_PER_ARTIFACT}": f"v{n}"
+            for n in range(LINKS_PER_COLLECTION)}))
     t_render = time.perf_counter() - t0
 
     # Trees bottom-up, merged into the tree canonry.init committed; then one commit, one pack.
@@ -464,6 +472,9 @@ def bench_processes(small: dict, large: dict, runs: int) -> dict:
     t_small = f"{REGISTRY}/{coll_name(0)}:{ALIAS}"
     jobs = [
         ("python -c pass", [sys.executable, "-c", "pass"]),
+        # What every canonry command pays for its two big dependencies before any code of its own.
+        ("python -c 'import click, dulwich.repo, sqlite3'",
+         [sys.executable, "-c", "import click, dulwich.repo, sqlite3"]),
         ("canonry --help", [exe, "--help"]),
         (f"canonry show {t_large}  [{large['links']:,} links]", [exe, "-C", large["path"], "show", t_large]),
         (f"canonry show {t_large} --json  [{large['links']:,} links]",

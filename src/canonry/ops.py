@@ -213,7 +213,8 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
         if not (reg["types"] == "all" or av["type"] in reg["types"]):
             raise TypeNotAccepted(_not_accepted(registry, reg, av["type"], ref))
     where = f"{registry}/{collection}"
-    existing = _find_link(view, registry, collection, ref)
+    index = _links_index(view, registry, collection)
+    existing = index.get(ref)
     if existing is not None:
         # Already linked: no new link. Aliases asked for are applied to the existing link.
         alias_records = _move_aliases(view, registry, collection, existing, aliases)
@@ -236,6 +237,8 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
     if created_collection:
         record["collection_created"] = True
     records = [record] + _move_aliases(view, registry, collection, new_version, aliases)
+    # The next link op on this collection, in any process, finds the map under the new tree.
+    view.derive(m.links_dir(registry, collection), "links-index", {**index, ref: new_version})
     # Link numbers only grow: the new link is the latest.
     return link_record(view, registry, collection, new_version, latest=new_version), records
 
@@ -269,9 +272,9 @@ def _not_accepted(registry: str, reg: dict, type_: str, ref: str) -> str:
             f"{', '.join(reg['types'])}")
 
 
-def _find_link(view: View, registry: str, collection: str, ref: str) -> str | None:
-    """The link of `ref` in the collection, if any. The map artifact -> link is kept per links
-    tree id (content-addressed, so never stale): a link op need not re-read every link."""
+def _links_index(view: View, registry: str, collection: str) -> dict[str, str]:
+    """artifact version -> its link in the collection. Kept in the record cache per links tree
+    id (content-addressed, so never stale): a link op need not read every link."""
     links = m.links_dir(registry, collection)
     pending = any(p.startswith(links + "/") for p in view.pending)
     entry = None if pending else view.storage.lookup(view.root, links)
@@ -282,7 +285,7 @@ def _find_link(view: View, registry: str, collection: str, ref: str) -> str | No
             index.setdefault(artifact, v)
         if entry:
             view.cache.put(entry[1], "links-index", index)
-    return index.get(ref)
+    return index
 
 
 def _write_aliases(view: View, registry: str, collection: str, aliases: dict) -> None:

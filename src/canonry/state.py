@@ -84,6 +84,7 @@ class View:
         self.cache = cache
         self.pending: dict[str, bytes | None] = {}
         self._pending_records: dict[str, dict | None] = {}
+        self.derived: dict[str, tuple[str, object]] = {}  # see derive()
 
     # ---- raw files ---------------------------------------------------------------------------
     def read(self, path: str, copy_: bool = True) -> dict | None:
@@ -120,13 +121,25 @@ class View:
         from . import yamlio
 
         data = yamlio.dump(record)
+        self._underived(path)
         self.pending[path] = data
         self._pending_records[path] = _clone(record)
         if kind:
             # What we write is valid by construction: later reads of this blob skip validation.
             self.cache.put(Blob.from_string(data).id, kind, _clone(record))
 
+    def derive(self, directory: str, kind: str, value) -> None:
+        """Cache `value` as `kind` under the tree id `directory` will have once the pending
+        writes are committed (the committer puts it; see Store._commit_view)."""
+        self.derived[directory] = (kind, value)
+
+    def _underived(self, path: str) -> None:
+        """A write below a directory makes what was derived for it stale."""
+        for directory in [d for d in self.derived if path.startswith(d + "/")]:
+            del self.derived[directory]
+
     def delete(self, path: str) -> None:
+        self._underived(path)
         self.pending[path] = None
         self._pending_records[path] = None
 

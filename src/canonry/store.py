@@ -246,6 +246,11 @@ class Store(_Operations):
             moved = False
         if not moved:
             return None
+        new_root = self.storage.root_tree(new)
+        for directory, (kind, value) in view.derived.items():
+            entry = self.storage.lookup(new_root, directory)
+            if entry is not None:
+                self.cache.put(entry[1], kind, value)
         self._after_commit(view.commit, new, list(view.pending))
         return new
 
