@@ -87,30 +87,28 @@ def _copy_op(offset: int, size: int) -> bytes:
 
 
 def _common_prefix(a: bytes, b: bytes, limit: int) -> int:
-    return _common_run(a, b, limit, lambda x, n, k: x[n:n + k])
+    """Length of the common prefix of a and b, at most `limit`."""
+    n = 0
+    while n < limit:  # equal 4 KB blocks are skipped by memcmp; the first unequal one is
+        step = min(4096, limit - n)  # settled by XOR-ing it as two big integers (all in C)
+        x, y = a[n:n + step], b[n:n + step]
+        if x != y:
+            diff = int.from_bytes(x, "big") ^ int.from_bytes(y, "big")
+            return n + step - (diff.bit_length() + 7) // 8
+        n += step
+    return n
 
 
 def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
-    return _common_run(a, b, limit, lambda x, n, k: x[len(x) - n - k:len(x) - n])
-
-
-def _common_run(a: bytes, b: bytes, limit: int, piece) -> int:
-    """Length of the common run (prefix or suffix, as `piece` slices), at most `limit`:
-    whole blocks first, then a bisection inside the first block that differs."""
+    """Length of the common suffix, at most `limit` (little-endian: the last byte weighs most)."""
     n = 0
     while n < limit:
         step = min(4096, limit - n)
-        if piece(a, n, step) == piece(b, n, step):
-            n += step
-            continue
-        lo, hi = 0, step
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if piece(a, n, mid) == piece(b, n, mid):
-                lo = mid
-            else:
-                hi = mid - 1
-        return n + lo
+        x, y = a[len(a) - n - step:len(a) - n], b[len(b) - n - step:len(b) - n]
+        if x != y:
+            diff = int.from_bytes(x, "little") ^ int.from_bytes(y, "little")
+            return n + step - (diff.bit_length() + 7) // 8
+        n += step
     return n
 
 
