@@ -396,10 +396,7 @@ class GitStorage:
 
         Only one process does this at a time (an exclusive lock file); the others just go on."""
         loose = self.loose_object_estimate() >= PACK_LOOSE_THRESHOLD
-        # Planning lists the pack folder: a long-running writer does it every 4th pack it
-        # writes (a tier then holds up to 11 packs for a moment); a one-commit process always.
-        due = self._packs_written % 4 == 1
-        if not loose and not (due and packs.merge_plan(self.pack_dir)):
+        if not loose and not (self._packs_written and packs.merge_plan(self.pack_dir)):
             return False
         with self._gc_lock() as locked:
             if not locked:
