@@ -251,7 +251,7 @@ def init(c, path, bare, branch, prefix, as_json):
 @json_option
 @pass_ctx
 def gc(c, as_json):
-    """Pack loose git objects and consolidate packs."""
+    """Repack every git object into one pack (small packs are also merged automatically)."""
     result = c.store().gc()
     if as_json:
         from .output import emit_json
