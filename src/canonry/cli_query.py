@@ -25,8 +25,7 @@ def _emit_json_texts(texts: list[str]) -> None:
     """A JSON array with one item per line (items already JSON text). The same data as
     emit_json, laid out for long results: its indenting encoder is pure Python (~50 ms for
     1,000 versions), these come encoded from sqlite."""
-    out = click.get_text_stream("stdout")
-    out.write("[\n  " + ",\n  ".join(texts) + "\n]\n" if texts else "[]\n")
+    click.echo("[\n  " + ",\n  ".join(texts) + "\n]" if texts else "[]")
 
 
 @click.command()
