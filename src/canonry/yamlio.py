@@ -58,6 +58,75 @@ def load(data: bytes | str):
 
 
 def dump(obj) -> bytes:
+    fast = _dump_simple(obj)
+    if fast is not None:
+        return fast
     return yaml.dump(
         obj, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True, width=100
     ).encode("utf-8")
+
+
+# ---- a fast path for the records a promotion writes --------------------------------------------
+# PyYAML costs ~0.1 ms per small record (its representer is Python), three per promotion. Records
+# made only of plain words, integers and flat lists/maps of them are written here instead, byte
+# for byte as PyYAML writes them (a hypothesis test holds the two to that); anything else (floats,
+# quoting, long text, nesting) goes to PyYAML.
+_WORD = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@/+-]*(?::[A-Za-z0-9_.@/+-]+)*")
+_MAX_PLAIN = 120  # PyYAML folds lines only at spaces (words have none); keys stay below its 128
+_str_tag = "tag:yaml.org,2002:str"
+
+
+def _word(value, key: bool = False) -> str | None:
+    """`value` as PyYAML writes it, or None if we are not sure how it would."""
+    if type(value) is not str or len(value) > _MAX_PLAIN or not _WORD.fullmatch(value):
+        return None
+    # A word that reads as another type (true, null, 12, 1e3, 2026-01-01T10:00:00Z, 1:20, ...)
+    # is single-quoted; as a key we leave that to PyYAML.
+    if _Dumper.resolve(_Dumper, yaml.ScalarNode, value, (True, False)) != _str_tag:
+        return None if key else f"'{value}'"
+    return value
+
+
+def _scalar(value) -> str | None:
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return str(value)
+    if value == "":
+        return "''"
+    return _word(value)
+
+
+def _dump_simple(obj) -> bytes | None:
+    if type(obj) is not dict:
+        return None
+    lines = []
+    for key, value in obj.items():
+        k = _word(key, key=True)
+        if k is None:
+            return None
+        if type(value) is list:
+            if not value:
+                lines.append(f"{k}: []")
+                continue
+            items = [_scalar(v) for v in value]
+            if None in items:
+                return None
+            lines.append(f"{k}:")
+            lines += [f"- {item}" for item in items]
+        elif type(value) is dict:
+            if not value:
+                lines.append(f"{k}: {{}}")
+                continue
+            lines.append(f"{k}:")
+            for sub_key, sub_value in value.items():
+                sk, sv = _word(sub_key, key=True), _scalar(sub_value)
+                if sk is None or sv is None:
+                    return None
+                lines.append(f"  {sk}: {sv}")
+        else:
+            v = _scalar(value)
+            if v is None:
+                return None
+            lines.append(f"{k}: {v}")
+    return ("\n".join(lines) + "\n").encode("utf-8") if lines else None
