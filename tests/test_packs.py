@@ -209,7 +209,8 @@ def test_lookups_in_a_large_tree_match_a_parsed_tree(tmp_path, model_file):
 
 @settings(max_examples=100, deadline=None)
 @given(size=st.integers(65, 200), edits=st.lists(st.tuples(
-    st.integers(0, 260), st.sampled_from(["replace", "add", "delete", "dir"])), min_size=1, max_size=4))
+    st.integers(0, 260), st.sampled_from(["replace", "add", "delete", "dir", "dir-beside"])),
+    min_size=1, max_size=4))
 def test_build_tree_gives_the_ids_git_would(tmp_path_factory, size, edits):
     """build_tree splices a big tree's bytes for replaced entries: the ids must be exactly
     those of the tree serialized from scratch."""
@@ -230,9 +231,11 @@ def test_build_tree_gives_the_ids_git_would(tmp_path_factory, size, edits):
         if kind == "delete":
             changes[name] = None
             expected.pop(name, None)
-        elif kind == "dir":
-            changes[f"d{n:03d}/x.yaml"] = (0o100644, blob("x").id)
-            expected[f"d{n:03d}"] = "dir"
+        elif kind in ("dir", "dir-beside"):
+            # "dir-beside": a directory n065 next to the file n065.yaml (git sorts it as "n065/")
+            name = f"d{n:03d}" if kind == "dir" else f"n{n:03d}"
+            changes[f"{name}/x.yaml"] = (0o100644, blob("x").id)
+            expected[name] = "dir"
         else:
             changes[name] = (0o100644, blob(f"{kind} {n}").id)
             expected[name] = changes[name]

@@ -378,7 +378,7 @@ class GitStorage:
             base = self.tree(tree_id)
             if all(tree._entries.get(k) == base._entries.get(k) for k in touched):
                 return tree_id
-            if len(tree._entries) > 64:
+            if len(tree._entries) > 32:
                 tree = _spliced(base, tree._entries, touched) or tree
         out.append(tree)
         return tree.id
@@ -554,32 +554,71 @@ def _find_entry(raw: bytes, name: bytes):
 
 
 def _spliced(base: Tree, entries: dict, touched: set[bytes]) -> Tree | None:
-    """`base` with the ids of some entries (among `touched`) replaced, made by splicing its raw
-    bytes: re-serializing a 1,000-entry tree in Python costs ~4 ms per commit, this ~0.1 ms.
-    None when the change is not a plain id replacement: the caller serializes normally."""
+    """`base` with the entries among `touched` replaced, removed or added, made by splicing its
+    raw bytes: re-serializing a 1,000-entry tree in Python costs ~4 ms per commit, this ~0.1 ms.
+    None when unsure (an unusual mode, an entry not found once): the caller serializes."""
     old = base._entries
     raw = base.as_raw_string()
+    added = []
     for name in touched:
-        if name not in old or name not in entries:  # added or removed: not a replacement
-            return None
-        mode, sha = entries[name]
-        if old[name] == (mode, sha):
+        if name not in old:
+            if name in entries:
+                added.append(name)
             continue
-        if old[name][0] != mode or mode not in _MODE_TEXT:
+        before = _entry_bytes(name, *old[name])
+        if before is None:
             return None
-        # The whole old entry, id included: 37+ bytes that cannot occur anywhere else.
-        key = _MODE_TEXT[mode] + b" " + name + b"\0" + bytes.fromhex(old[name][1].decode())
-        at = raw.find(key)
-        if at < 0 or (at > 0 and raw[at - 21:at - 20] != b"\0") or raw.find(key, at + 1) >= 0:
+        at = _find_once(raw, before)
+        if at is None:
             return None
-        end = at + len(key)
-        raw = raw[:end - 20] + bytes.fromhex(sha.decode()) + raw[end:]
+        if name not in entries:  # removed
+            raw = raw[:at] + raw[at + len(before):]
+            continue
+        after = _entry_bytes(name, *entries[name])
+        if after is None:
+            return None
+        raw = raw[:at] + after + raw[at + len(before):]
+    for name in sorted(added, key=lambda n: _sort_key(n, entries[n][0])):
+        new = _entry_bytes(name, *entries[name])
+        if new is None:
+            return None
+        key = _sort_key(name, entries[name][0])
+        # It goes before the first entry (of those already in the bytes) that sorts after it.
+        following = [n for n in entries if n in old and _sort_key(n, entries[n][0]) > key]
+        if not following:
+            raw += new
+            continue
+        successor = min(following, key=lambda n: _sort_key(n, entries[n][0]))
+        at = _find_once(raw, _entry_bytes(successor, *entries[successor]) or b"")
+        if at is None:
+            return None
+        raw = raw[:at] + new + raw[at:]
     tree = Tree()
     # Set the parsed and the raw form together: parsing the bytes back would cost what we saved.
     tree._entries = entries  # the caller's fresh map: no one else holds it
     tree._chunked_text = [raw]
     tree._needs_serialization = False
     return tree
+
+
+def _entry_bytes(name: bytes, mode: int, sha: bytes) -> bytes | None:
+    """A tree entry as git stores it; None for modes canonry never writes."""
+    text = _MODE_TEXT.get(mode)
+    return None if text is None else text + b" " + name + b"\0" + binascii.unhexlify(sha)
+
+
+def _find_once(raw: bytes, entry: bytes) -> int | None:
+    """Where a whole entry (37+ bytes, its id included) starts, if it occurs exactly once at an
+    entry boundary (the byte 21 back is the NUL ending the previous entry's name)."""
+    at = raw.find(entry) if entry else -1
+    if at < 0 or (at > 0 and raw[at - 21:at - 20] != b"\0") or raw.find(entry, at + 1) >= 0:
+        return None
+    return at
+
+
+def _sort_key(name: bytes, mode: int) -> bytes:
+    """git orders tree entries by name, a directory's as if it ended in '/'."""
+    return name + b"/" if stat.S_ISDIR(mode) else name
 
 
 def _serialize_pack_rescans(object_store) -> None:
