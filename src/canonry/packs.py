@@ -341,7 +341,7 @@ def merge(object_store, bases: list[str], fsync: bool = False) -> str | None:
                 continue
             if type_num == _TREE and len(raw) >= DELTA_MIN_SIZE:
                 decoded[off] = (type_num, raw)
-                if len(decoded) > 16:
+                if len(decoded) > 256:  # bases of later deltas; ~10 MB at most
                     del decoded[next(iter(decoded))]
             if not out.add_delta(sha, type_num, raw, base_sha, delta):
                 out.add(sha, type_num, raw)
