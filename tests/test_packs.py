@@ -101,15 +101,18 @@ def test_packs_written_by_git_with_deltas_are_merged_whole(tmp_path):
         (work / "f.txt").write_text("line\n" * 400 + f"change {k}\n")
         git("-C", work, "add", "f.txt")
         git("-C", work, "-c", "user.name=T", "-c", "user.email=t@e", "commit", "-q", "-m", f"c{k}")
-    git("-C", work, "repack", "-adq", "--depth=10", "--window=10")
+    git("-C", work, "-c", "pack.writeReverseIndex=true", "repack", "-adq", "--depth=10", "--window=10")
     repo = work / ".git"
     assert "chain length" in git("verify-pack", "-v", *[os.path.join(_pack_dir(repo), n)
                                                          for n in os.listdir(_pack_dir(repo)) if n.endswith(".idx")])
+    assert any(n.endswith(".rev") for n in os.listdir(_pack_dir(repo)))
     mine = packs.write_pack(_pack_dir(repo), [Blob.from_string(b"extra")])
     theirs = [os.path.join(_pack_dir(repo), n[:-4]) for n in os.listdir(_pack_dir(repo))
               if n.endswith(".idx") and os.path.join(_pack_dir(repo), n[:-4]) != mine]
     merged = packs.merge(Repo(str(work)).object_store, theirs + [mine])
     assert _packs(repo) == [os.path.basename(merged) + ".pack"]
+    assert sorted(os.listdir(_pack_dir(repo))) == sorted(  # git's .rev went with its pack
+        os.path.basename(merged) + ext for ext in (".idx", ".pack"))
     _verify_with_git(repo)
     assert fsck(work).returncode == 0
     assert git("-C", work, "show", "HEAD~2:f.txt").endswith("change 2\n")
@@ -272,3 +275,25 @@ def test_a_long_lived_reader_follows_a_writer_whose_merges_remove_packs(tmp_path
         assert f"a{i}" in reader.collection(f"model/c{i % 3}").aliases
     assert len(removed) > packs.TIER_WIDTH  # packs the reader had listed really went away
     assert fsck(path).returncode == 0
+
+
+def test_kept_and_cruft_packs_are_never_merged(tmp_path):
+    repo = tmp_path / "r.git"
+    git("init", "-q", "--bare", repo)
+    bases = [packs.write_pack(_pack_dir(repo), [Blob.from_string(f"b{k}".encode())])
+             for k in range(packs.TIER_WIDTH + 2)]
+    open(bases[0] + ".keep", "w").close()
+    open(bases[1] + ".mtimes", "wb").close()
+    plan = packs.merge_plan(_pack_dir(repo))
+    assert len(plan) == packs.TIER_WIDTH and bases[0] not in plan and bases[1] not in plan
+
+
+def test_packs_are_fsynced_when_git_config_asks_for_it(tmp_path):
+    for setting, expected in ((None, False), (("core.fsync", "committed"), True),
+                              (("core.fsync", "index,reference"), False),
+                              (("core.fsyncObjectFiles", "true"), True)):
+        path = tmp_path / f"s{expected}{setting is None}{setting and setting[1]}"
+        canonry.init(str(path), bare=True)
+        if setting:
+            git("-C", path, "config", *setting)
+        assert canonry.open(str(path)).storage._fsync_objects is expected, setting

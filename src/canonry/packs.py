@@ -259,7 +259,9 @@ def merge_plan(pack_dir: str) -> list[str]:
         return []
     for name, entry in found.items():
         stem = name[:-4]
-        if not name.endswith(".idx") or stem + ".pack" not in found or stem + ".keep" in found:
+        if not name.endswith(".idx") or stem + ".pack" not in found:
+            continue
+        if stem + ".keep" in found or stem + ".mtimes" in found:  # kept, or git's cruft pack
             continue
         try:
             count = _count_from_index_size(entry.stat().st_size)
@@ -349,7 +351,9 @@ def merge(object_store, bases: list[str], fsync: bool = False) -> str | None:
     for base in merged_from:
         if base == merged:
             continue
-        for ext in (".idx", ".pack"):  # index first: nobody starts reading a pack mid-removal
+        # The index first: nobody starts reading a pack mid-removal. Then what git may keep
+        # beside a pack it wrote (reverse index, bitmap).
+        for ext in (".idx", ".pack", ".rev", ".bitmap"):
             try:
                 os.unlink(base + ext)
             except FileNotFoundError:

@@ -86,7 +86,7 @@ class GitStorage:
         self._objects = repo.object_store
         _serialize_pack_rescans(self._objects)
         self.pack_dir = os.path.join(self._objects.path, "pack")
-        self._fsync_objects = bool(getattr(self._objects, "fsync_object_files", False))
+        self._fsync_objects = _wants_object_fsync(repo, self._objects)
         self._packs_written = 0
 
     # ---- opening ---------------------------------------------------------------------------
@@ -619,6 +619,19 @@ def _find_once(raw: bytes, entry: bytes) -> int | None:
 def _sort_key(name: bytes, mode: int) -> bytes:
     """git orders tree entries by name, a directory's as if it ended in '/'."""
     return name + b"/" if stat.S_ISDIR(mode) else name
+
+
+def _wants_object_fsync(repo: Repo, object_store) -> bool:
+    """Whether new packs are fsynced: `core.fsyncObjectFiles` (what dulwich reads) or git's
+    newer `core.fsync` naming packs (pack, objects, committed, added, all)."""
+    if getattr(object_store, "fsync_object_files", False):
+        return True
+    try:
+        value = repo.get_config().get(b"core", b"fsync").decode().lower()
+    except (KeyError, UnicodeDecodeError):
+        return False
+    named = {part.strip() for part in value.split(",")}
+    return bool(named & {"pack", "objects", "committed", "added", "all"})
 
 
 def _serialize_pack_rescans(object_store) -> None:
