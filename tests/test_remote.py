@@ -251,6 +251,36 @@ def test_two_clones_pushing_concurrently_lose_nothing(world, tmp_path):
     assert authors.count("alice@example.com") == authors.count("bob@example.com") == rounds * per_round * 4
 
 
+def test_push_that_landed_is_reported_even_if_someone_built_on_it_at_once(world, git_http_backend,
+                                                                        tmp_path):
+    """A push lands, and before the pusher looks, another writer (here a post-receive hook, as
+    a bot would) moves the branch on top of it: the push must be reported as pushed, not
+    mistaken for a lost race and then for "up-to-date" (a flake seen in CI)."""
+    w = world()
+    hook = w.remote / "hooks" / "post-receive"
+    hook.write_text("#!/bin/sh\n"
+                    "unset GIT_QUARANTINE_PATH\n"
+                    "head=$(git rev-parse refs/heads/main)\n"
+                    "c=$(git commit-tree -p $head -m 'bot: built on the push' $head^{tree})\n"
+                    "git update-ref refs/heads/main $c $head\n")
+    hook.chmod(0o755)
+    server = git_http_backend(tmp_path)
+    a = w.clone("alice-bot", url=server.url("remote.git"))
+    s = open_as(a, ALICE)
+    v = s.log_artifact(unique_file(tmp_path, "bot-race"), name="shared-weights", type="model")
+    mine = s.link(v.address, "model/shared")
+    before = rev(w.remote)
+    res = s.push().to_dict()
+    head = rev(w.remote)
+    assert res["action"] == "pushed", res
+    assert res["old"] == before and res["new"] != head
+    assert is_ancestor(w.remote, res["new"], head)
+    assert git("-C", w.remote, "log", "-1", "--format=%s", head).strip() == "bot: built on the push"
+    # the clone came along to the bot's commit, and the link is there
+    assert rev(a) == head
+    assert s.resolve(mine.address).artifact == v.address
+
+
 def test_concurrent_pushes_over_http(world, git_http_backend, tmp_path):
     """The same race through a smart-HTTP server (git http-backend: real git decides each ref
     update as a compare-and-swap); the loser fetches, replays and pushes again.

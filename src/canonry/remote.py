@@ -176,9 +176,14 @@ def push(store, remote: str = "origin", attempts: int = 10) -> SyncResult:
     repo = storage.repo
     url = remote_url(repo, remote)
     replayed_total = 0
+    landed = None  # (remote head before, our head) once the remote's branch holds our commits
+    sent = None
     for _ in range(attempts):
         refs = fetch(store, remote)
         remote_head = refs.get(storage.ref)
+        if sent and landed is None and remote_head and can_fast_forward(repo, sent[1], remote_head):
+            # An attempt we took for lost did land: another push built on it before we looked.
+            landed = sent
         action, old, local, replayed = _integrate(store, remote_head, "your unpublished commits")
         replayed_total += replayed
         _merge_notes_from(store, refs.get(NOTES_REF))
@@ -188,15 +193,18 @@ def push(store, remote: str = "origin", attempts: int = 10) -> SyncResult:
             updates[storage.ref] = (remote_head, local)
         if notes is not None and notes != refs.get(NOTES_REF):
             updates[NOTES_REF] = (refs.get(NOTES_REF), notes)
-        if not updates:
-            return SyncResult("up-to-date", storage.branch, _hex(remote_head), _hex(remote_head),
-                              replayed_total, safe_url(url))
-        if _send(repo, url, updates):
+        if not updates or _send(repo, url, updates):
             if storage.ref in updates:
                 _track(repo, remote, storage.branch, local)
-            return SyncResult("pushed", storage.branch, _hex(remote_head), _hex(local),
+                landed = (remote_head, local)
+            if landed:
+                return SyncResult("pushed", storage.branch, _hex(landed[0]), _hex(landed[1]),
+                                  replayed_total, safe_url(url))
+            return SyncResult("up-to-date", storage.branch, _hex(remote_head), _hex(remote_head),
                               replayed_total, safe_url(url))
-        # The remote moved between our fetch and our push: go round again.
+        # The remote moved between our fetch and our push (or so it looks): go round again.
+        if storage.ref in updates:
+            sent = (remote_head, local)
     raise Conflict(f"the remote {safe_url(url)} kept moving; pushed nothing after {attempts} attempts")
 
 
