@@ -768,3 +768,32 @@ def test_blob_storage_location_is_configurable(store_path, tmp_path, make_file, 
     store2 = canonry.open(str(store_path))
     v2 = store2.log_artifact(str(make_file(b"other payload")), name="gem", type="model")
     assert (env_dir / v2.files[0]["sha256"][:2] / v2.files[0]["sha256"][2:]).is_file()
+
+
+# ---- closing ----------------------------------------------------------------------------------
+def test_a_script_that_never_closes_its_store_exits_quietly(store, store_path, model_file):
+    """dulwich objects collected during interpreter shutdown used to print
+    "Exception ignored in … __del__" tracebacks after a perfectly fine script."""
+    import subprocess
+    import sys
+
+    script = ("import canonry, sys\n"
+              "s = canonry.open(sys.argv[1])\n"
+              "v = s.log_artifact(sys.argv[2], name='quiet', type='model')\n"
+              "s.link(v.address, 'model/quiet', aliases=['production'])\n"
+              "print(s.resolve('model/quiet:production').artifact)\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(store_path), str(model_file)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "quiet:v0"
+    assert proc.stderr == ""
+
+
+def test_store_as_context_manager_closes_and_stays_usable(store, store_path, model_file):
+    with canonry.open(str(store_path)) as s:
+        v = s.log_artifact(str(model_file), name="ctx", type="model")
+    # closed: open packs released, pending cache entries written; reading again reopens
+    assert s.storage.repo.object_store._pack_cache == {}
+    assert s.resolve(v.address).digest == v.digest
+    s.close()
+    s.close()  # closing twice is harmless

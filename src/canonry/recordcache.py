@@ -21,6 +21,7 @@ class RecordCache:
         self._db = None
         self._broken = False
         self._pending: list[tuple[bytes, str, str]] = []
+        self._flush_at_exit = False
 
     def _conn(self):
         if self._db is None and not self._broken:
@@ -70,11 +71,18 @@ class RecordCache:
         return rows
 
     def put(self, sha: bytes, kind: str, record: dict) -> None:
-        if not self._pending:
+        if not self._flush_at_exit:
             import atexit
 
             atexit.register(self.flush)
+            self._flush_at_exit = True
         self._pending.append((sha, kind, json.dumps(record, separators=(",", ":"))))
+
+    def close(self) -> None:
+        self.flush()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
     def flush(self) -> None:
         if not self._pending:

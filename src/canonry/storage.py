@@ -5,11 +5,13 @@ reported to the caller (who re-reads and redoes the operation); nothing here ret
 """
 from __future__ import annotations
 
+import atexit
 import binascii
 import os
 import stat
 import threading
 import time
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -88,6 +90,11 @@ class GitStorage:
         self.pack_dir = os.path.join(self._objects.path, "pack")
         self._fsync_objects = _wants_object_fsync(repo, self._objects)
         self._packs_written = 0
+        _open_storages.add(self)
+
+    def close(self) -> None:
+        """Close the repository's open pack files (the storage can still be used: they reopen)."""
+        self.repo.close()
 
     # ---- opening ---------------------------------------------------------------------------
     @classmethod
@@ -619,6 +626,20 @@ def _find_once(raw: bytes, entry: bytes) -> int | None:
 def _sort_key(name: bytes, mode: int) -> bytes:
     """git orders tree entries by name, a directory's as if it ended in '/'."""
     return name + b"/" if stat.S_ISDIR(mode) else name
+
+
+# Storages still open at exit are closed then: dulwich objects closed by the garbage collector
+# during interpreter shutdown print "Exception ignored in __del__" noise to stderr.
+_open_storages: "weakref.WeakSet[GitStorage]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_storages() -> None:
+    for storage in list(_open_storages):
+        try:
+            storage.close()
+        except Exception:  # exiting anyway: never turn cleanup into an error
+            pass
 
 
 def _wants_object_fsync(repo: Repo, object_store) -> bool:

@@ -195,6 +195,19 @@ class Store(_Operations):
         self._store = self
         self._actor = None
 
+    def close(self) -> None:
+        """Write pending cache entries and close open files. Optional: a store still open at
+        exit is closed then; `with canonry.open(path) as store:` closes it at the block's end."""
+        if self.cache.disk is not None:
+            self.cache.disk.close()
+        self.storage.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # ---- identity and views --------------------------------------------------------------------
     @property
     def actor(self):
