@@ -296,4 +296,4 @@ def test_packs_are_fsynced_when_git_config_asks_for_it(tmp_path):
         canonry.init(str(path), bare=True)
         if setting:
             git("-C", path, "config", *setting)
-        assert canonry.open(str(path)).storage._fsync_objects is expected, setting
+        assert canonry.open(str(path)).storage._wants_object_fsync() is expected, setting

@@ -22,7 +22,7 @@ import struct
 import zlib
 from typing import NamedTuple
 
-from dulwich.pack import apply_delta
+from .gitread import apply_delta
 
 TIER_WIDTH = 8  # packs per tier before they are merged into one
 SMALLEST_TIER = 64  # objects: packs below this are tier 0; each tier is TIER_WIDTH times larger
@@ -333,7 +333,7 @@ def merge(object_store, bases: list[str], fsync: bool = False) -> str | None:
                 if known is None:
                     type_num, raw = object_store.get_raw(sha)
                 else:
-                    type_num, raw = known[0], b"".join(apply_delta(known[1], delta))
+                    type_num, raw = known[0], apply_delta(known[1], delta)
             elif type_num == _REF_DELTA:
                 type_num, raw = object_store.get_raw(sha)
             elif type_num == _TREE and size >= DELTA_MIN_SIZE:

@@ -15,12 +15,10 @@ import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from dulwich.errors import NotGitRepository
 from dulwich.file import FileLocked
-from dulwich.objects import Blob, Commit, Tree
-from dulwich.repo import Repo
+from dulwich.objects import Blob, Commit, ShaFile, Tree
 
-from . import packs
+from . import gitread, packs
 from .errors import NotAStore
 
 STORE_FILE = "canonry.yaml"
@@ -70,11 +68,21 @@ def _looks_bare(path: str) -> bool:
 
 
 class GitStorage:
-    """One git repository, one store branch, an optional path prefix inside its tree."""
+    """One git repository, one store branch, an optional path prefix inside its tree.
 
-    def __init__(self, repo: Repo, branch: str = DEFAULT_BRANCH, prefix: str = "",
-                 store_branch: str | None = None):
-        self.repo = repo
+    Reads go through gitread (objects and refs straight from the files); dulwich's Repo is
+    opened on first need (writing a ref, the index, the config stack, remotes)."""
+
+    def __init__(self, repo=None, branch: str = DEFAULT_BRANCH, prefix: str = "",
+                 store_branch: str | None = None, *, path: str | None = None,
+                 git_dir: str | None = None, bare: bool | None = None):
+        self._repo = repo
+        if repo is not None:
+            path, git_dir, bare = repo.path, repo.controldir(), repo.bare
+            objects_dir = repo.object_store.path
+        else:
+            objects_dir = os.path.join(git_dir, "objects")
+        self.path, self.git_dir, self.is_bare = path, git_dir, bare
         self.branch = branch
         self.ref = b"refs/heads/" + branch.encode()
         # A proposal branch (`--branch promote/x`) starts from the store branch when missing.
@@ -85,33 +93,87 @@ class GitStorage:
         self._raw_trees: dict[bytes, bytes] = {}  # large trees not parsed (yet): see _entry
         self._raw_lookups: dict[bytes, int] = {}
         self._commits: dict[bytes, Commit] = {}
-        self._objects = repo.object_store
-        _serialize_pack_rescans(self._objects)
-        self.pack_dir = os.path.join(self._objects.path, "pack")
-        self._fsync_objects = _wants_object_fsync(repo, self._objects)
+        self._objects = gitread.ObjectReader(objects_dir, fallback=lambda: self.repo.object_store)
+        self.pack_dir = os.path.join(objects_dir, "pack")
+        self._fsync = None
         self._packs_written = 0
+        if repo is not None:
+            _serialize_pack_rescans(repo.object_store)
         _open_storages.add(self)
 
+    @property
+    def repo(self):
+        """dulwich's Repo for this repository, opened on first use."""
+        if self._repo is None:
+            with _repo_opening:
+                if self._repo is None:
+                    from dulwich.repo import Repo
+
+                    repo = Repo(self.path)
+                    _serialize_pack_rescans(repo.object_store)
+                    self._repo = repo
+        return self._repo
+
     def close(self) -> None:
-        """Close the repository's open pack files (the storage can still be used: they reopen)."""
-        self.repo.close()
+        """Close open pack files (the storage can still be used: they reopen)."""
+        self._objects.close()
+        if self._repo is not None:
+            self._repo.close()
 
     # ---- opening ---------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str, branch: str | None = None, start: str | None = None,
              store_branch: str | None = None) -> "GitStorage":
-        try:
-            repo = Repo(path)
-        except NotGitRepository:
-            raise NotAStore(f"not a canonry store: {path} is not a git repository") from None
-        config = repo.get_config()
+        git_dir, bare = _plain_git_dir(path)
+        if git_dir is None:  # a linked worktree, a .git file, …: let dulwich work it out
+            from dulwich.errors import NotGitRepository
+            from dulwich.repo import Repo
+
+            try:
+                repo = Repo(path)
+            except NotGitRepository:
+                raise NotAStore(f"not a canonry store: {path} is not a git repository") from None
+            storage = cls(repo)
+        else:
+            storage = cls(path=path, git_dir=git_dir, bare=bare)
         store_branch = (store_branch or os.environ.get("CANONRY_BRANCH")
-                        or _config_get(config, b"canonry", b"branch") or _default_branch(repo))
-        prefix = _config_get(config, b"canonry", b"prefix")
-        storage = cls(repo, branch or store_branch, prefix or "", store_branch)
+                        or storage.config(b"canonry", b"branch") or storage._default_branch())
+        prefix = storage.config(b"canonry", b"prefix")
+        storage.branch = branch or store_branch
+        storage.ref = b"refs/heads/" + storage.branch.encode()
+        storage.store_branch = store_branch
+        storage.base_ref = (None if store_branch == storage.branch
+                            else b"refs/heads/" + store_branch.encode())
+        storage.prefix = (prefix or "").strip("/")
         if prefix is None:
             storage.prefix = storage.find_prefix(start or path)
         return storage
+
+    def config(self, section: bytes, key: bytes) -> str | None:
+        """A value of the repository's own config file (.git/config), or None."""
+        try:
+            with open(os.path.join(self.git_dir, "config"), "rb") as f:
+                text = f.read().lower()
+        except OSError:
+            text = b""
+        # Only a file that mentions the section (or includes others) needs a real parser.
+        if section.lower() not in text and b"include" not in text:
+            return None
+        return _config_get(self.repo.get_config(), section, key)
+
+    def _default_branch(self) -> str:
+        """`main`, unless it does not exist and HEAD names another branch (a git clone of a store
+        kept on a code repository's own branch, say `trunk`)."""
+        if gitread.read_ref(self.git_dir, b"refs/heads/" + DEFAULT_BRANCH.encode()) is not None:
+            return DEFAULT_BRANCH
+        try:
+            with open(os.path.join(self.git_dir, "HEAD"), "rb") as f:
+                head = f.read().strip()
+        except OSError:
+            head = b""
+        if head.startswith(b"ref: refs/heads/"):
+            return head[len(b"ref: refs/heads/"):].decode()
+        return DEFAULT_BRANCH
 
     def find_prefix(self, start: str) -> str:
         """Where the store lives in the tree when no `canonry.prefix` is configured (a clone made
@@ -120,9 +182,9 @@ class GitStorage:
         head = self.head()
         if head is None:
             return ""
-        tree = self._objects[head].tree
-        if not self.repo.bare:
-            rel = os.path.relpath(os.path.abspath(start), self.repo.path).replace(os.sep, "/")
+        tree = self.commit(head).tree
+        if not self.is_bare:
+            rel = os.path.relpath(os.path.abspath(start), self.path).replace(os.sep, "/")
             parts = [] if rel == "." or rel.startswith("..") else rel.split("/")
             while parts:
                 if self.lookup(tree, "/".join(parts + [STORE_FILE])):
@@ -145,15 +207,7 @@ class GitStorage:
         return self.base_ref is not None
 
     def branch_exists(self) -> bool:
-        return self.ref in self.repo.refs
-
-    @property
-    def git_dir(self) -> str:
-        return self.repo.controldir()
-
-    @property
-    def is_bare(self) -> bool:
-        return self.repo.bare
+        return gitread.read_ref(self.git_dir, self.ref) is not None
 
     # ---- reading ---------------------------------------------------------------------------
     def head(self) -> bytes | None:
@@ -161,10 +215,9 @@ class GitStorage:
         for ref in (self.ref, self.base_ref, self._tracking_ref()):
             if ref is None:
                 continue
-            try:
-                return self.repo.refs[ref]
-            except KeyError:
-                continue
+            found = gitread.read_ref(self.git_dir, ref)
+            if found is not None:
+                return found
         return None
 
     def _tracking_ref(self) -> bytes:
@@ -197,7 +250,7 @@ class GitStorage:
     def commit(self, commit_id: bytes) -> Commit:
         commit = self._commits.get(commit_id)
         if commit is None:
-            commit = self._objects[commit_id]
+            commit = self.object(commit_id)
             if len(self._commits) > 5000:
                 self._commits.clear()
             self._commits[commit_id] = commit
@@ -216,7 +269,7 @@ class GitStorage:
     def tree(self, tree_id: bytes) -> Tree:
         tree = self._trees.get(tree_id)
         if tree is None:
-            tree = self._objects[tree_id]
+            tree = self.object(tree_id)
             if len(self._trees) > 20000:
                 self._trees.clear()
             self._trees[tree_id] = tree
@@ -279,7 +332,14 @@ class GitStorage:
         return [name.decode() for name in self.tree(entry[1])]
 
     def blob(self, sha: bytes) -> bytes:
-        return self._objects[sha].as_raw_string()
+        return self._objects.get_raw(sha)[1]
+
+    def object(self, sha: bytes) -> ShaFile:
+        type_num, raw = self._objects.get_raw(sha)
+        return ShaFile.from_raw_string(type_num, raw, sha)
+
+    def get_raw(self, sha: bytes) -> tuple[int, bytes]:
+        return self._objects.get_raw(sha)
 
     # ---- writing ---------------------------------------------------------------------------
     def write_commit(
@@ -335,7 +395,9 @@ class GitStorage:
 
     def write_objects(self, objects: list) -> None:
         """Store git objects, all in one new pack (see packs.py for why not loose objects)."""
-        packs.write_pack(self.pack_dir, objects, fsync=self._fsync_objects)
+        if self._fsync is None:
+            self._fsync = self._wants_object_fsync()
+        packs.write_pack(self.pack_dir, objects, fsync=self._fsync)
         self._packs_written += 1
         for obj in objects:
             self._remember(obj)
@@ -390,6 +452,16 @@ class GitStorage:
         out.append(tree)
         return tree.id
 
+    def _wants_object_fsync(self) -> bool:
+        """Whether new packs are fsynced: `core.fsyncObjectFiles` (what dulwich reads) or git's
+        newer `core.fsync` naming packs (pack, objects, committed, added, all)."""
+        legacy = (self.config(b"core", b"fsyncObjectFiles") or "").lower()
+        if legacy in ("true", "yes", "on", "1"):
+            return True
+        value = (self.config(b"core", b"fsync") or "").lower()
+        named = {part.strip() for part in value.split(",")}
+        return bool(named & {"pack", "objects", "committed", "added", "all"})
+
     # ---- housekeeping ----------------------------------------------------------------------
     def loose_object_estimate(self) -> int:
         sample = os.path.join(self.git_dir, "objects", "17")
@@ -409,15 +481,19 @@ class GitStorage:
             if not locked:
                 return False
             if loose:
-                self._objects.pack_loose_objects()
+                self.repo.object_store.pack_loose_objects()
             self._merge_small_packs()
         return True
 
     def _merge_small_packs(self) -> None:
         plan = packs.merge_plan(self.pack_dir)
         if plan:
-            packs.merge(self._objects, plan, fsync=self._fsync_objects)
-            self._objects.packs  # noqa: B018 - rescans the pack dir, closing the packs just merged
+            if self._fsync is None:
+                self._fsync = self._wants_object_fsync()
+            packs.merge(self._objects, plan, fsync=self._fsync)
+            self._objects.forget(plan)
+            if self._repo is not None:
+                self._repo.object_store.packs  # noqa: B018 - rescans, closing the packs just merged
 
     @contextmanager
     def _gc_lock(self):
@@ -441,7 +517,7 @@ class GitStorage:
 
     def gc(self, full: bool = True) -> dict:
         """Pack loose objects; `full`: everything into one pack (dulwich's repack)."""
-        store = self._objects
+        store = self.repo.object_store
         packed = store.pack_loose_objects()
         packs_before = len(store.packs)
         consolidated = False
@@ -450,12 +526,13 @@ class GitStorage:
             consolidated = True
         elif not full:
             self._merge_small_packs()
+        self._objects.close()  # what it had open may be gone: it rescans on the next read
         return {"packed_objects": packed, "packs_before": packs_before,
                 "packs": len(store.packs), "consolidated": consolidated}
 
     # ---- keeping a checked-out work tree honest -----------------------------------------------
     def checked_out_here(self) -> bool:
-        if self.repo.bare:
+        if self.is_bare:
             return False
         try:
             return self.repo.refs.read_ref(b"HEAD") == b"ref: " + self.ref
@@ -475,7 +552,7 @@ class GitStorage:
 
         worktree = self.repo.path
         with self._worktree_lock():
-            root = self._objects[self.repo.refs[self.ref]].tree
+            root = self.commit(self.repo.refs[self.ref]).tree
             index = self.repo.open_index()
             for rel in paths:
                 path = f"{self.prefix}/{rel}" if self.prefix else rel
@@ -631,6 +708,7 @@ def _sort_key(name: bytes, mode: int) -> bytes:
 # Storages still open at exit are closed then: dulwich objects closed by the garbage collector
 # during interpreter shutdown print "Exception ignored in __del__" noise to stderr.
 _open_storages: "weakref.WeakSet[GitStorage]" = weakref.WeakSet()
+_repo_opening = threading.Lock()
 
 
 @atexit.register
@@ -642,17 +720,33 @@ def _close_open_storages() -> None:
             pass
 
 
-def _wants_object_fsync(repo: Repo, object_store) -> bool:
-    """Whether new packs are fsynced: `core.fsyncObjectFiles` (what dulwich reads) or git's
-    newer `core.fsync` naming packs (pack, objects, committed, added, all)."""
-    if getattr(object_store, "fsync_object_files", False):
-        return True
-    try:
-        value = repo.get_config().get(b"core", b"fsync").decode().lower()
-    except (KeyError, UnicodeDecodeError):
-        return False
-    named = {part.strip() for part in value.split(",")}
-    return bool(named & {"pack", "objects", "committed", "added", "all"})
+def head_commit_of(path: str) -> bytes | None:
+    """The commit HEAD names in the repository at `path` (None: no commit yet)."""
+    git_dir, _ = _plain_git_dir(path)
+    if git_dir is not None:
+        return gitread.read_ref(git_dir, b"HEAD")
+    from dulwich.repo import Repo
+
+    with Repo(path) as repo:
+        try:
+            return repo.head()
+        except KeyError:
+            return None
+
+
+def _plain_git_dir(path: str) -> tuple[str | None, bool]:
+    """(git dir, bare) of a repository whose git dir holds its own objects and refs; (None, _)
+    for anything else (a .git file, a linked worktree's commondir), which dulwich resolves."""
+    dot_git = os.path.join(path, ".git")
+    if os.path.isdir(dot_git):
+        git_dir, bare = dot_git, False
+    elif _looks_bare(path):
+        git_dir, bare = path, True
+    else:
+        return None, False
+    if os.path.exists(os.path.join(git_dir, "commondir")):
+        return None, bare
+    return git_dir, bare
 
 
 def _serialize_pack_rescans(object_store) -> None:
@@ -702,20 +796,6 @@ def _prune_empty_dirs(path: str, top: str) -> None:
         path = os.path.dirname(path)
 
 
-def _default_branch(repo: Repo) -> str:
-    """`main`, unless it does not exist and HEAD names another branch (a git clone of a store
-    kept on a code repository's own branch, say `trunk`)."""
-    if b"refs/heads/" + DEFAULT_BRANCH.encode() in repo.refs:
-        return DEFAULT_BRANCH
-    try:
-        head = repo.refs.read_ref(b"HEAD") or b""
-    except KeyError:
-        head = b""
-    if head.startswith(b"ref: refs/heads/"):
-        return head[len(b"ref: refs/heads/"):].decode()
-    return DEFAULT_BRANCH
-
-
 def _config_get(config, section: bytes, key: bytes) -> str | None:
     try:
         return config.get(section, key).decode()
@@ -728,7 +808,7 @@ def _local_utc_offset(stamp: int) -> int:
     return lt.tm_gmtoff or 0
 
 
-def identity(repo: Repo | None) -> Identity:
+def identity(repo) -> Identity:
     """The acting identity: CANONRY_ACTOR, else git's user.name/user.email, else user@host."""
     actor = os.environ.get("CANONRY_ACTOR", "").strip()
     if actor:

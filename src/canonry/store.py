@@ -9,8 +9,6 @@ import time
 from contextlib import contextmanager
 
 from dulwich.file import FileLocked
-from dulwich.objects import Tree
-from dulwich.repo import Repo
 
 from . import journal, manifest, model as m, ops
 from .blobs import blob_store_for
@@ -19,7 +17,7 @@ from .names import Address, LATEST, parse, parse_collection, parse_link
 from .schemas import FORMAT_VERSION
 from .recordcache import RecordCache
 from .state import ParseCache, View
-from .storage import DEFAULT_BRANCH, GitStorage, find_repo_path, identity
+from .storage import DEFAULT_BRANCH, GitStorage, find_repo_path, head_commit_of, identity
 
 MAX_ATTEMPTS = 30
 DEFAULT_REGISTRIES = {
@@ -170,9 +168,8 @@ def _producer(actor) -> dict:
     cwd = os.getcwd()
     git_commit = None
     try:
-        top = find_repo_path(cwd)
-        head = Repo(top).head()
-        git_commit = head.decode()
+        head = head_commit_of(find_repo_path(cwd))
+        git_commit = head.decode() if head else None
     except (CanonryError, KeyError, OSError, Exception):  # not in a repo, or a repo with no commit
         git_commit = None
     return {"git_commit": git_commit, "command": shlex.join(sys.argv), "host": socket.gethostname(),
@@ -185,12 +182,7 @@ class Store(_Operations):
         self.plugins_dir = plugins_dir
         self._load_plugins = load_plugins
         self._plugins = None
-        config = storage.repo.get_config()
-        try:
-            configured = config.get(b"canonry", b"blobs").decode()
-        except KeyError:
-            configured = None
-        self.blobs = blob_store_for(storage.git_dir, configured)
+        self.blobs = blob_store_for(storage.git_dir, storage.config(b"canonry", b"blobs"))
         self.cache = ParseCache(RecordCache(storage.git_dir))
         self._store = self
         self._actor = None
@@ -217,7 +209,7 @@ class Store(_Operations):
 
     @property
     def path(self) -> str:
-        return self.storage.repo.path
+        return self.storage.path
 
     @property
     def branch(self) -> str:
@@ -712,6 +704,8 @@ def init_store(path: str, branch: str | None = None, bare: bool = False,
         raise InvalidInput(f"cannot init {path}: it is a file")
     prefix = _check_prefix(prefix)
     os.makedirs(path, exist_ok=True)
+    from dulwich.repo import Repo
+
     fresh = not (os.path.exists(os.path.join(path, ".git")) or _is_bare(path))
     if fresh:
         repo = Repo.init_bare(path) if bare else Repo.init(path)
