@@ -1,41 +1,87 @@
 """The `canonry` command: parse arguments, call the Python API, format the answer. No logic here.
 
+This module holds the top-level group only. Each command lives in a cli_* module that is imported
+when that command runs: `canonry --help` lists them from BUILTIN_COMMANDS without importing any.
 Heavy modules (dulwich, yaml, jsonschema) are imported inside commands so `--help` stays fast.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+from functools import partial
+from gettext import gettext
 
 import click
+from click.utils import make_default_short_help
 
+from .cli_common import Ctx, UserError, plugins_without_store
+# importable from here as before the commands moved out (plugins may build on them)
+from .cli_common import JSON_HELP, branch_option, json_option, pass_ctx  # noqa: F401
 from .errors import CanonryError
 
-JSON_HELP = "Print data only, as JSON (shape documented in the README)."
+# name -> (module, attribute, short help). The short help is the first sentence of the command's
+# docstring, the text click would shorten for the listing: tests/test_cli_lazy.py checks that
+# they agree, so a changed docstring fails a test rather than drifting from `canonry --help`.
+BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "admin": ("canonry.cli_governance", "admin", "Store-wide admins (admins of every registry)."),
+    "alias": ("canonry.cli_write", "alias", "Set or remove aliases (production, staging, best, …)."),
+    "audit": ("canonry.cli_governance", "audit", "Who did what and when, across the store: newest first."),
+    "automations": ("canonry.cli_automations", "automations",
+                    "Declarative automations: configure them, fire them for a range, read their log."),
+    "clone": ("canonry.cli_sharing", "clone",
+              "Clone the store at URL (path, file://, http(s)://, ssh) into DIRECTORY."),
+    "codeowners": ("canonry.cli_governance", "codeowners",
+                   "Write a CODEOWNERS file mapping each registry's folder to who may change it."),
+    "compare": ("canonry.cli_query", "compare_cmd",
+                "Every linked version of a collection with its aliases and metrics, best first, with a "
+                "bar chart of the chosen metric and its trend across versions."),
+    "diff": ("canonry.cli_diff", "diff_cmd",
+             "Describe what HEAD changes over its merge base with BASE (like `git diff BASE...HEAD`): "
+             "alias moves with the metrics behind them, links, tags, settings."),
+    "events": ("canonry.cli_automations", "events",
+               "List the events of the commits in REV_RANGE (A..B, or one commit), oldest first."),
+    "gc": ("canonry.cli_store", "gc",
+           "Repack every git object into one pack (small packs are also merged automatically)."),
+    "get": ("canonry.cli_read", "get", "Restore the files of a version into DIR, verifying every sha256."),
+    "group": ("canonry.cli_governance", "group_cmd", "Define group NAME as EMAIL..."),
+    "history": ("canonry.cli_read", "history",
+                "Every change to TARGET, newest first: commit, time, actor, operation, before → after."),
+    "init": ("canonry.cli_store", "init", "Make PATH (default: current directory) a canonry store."),
+    "lineage": ("canonry.cli_query", "lineage_cmd",
+                "The artifact versions TARGET was made from and those made from it, with the collections, "
+                "links and aliases pointing at each and who produced it (git commit, command)."),
+    "link": ("canonry.cli_write", "link", "Link an artifact version into a collection (created if missing)."),
+    "log": ("canonry.cli_write", "log_cmd", "Log PATH (a file or directory) as a new version of artifact NAME."),
+    "ls": ("canonry.cli_read", "ls",
+           "List registries, the collections of a registry, or the versions of a collection."),
+    "merge": ("canonry.cli_sharing", "merge",
+              "Merge proposal BRANCH into the store branch: replays its operations, renumbering new links "
+              "if the store branch linked meanwhile; a true conflict stops with nothing written."),
+    "plugins": ("canonry.cli_automations", "plugins_cmd",
+                "List plugins: where each came from, its version, its hooks, and any load error."),
+    "pull": ("canonry.cli_sharing", "pull",
+             "Fetch REMOTE's store branch and bring yours onto it (local work is replayed on top)."),
+    "push": ("canonry.cli_sharing", "push",
+             "Push the store branch (and the automation run log) to REMOTE; never forced."),
+    "quickstart": ("canonry.cli_store", "quickstart",
+                   "Create a store in DIRECTORY and walk through log → link → alias → show → history."),
+    "registry": ("canonry.cli_registry", "registry", "Create, list, show and edit registries."),
+    "search": ("canonry.cli_query", "search_cmd",
+               "Find linked versions (or collections, registries) across the store."),
+    "show": ("canonry.cli_read", "show",
+             "Show everything known about a registry, collection, linked version or artifact version."),
+    "sync": ("canonry.cli_sharing", "sync", "Pull, then push."),
+    "tag": ("canonry.cli_write", "tag", "Add or remove tags on collections and linked versions."),
+    "unlink": ("canonry.cli_write", "unlink", "Remove a link (and the aliases it holds)."),
+    "validate": ("canonry.cli_validate", "validate_cmd",
+                 "Check every commit of BASE..HEAD (or the whole store): schemas, invariants, policies."),
+}
 
 
-class Ctx:
-    def __init__(self, path: str | None, plugins_dir: str | None = None):
-        self.path = path
-        self.plugins_dir = plugins_dir
-        self.branch = None
-        self._store = None
-
-    def store(self):
-        if self._store is None:
-            from .store import open_store
-
-            self._store = open_store(self.path, self.branch, plugins_dir=self.plugins_dir)
-        return self._store
-
-    def plugins(self):
-        return self.store().plugins
-
-
-def _plugins_without_store(plugins_dir):
-    from . import plugins
-
-    return plugins.load(None, plugins_dir)
+def load_builtin_command(name: str) -> click.Command:
+    module, attribute, _short_help = BUILTIN_COMMANDS[name]
+    return getattr(importlib.import_module(module), attribute)
 
 
 def _entry_point_plugins_may_exist() -> bool:
@@ -76,48 +122,12 @@ def _path_entry_may_declare_canonry_entry_points(entry: str) -> bool:
     return False
 
 
-pass_ctx = click.make_pass_decorator(Ctx)
-
-
-def json_option(f):
-    return click.option("--json", "as_json", is_flag=True, help=JSON_HELP)(f)
-
-
-def _set_branch(ctx, param, value):
-    if value:
-        from .names import check_branch
-
-        ctx.find_object(Ctx).branch = check_branch(value)
-    return value
-
-
-def branch_option(f):
-    """`--branch B`: work on branch B (created from the store branch on the first write)."""
-    return click.option("--branch", "-b", metavar="B", expose_value=False, callback=_set_branch,
-                        help="Work on branch B instead of the store branch (created from it on "
-                             "the first write: a proposal to review).")(f)
-
-
-def _say(message: str) -> None:
-    click.echo(message, err=False)
-
-
-def _note(message: str) -> None:
-    click.echo(message, err=True)
-
-
-class UserError(click.ClickException):
-    """A domain error, shown as one line: `canonry: error: …`."""
-
-    def show(self, file=None) -> None:
-        click.echo(f"canonry: error: {self.format_message()}", err=True)
-
-
 class CanonryGroup(click.Group):
     """Turns domain errors into one-line messages, whether run from main() or a CliRunner.
 
-    Commands that plugins add (hook register_commands) are looked up only when a name is not
-    a built-in command, or when the full list is asked for, so built-ins start fast."""
+    Built-in commands are imported only when run (BUILTIN_COMMANDS says from where). Commands
+    that plugins add (hook register_commands) are looked up only when a name is not a built-in
+    command, or when the full list is asked for, so built-ins start fast."""
 
     def _load_plugin_commands(self, ctx) -> None:
         # Runs before the group callback made ctx.obj: take -C/--plugins-dir from the parsed params.
@@ -131,7 +141,7 @@ class CanonryGroup(click.Group):
         try:
             plugins = obj.plugins()
         except CanonryError:
-            plugins = _plugins_without_store(obj.plugins_dir)
+            plugins = plugins_without_store(obj.plugins_dir)
         from .plugins import call
 
         for name, fn, argnames in plugins.impls("register_commands"):
@@ -159,7 +169,11 @@ class CanonryGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def get_command(self, ctx, cmd_name):
+        # self.commands first: a command a plugin added under a built-in's name replaces it, as
+        # add_command would have replaced an imported built-in
         command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in BUILTIN_COMMANDS:
+            command = load_builtin_command(cmd_name)
         if command is None:
             self._load_plugin_commands(ctx)
             command = super().get_command(ctx, cmd_name)
@@ -173,7 +187,23 @@ class CanonryGroup(click.Group):
         params = ctx.params or {}
         if params.get("plugins_dir") or _entry_point_plugins_may_exist():
             self._load_listed_plugin_commands(params.get("plugins_dir"))
-        return super().list_commands(ctx)
+        return sorted({*BUILTIN_COMMANDS, *self.commands})
+
+    def format_commands(self, ctx, formatter):
+        """click's listing, with a built-in's short help taken from BUILTIN_COMMANDS: `--help`
+        imports no command module."""
+        listed = []  # (name, short help for a width)
+        for name in self.list_commands(ctx):
+            command = self.commands.get(name)
+            if command is None and name in BUILTIN_COMMANDS:
+                listed.append((name, partial(make_default_short_help, BUILTIN_COMMANDS[name][2])))
+            elif command is not None and not command.hidden:
+                listed.append((name, command.get_short_help_str))
+        if not listed:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _short_help in listed)
+        with formatter.section(gettext("Commands")):  # the title click gives it
+            formatter.write_dl([(name, short_help(limit)) for name, short_help in listed])
 
     def _load_listed_plugin_commands(self, plugins_dir) -> None:
         loaded = self.__dict__.setdefault("_loaded_for", set())
@@ -219,774 +249,13 @@ def cli(ctx, store_path, plugins_dir):
     ctx.obj = Ctx(store_path, plugins_dir)
 
 
-# ---- store ----------------------------------------------------------------------------------------
-@cli.command()
-@click.argument("path", required=False, type=click.Path(file_okay=False))
-@click.option("--bare", is_flag=True, help="Create a bare repository (when PATH is not one yet).")
-@click.option("--branch", metavar="B", help="Store branch (default: main; with --prefix: the checked-out one).")
-@click.option("--prefix", metavar="DIR/", default="",
-              help="Keep the store under this folder of an existing code repository.")
-@json_option
-@pass_ctx
-def init(c, path, bare, branch, prefix, as_json):
-    """Make PATH (default: current directory) a canonry store."""
-    from .store import init_store
-
-    store, created = init_store(path or c.path or ".", branch=branch, bare=bare, prefix=prefix)
-    data = {"path": store.path, "branch": store.branch, "created": created,
-            "registries": [r.name for r in store.registries()]}
-    if as_json:
-        from .output import emit_json
-
-        return emit_json(data)
-    if created:
-        where = f"{store.path}/{store.storage.prefix}" if store.storage.prefix else store.path
-        _say(f"initialized canonry store in {where} (branch {store.branch}; "
-             f"registries: {', '.join(data['registries'])})")
-    else:
-        _say(f"{store.path} is already a canonry store (branch {store.branch}); nothing changed")
-
-
-@cli.command()
-@json_option
-@pass_ctx
-def gc(c, as_json):
-    """Repack every git object into one pack (small packs are also merged automatically)."""
-    result = c.store().gc()
-    if as_json:
-        from .output import emit_json
-
-        return emit_json(result)
-    _say(f"packed {result['packed_objects']} loose objects; {result['packs']} pack(s) now")
-
-
-# ---- registries -----------------------------------------------------------------------------------
-@cli.group()
-def registry():
-    """Create, list, show and edit registries."""
-
-
-@registry.command("create")
-@click.argument("name")
-@click.option("--description", "-d", default="", help="What the registry is for.")
-@click.option("--visibility", type=click.Choice(["restricted", "organization"]), default="restricted",
-              show_default=True)
-@click.option("--type", "types", multiple=True, metavar="T",
-              help="Accepted artifact type (repeatable; default: all types).")
-@json_option
-@branch_option
-@pass_ctx
-def registry_create(c, name, description, visibility, types, as_json):
-    """Create registry NAME."""
-    reg = c.store().create_registry(name, description, visibility, list(types) or None)
-    _done(as_json, reg.to_dict(), f"created registry {reg.name} ({reg.visibility}; "
-                                  f"types: {_types(reg.types)})")
-
-
-@registry.command("list")
-@json_option
-@branch_option
-@pass_ctx
-def registry_list(c, as_json):
-    """List registries."""
-    _print_registries(c.store(), as_json)
-
-
-@registry.command("show")
-@click.argument("name")
-@json_option
-@branch_option
-@pass_ctx
-def registry_show(c, name, as_json):
-    """Show registry NAME and its collections."""
-    from .names import check_name
-
-    check_name(name, "registry name")
-    _show(c.store(), name, as_json)
-
-
-@registry.command("edit")
-@click.argument("name")
-@click.option("--description", "-d", default=None)
-@click.option("--visibility", type=click.Choice(["restricted", "organization"]), default=None)
-@click.option("--add-type", "add_types", multiple=True, metavar="T",
-              help="Accept another artifact type (repeatable; 'all' accepts every type).")
-@json_option
-@branch_option
-@pass_ctx
-def registry_edit(c, name, description, visibility, add_types, as_json):
-    """Edit registry settings. Accepted types can be added, never removed."""
-    store = c.store()
-    before = store.registry(name)
-    reg = store.edit_registry(name, description=description, visibility=visibility,
-                              add_types=list(add_types) or None)
-    changed = reg.to_dict() != before.to_dict()
-    _done(as_json, {**reg.to_dict(), "changed": changed},
-          f"edited registry {name}" if changed else f"registry {name}: nothing to change")
-
-
-def _types(types) -> str:
-    return types if types == "all" else ", ".join(types)
-
-
-def _print_registries(store, as_json):
-    regs = store.registries()
-    if as_json:
-        from .output import emit_json
-
-        return emit_json([r.to_dict() for r in regs])
-    from .output import table
-
-    counts = {}
-    for coll in store.collections():
-        counts[coll.registry] = counts.get(coll.registry, 0) + 1
-    _say(table([[r.name, r.visibility, _types(r.types), counts.get(r.name, 0), r.description]
-                for r in regs], ["REGISTRY", "VISIBILITY", "TYPES", "COLLECTIONS", "DESCRIPTION"]))
-
-
-# ---- governance -----------------------------------------------------------------------------------
-@registry.group("member")
-def registry_member():
-    """Manage the members of a registry and their roles."""
-
-
-@registry_member.command("add")
-@click.argument("registry_name", metavar="REGISTRY")
-@click.argument("member", metavar="USER")
-@click.option("--role", required=True, type=click.Choice(["admin", "member", "viewer", "restricted_viewer", "restricted-viewer"]))
-@json_option
-@branch_option
-@pass_ctx
-def member_add(c, registry_name, member, role, as_json):
-    """Give USER (an email, or group:NAME) ROLE in REGISTRY (changes the role if USER has one)."""
-    r = c.store().set_member(registry_name, member, role)
-    text = (f"{member} is {r['after']} in registry {registry_name}" if r["before"] != r["after"]
-            else f"{member} already is {r['after']} in registry {registry_name}: nothing changed")
-    _done(as_json, r, text)
-
-
-@registry_member.command("rm")
-@click.argument("registry_name", metavar="REGISTRY")
-@click.argument("member", metavar="USER")
-@json_option
-@branch_option
-@pass_ctx
-def member_rm(c, registry_name, member, as_json):
-    """Remove USER from REGISTRY."""
-    r = c.store().remove_member(registry_name, member)
-    _done(as_json, r, f"removed {member} ({r['before']}) from registry {registry_name}")
-
-
-@registry_member.command("list")
-@click.argument("registry_name", metavar="REGISTRY")
-@json_option
-@branch_option
-@pass_ctx
-def member_list(c, registry_name, as_json):
-    """List the members of REGISTRY with their roles."""
-    store = c.store()
-    reg = store.registry(registry_name)
-    config = store.view().store_config()
-    rows = [{"member": k, "role": v, "source": "registry"} for k, v in sorted(reg.members.items())]
-    rows += [{"member": a, "role": "admin", "source": "store admin"} for a in config.get("admins", [])]
-    if reg.visibility == "organization":
-        rows.append({"member": "everyone", "role": store.view().registry(registry_name).get("default_role", "viewer"),
-                     "source": "organization visibility"})
-    if as_json:
-        from .output import emit_json
-
-        return emit_json(rows)
-    from .output import table
-
-    _say(table([[r["member"], r["role"], r["source"]] for r in rows], ["MEMBER", "ROLE", "FROM"]))
-
-
-@registry.command("protect")
-@click.argument("registry_name", metavar="REGISTRY")
-@click.argument("alias_name", metavar="ALIAS")
-@json_option
-@branch_option
-@pass_ctx
-def registry_protect(c, registry_name, alias_name, as_json):
-    """Protect ALIAS in REGISTRY: only admins may then add or remove it."""
-    r = c.store().protect_alias(registry_name, alias_name)
-    _done(as_json, r, f"protected aliases of {registry_name}: {', '.join(r['protected_aliases'])}"
-          if r["changed"] else f"{alias_name} already is protected in {registry_name}")
-
-
-@registry.command("unprotect")
-@click.argument("registry_name", metavar="REGISTRY")
-@click.argument("alias_name", metavar="ALIAS")
-@json_option
-@branch_option
-@pass_ctx
-def registry_unprotect(c, registry_name, alias_name, as_json):
-    """Stop protecting ALIAS in REGISTRY."""
-    r = c.store().unprotect_alias(registry_name, alias_name)
-    _done(as_json, r, f"protected aliases of {registry_name}: {', '.join(r['protected_aliases']) or 'none'}"
-          if r["changed"] else f"{alias_name} is not protected in {registry_name}")
-
-
-@cli.group()
-def admin():
-    """Store-wide admins (admins of every registry)."""
-
-
-@admin.command("add")
-@click.argument("member", metavar="EMAIL")
-@json_option
-@pass_ctx
-def admin_add(c, member, as_json):
-    """Make EMAIL a store admin."""
-    admins = c.store().add_store_admin(member)
-    _done(as_json, {"admins": admins}, f"store admins: {', '.join(admins)}")
-
-
-@admin.command("rm")
-@click.argument("member", metavar="EMAIL")
-@json_option
-@pass_ctx
-def admin_rm(c, member, as_json):
-    """Remove EMAIL from the store admins."""
-    admins = c.store().remove_store_admin(member)
-    _done(as_json, {"admins": admins}, f"store admins: {', '.join(admins)}")
-
-
-@cli.command("group")
-@click.argument("name")
-@click.argument("members", nargs=-1, metavar="EMAIL...")
-@json_option
-@pass_ctx
-def group_cmd(c, name, members, as_json):
-    """Define group NAME as EMAIL... (usable as member group:NAME); no emails removes it."""
-    groups = c.store().set_group(name, list(members))
-    _done(as_json, {"groups": groups}, f"group {name}: {', '.join(groups.get(name, [])) or 'removed'}")
-
-
-@cli.command()
-@click.option("--since", metavar="DATE", help="Only changes at or after DATE (2026-11-01 or ISO time).")
-@click.option("--registry", "registry_name", metavar="R", help="Only changes in registry R.")
-@click.option("--actor", metavar="EMAIL", help="Only changes made by EMAIL.")
-@json_option
-@branch_option
-@pass_ctx
-def audit(c, since, registry_name, actor, as_json):
-    """Who did what and when, across the store: newest first."""
-    entries = c.store().audit(since=since, registry=registry_name, actor=actor)
-    if as_json:
-        from .output import emit_json
-
-        return emit_json([e.to_dict() for e in entries])
-    from . import views
-
-    _say(views.history_table(entries) if entries else "no changes recorded")
-
-
-@cli.command()
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              help="Write to this file (default: print). GitHub reads .github/CODEOWNERS.")
-@pass_ctx
-def codeowners(c, output):
-    """Write a CODEOWNERS file mapping each registry's folder to who may change it."""
-    from .codeowners import render
-
-    store = c.store()
-    text = render(store.view(), store.storage.prefix)
-    if output:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        with open(output, "w", encoding="utf-8") as f:
-            f.write(text)
-        _say(f"wrote {output}")
-    else:
-        click.echo(text, nl=False)
-
-
-# ---- artifact versions ----------------------------------------------------------------------------
-def _key_values(values, what: str, numeric: bool = False) -> dict:
-    import json
-
-    out = {}
-    for item in values:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint=f"--{what}")
-        if numeric:
-            try:
-                value = float(raw)
-            except ValueError:
-                raise click.BadParameter(f"{key}={raw!r}: not a number", param_hint=f"--{what}") from None
-            out[key] = int(value) if value.is_integer() and "." not in raw and "e" not in raw.lower() else value
-        else:
-            try:
-                out[key] = json.loads(raw)  # numbers, booleans, lists stay typed
-            except ValueError:
-                out[key] = raw
-    return out
-
-
-@cli.command("log")
-@click.argument("path", type=click.Path())
-@click.option("--name", "-n", required=True, help="Artifact name.")
-@click.option("--type", "-t", "type_", required=True, help="Artifact type (model, dataset, …).")
-@click.option("--metadata", "-m", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
-@click.option("--metric", multiple=True, metavar="KEY=NUMBER", help="Repeatable.")
-@click.option("--input", "inputs", multiple=True, metavar="ARTIFACT:vK",
-              help="An artifact version this one was made from (lineage; repeatable).")
-@click.option("--description", "-d", default="")
-@json_option
-@branch_option
-@pass_ctx
-def log_cmd(c, path, name, type_, metadata, metric, inputs, description, as_json):
-    """Log PATH (a file or directory) as a new version of artifact NAME."""
-    store = c.store()
-    v = store.log_artifact(path, name=name, type=type_, metadata=_key_values(metadata, "metadata"),
-                           metrics=_key_values(metric, "metric", numeric=True), inputs=inputs,
-                           description=description)
-    from .output import human_size
-
-    if v.created:
-        text = f"logged {v.address} ({v.type}, {len(v.files)} file{'s' * (len(v.files) != 1)}, " \
-               f"{human_size(v.size)}, {v.digest[:19]})"
-    else:
-        text = f"{path} is identical to {v.address} (same digest): no new version made"
-    _done(as_json, v.to_dict(), text)
-
-
-# ---- links and aliases ----------------------------------------------------------------------------
-@cli.command()
-@click.argument("artifact", metavar="ARTIFACT:vK")
-@click.argument("collection", metavar="REGISTRY/COLLECTION")
-@click.option("--alias", "-a", "aliases", multiple=True, metavar="A", help="Alias to set (repeatable).")
-@click.option("--description", "-d", default="")
-@json_option
-@branch_option
-@pass_ctx
-def link(c, artifact, collection, aliases, description, as_json):
-    """Link an artifact version into a collection (created if missing). No bytes are copied."""
-    lv = c.store().link(artifact, collection, aliases=aliases, description=description)
-    if lv.created:
-        text = f"linked {lv.artifact} -> {lv.address}"
-    else:
-        text = f"{lv.artifact} is already linked as {lv.address}: no new link"
-    shown = [a for a in lv.aliases if a != "latest"]
-    if shown:
-        text += f" [{', '.join(shown)}]"
-    _done(as_json, lv.to_dict(), text)
-
-
-@cli.command()
-@click.argument("target", metavar="REGISTRY/COLLECTION:vN")
-@json_option
-@branch_option
-@pass_ctx
-def unlink(c, target, as_json):
-    """Remove a link (and the aliases it holds). The artifact version itself stays."""
-    lv = c.store().unlink(target)
-    gone = [a for a in lv.aliases if a != "latest"]
-    text = f"unlinked {lv.address} ({lv.artifact})" + (f"; removed aliases {', '.join(gone)}" if gone else "")
-    _done(as_json, lv.to_dict(), text)
-
-
-@cli.group()
-def alias():
-    """Set or remove aliases (production, staging, best, …)."""
-
-
-@alias.command("set")
-@click.argument("target", metavar="REGISTRY/COLLECTION:vN")
-@click.argument("name", metavar="ALIAS")
-@json_option
-@branch_option
-@pass_ctx
-def alias_set(c, target, name, as_json):
-    """Point ALIAS at a linked version, moving it if another version holds it."""
-    ch = c.store().set_alias(target, name)
-    if not ch.changed:
-        text = f"{ch.alias} already points at {ch.collection}:{ch.after}: nothing changed"
-    elif ch.before:
-        text = f"moved {ch.alias} in {ch.collection}: {ch.before} -> {ch.after}"
-    else:
-        text = f"set {ch.alias} -> {ch.collection}:{ch.after}"
-    _done(as_json, {**ch.to_dict(), "changed": ch.changed}, text)
-
-
-@alias.command("rm")
-@click.argument("collection", metavar="REGISTRY/COLLECTION")
-@click.argument("name", metavar="ALIAS")
-@json_option
-@branch_option
-@pass_ctx
-def alias_rm(c, collection, name, as_json):
-    """Remove ALIAS from a collection."""
-    ch = c.store().remove_alias(collection, name)
-    _done(as_json, {**ch.to_dict(), "changed": True},
-          f"removed {ch.alias} from {ch.collection} (was on {ch.before})")
-
-
-@cli.group()
-def tag():
-    """Add or remove tags on collections and linked versions."""
-
-
-@tag.command("add")
-@click.argument("target", metavar="TARGET")
-@click.argument("tags", nargs=-1, required=True)
-@json_option
-@branch_option
-@pass_ctx
-def tag_add(c, target, tags, as_json):
-    """Add TAGS to REGISTRY/COLLECTION or REGISTRY/COLLECTION:vN."""
-    _tag_done(as_json, c.store().tag(target, *tags))
-
-
-@tag.command("rm")
-@click.argument("target", metavar="TARGET")
-@click.argument("tags", nargs=-1, required=True)
-@json_option
-@branch_option
-@pass_ctx
-def tag_rm(c, target, tags, as_json):
-    """Remove TAGS from REGISTRY/COLLECTION or REGISTRY/COLLECTION:vN."""
-    _tag_done(as_json, c.store().untag(target, *tags))
-
-
-def _tag_done(as_json, ch):
-    from .output import fmt
-
-    text = (f"tags of {ch.target}: {fmt(ch.after)}" if ch.changed
-            else f"tags of {ch.target} unchanged: {fmt(ch.after)}")
-    _done(as_json, {**ch.to_dict(), "changed": ch.changed}, text)
-
-
-def _done(as_json: bool, data: dict, text: str) -> None:
-    if as_json:
-        from .output import emit_json
-
-        emit_json(data)
-    else:
-        _say(text)
-
-
-# ---- reading --------------------------------------------------------------------------------------
-@cli.command()
-@click.argument("target")
-@json_option
-@branch_option
-@pass_ctx
-def show(c, target, as_json):
-    """Show everything known about a registry, collection, linked version or artifact version."""
-    _show(c.store(), target, as_json)
-
-
-def _show(store, target, as_json):
-    data = store.show(target)
-    if as_json:
-        from .output import emit_json
-
-        return emit_json(data)
-    from . import views
-
-    _say(views.render_show(data))
-
-
-@cli.command()
-@click.argument("target", required=False, metavar="[REGISTRY[/COLLECTION]]")
-@json_option
-@branch_option
-@pass_ctx
-def ls(c, target, as_json):
-    """List registries, the collections of a registry, or the versions of a collection."""
-    store = c.store()
-    if not target:
-        return _print_registries(store, as_json)
-    from .names import parse
-
-    addr = parse(target)
-    from . import views
-    from .output import emit_json
-
-    if addr.kind == "name":
-        from .names import check_name
-
-        colls = store.collections(check_name(addr.registry, "registry name"))
-        if as_json:
-            return emit_json([x.to_dict() for x in colls])
-        return _say(views.collections_table(colls))
-    if addr.kind == "collection":
-        versions = store.versions(target)
-        if as_json:
-            return emit_json([v.to_dict() for v in versions])
-        return _say(views.versions_table(versions))
-    raise click.BadParameter(f"{target!r}: expected REGISTRY or REGISTRY/COLLECTION", param_hint="TARGET")
-
-
-@cli.command()
-@click.argument("target")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many entries.")
-@click.option("--actor", metavar="EMAIL", help="Only the changes made by EMAIL.")
-@json_option
-@branch_option
-@pass_ctx
-def history(c, target, limit, actor, as_json):
-    """Every change to TARGET, newest first: commit, time, actor, operation, before → after."""
-    entries = c.store().history(target, limit=limit, actor=actor)
-    if as_json:
-        from .output import emit_json
-
-        return emit_json([e.to_dict() for e in entries])
-    from . import views
-
-    _say(views.history_table(entries) if entries else f"no changes recorded for {target}")
-
-
-@cli.command()
-@click.argument("target")
-@click.option("--to", "dest", required=True, type=click.Path(file_okay=False), help="Directory to write to.")
-@json_option
-@branch_option
-@pass_ctx
-def get(c, target, dest, as_json):
-    """Restore the files of a version into DIR, verifying every sha256."""
-    v = c.store().download(target, dest)
-    _done(as_json, {"artifact": v.address, "digest": v.digest, "to": os.path.abspath(dest),
-                    "files": [f["path"] for f in v.files]},
-          f"restored {v.address} ({len(v.files)} file{'s' * (len(v.files) != 1)}, digests verified) "
-          f"into {dest}")
-
-
-@cli.command()
-@click.argument("directory", type=click.Path(file_okay=False))
-@pass_ctx
-def quickstart(c, directory):
-    """Create a store in DIRECTORY and walk through log → link → alias → show → history."""
-    from .quickstart import run
-
-    run(directory, _say)
-
-
-# ---- plugins, events, automations ----------------------------------------------------------------
-@cli.command("plugins")
-@json_option
-@pass_ctx
-def plugins_cmd(c, as_json):
-    """List plugins: where each came from, its version, its hooks, and any load error."""
-    try:
-        plugins = c.plugins()
-    except CanonryError:  # outside a store: still list built-in and installed plugins
-        plugins = _plugins_without_store(c.plugins_dir)
-    infos = [i.to_dict() for i in plugins.infos]
-    if as_json:
-        from .output import emit_json
-
-        return emit_json(infos)
-    from .output import table
-
-    _say(table([[i["name"], i["source"], i["version"] or "-",
-                 ", ".join(i["hooks"]) if i["loaded"] else f"NOT LOADED: {i['error']}"] for i in infos],
-               ["PLUGIN", "SOURCE", "VERSION", "HOOKS"]))
-
-
-@cli.command()
-@click.argument("rev_range", metavar="REV_RANGE")
-@json_option
-@branch_option
-@pass_ctx
-def events(c, rev_range, as_json):
-    """List the events of the commits in REV_RANGE (A..B, or one commit), oldest first."""
-    found = c.store().events(rev_range)
-    if as_json:
-        from .output import emit_json
-
-        return emit_json([e.to_dict() for e in found])
-    from . import views
-
-    _say(views.events_table(found) if found else f"no events in {rev_range}")
-
-
-@cli.group()
-def automations():
-    """Declarative automations: configure them, fire them for a range, read their log."""
-
-
-@automations.command("run")
-@click.argument("rev_range", metavar="REV_RANGE")
-@json_option
-@pass_ctx
-def automations_run(c, rev_range, as_json):
-    """Deliver the events of REV_RANGE to plugins and automations (each at most once)."""
-    outcomes = c.store().run_automations(rev_range)
-    failed = [o for o in outcomes if o["status"] != "ok"]
-    if as_json:
-        from .output import emit_json
-
-        emit_json(outcomes)
-    else:
-        from . import views
-
-        _say(views.runs_table(outcomes) if outcomes else "nothing to deliver (all events already delivered)")
-    if failed:
-        raise UserError(f"{len(failed)} of {len(outcomes)} deliveries failed (recorded; "
-                        "`automations run` again retries them)")
-
-
-@automations.command("log")
-@click.argument("target", required=False)
-@json_option
-@pass_ctx
-def automations_log(c, target, as_json):
-    """Recorded automation runs, newest first (kept in git notes, refs/notes/canonry-automations)."""
-    runs = c.store().automation_log(target)
-    if as_json:
-        from .output import emit_json
-
-        return emit_json(runs)
-    from . import views
-
-    _say(views.runs_table(runs) if runs else "no automation runs recorded")
-
-
-@automations.command("list")
-@click.option("--registry", metavar="R", help="The automations of registry R (default: store-wide).")
-@json_option
-@pass_ctx
-def automations_list(c, registry, as_json):
-    """Show the configured automations."""
-    store = c.store()
-    view = store.view()
-    autos = (view.registry(registry) if registry else view.store_config()).get("automations", [])
-    if as_json:
-        from .output import emit_json
-
-        return emit_json(autos)
-    from .output import fmt, table
-
-    _say(table([[a["name"], fmt(a.get("on", "any")), fmt(a.get("filter", {})), a["action"],
-                 "yes" if a.get("enabled", True) else "no"] for a in autos],
-               ["NAME", "ON", "FILTER", "ACTION", "ENABLED"]) if autos else "no automations configured")
-
-
-@automations.command("set")
-@click.argument("file", type=click.File("r"))
-@click.option("--registry", metavar="R", help="Set the automations of registry R (default: store-wide).")
-@json_option
-@branch_option
-@pass_ctx
-def automations_set(c, file, registry, as_json):
-    """Replace the automations with the YAML list in FILE (- for stdin): one reviewed commit."""
-    from . import yamlio
-
-    try:
-        autos = yamlio.load(file.read())
-    except Exception as e:
-        raise UserError(f"{file.name}: not valid YAML: {str(e).splitlines()[0]}") from None
-    if isinstance(autos, dict) and "automations" in autos:
-        autos = autos["automations"]
-    result = c.store().set_automations(autos if autos is not None else [], registry=registry)
-    _done(as_json, {"automations": result}, f"automations of {('registry ' + registry) if registry else 'the store'}: "
-          f"{', '.join(a['name'] for a in result) or 'none'}")
-
-
-# ---- sharing: merge and remotes ------------------------------------------------------------------
-@cli.command()
-@click.argument("branch")
-@click.option("--message", "-m", default=None, help="Subject of the merge commit.")
-@click.option("--no-ff", is_flag=True, help="Always make a merge commit.")
-@json_option
-@pass_ctx
-def merge(c, branch, message, no_ff, as_json):
-    """Merge proposal BRANCH into the store branch: replays its operations, renumbering new
-    links if the store branch linked meanwhile; a true conflict stops with nothing written."""
-    store = c.store()
-    result = store.merge(branch, message=message, fast_forward=not no_ff)
-    if result.kind == "up-to-date":
-        text = f"{branch} is already merged into {store.branch}: nothing to do"
-    else:
-        text = f"merged {branch} into {store.branch} ({result.kind}, {len(result.records)} operation(s))"
-        for r in result.records:
-            text += f"\n  {r.get('summary', r.get('op'))}"
-    _done(as_json, result.to_dict(), text)
-
-
-@cli.command()
-@click.argument("url")
-@click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--branch", metavar="B", help="Store branch to check out (default: the remote's HEAD).")
-@click.option("--bare", is_flag=True)
-@json_option
-def clone(url, directory, branch, bare, as_json):
-    """Clone the store at URL (path, file://, http(s)://, ssh) into DIRECTORY."""
-    from .remote import clone as do_clone, safe_url
-
-    store = do_clone(url, directory, branch=branch, bare=bare)
-    _done(as_json, {"url": safe_url(url), "path": store.path, "branch": store.branch},
-          f"cloned {safe_url(url)} into {directory} (branch {store.branch})")
-
-
-def _sync_text(verb: str, r) -> str:
-    if r.action == "up-to-date":
-        return f"{r.branch}: up to date with {r.remote}"
-    text = f"{verb} {r.branch} ({r.action}) {(r.old or 'nothing')[:10]} -> {(r.new or '')[:10]}"
-    if r.replayed:
-        text += f"; replayed {r.replayed} local commit(s) on the remote's new state"
-    if verb == "pulled" and r.incoming:
-        a, _, b = r.incoming.partition("..")
-        shown = f"{a[:10]}..{b[:10]}" if b else a[:10]
-        text += f"\n  deliver their events with: canonry automations run {shown}"
-    return text
-
-
-@cli.command()
-@click.argument("remote", default="origin")
-@json_option
-@pass_ctx
-def push(c, remote, as_json):
-    """Push the store branch (and the automation run log) to REMOTE; never forced. If the
-    remote moved, your commits are replayed on its new state first."""
-    r = c.store().push(remote)
-    _done(as_json, r.to_dict(), _sync_text("pushed", r))
-
-
-@cli.command()
-@click.argument("remote", default="origin")
-@json_option
-@pass_ctx
-def pull(c, remote, as_json):
-    """Fetch REMOTE's store branch and bring yours onto it (local work is replayed on top)."""
-    r = c.store().pull(remote)
-    _done(as_json, r.to_dict(), _sync_text("pulled", r))
-
-
-@cli.command()
-@click.argument("remote", default="origin")
-@json_option
-@pass_ctx
-def sync(c, remote, as_json):
-    """Pull, then push."""
-    r = c.store().sync(remote)
-    _done(as_json, r.to_dict(), _sync_text("synced", r))
-
-
-# ---- review commands (each in a module of its own) --------------------------------------------------
-def _add_review_commands() -> None:
-    from .cli_diff import diff_cmd
-    from .cli_validate import validate_cmd
-
-    cli.add_command(validate_cmd, "validate")
-    cli.add_command(diff_cmd, "diff")
-
-
-def _add_query_commands() -> None:
-    from .cli_query import compare_cmd, lineage_cmd, search_cmd
-
-    cli.add_command(lineage_cmd, "lineage")
-    cli.add_command(compare_cmd, "compare")
-    cli.add_command(search_cmd, "search")
-
-
-# ---- entry point ----------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="canonry")
 
 
-_add_review_commands()
-_add_query_commands()
+def __getattr__(name: str):
+    # `from canonry.cli import show` still works, importing only the module that defines it
+    for command, (module, attribute, _short_help) in BUILTIN_COMMANDS.items():
+        if name == attribute:
+            return load_builtin_command(command)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,7 +2,7 @@
 import click
 
 
-@click.command()
+@click.command("diff")
 @click.argument("rev_range", metavar="BASE..HEAD")
 @click.option("--format", "-f", "format_", type=click.Choice(["text", "markdown", "json"]), default="text",
               show_default=True, help="markdown: ready to post as a pull-request comment.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import branch_option
+from .cli_common import branch_option
 
 
 def _store(c):
@@ -28,7 +28,7 @@ def _emit_json_texts(texts: list[str]) -> None:
     click.echo("[\n  " + ",\n  ".join(texts) + "\n]" if texts else "[]")
 
 
-@click.command()
+@click.command("lineage")
 @click.argument("target", metavar="TARGET")
 @click.option("--upstream", is_flag=True, help="Only what TARGET was made from.")
 @click.option("--downstream", is_flag=True, help="Only what was made from TARGET.")
@@ -64,7 +64,7 @@ def lineage_cmd(c, target, upstream, downstream, depth, format_, as_json, output
         click.echo(text, nl=False)
 
 
-@click.command()
+@click.command("compare")
 @click.argument("collection", metavar="REGISTRY/COLLECTION")
 @click.option("--metric", "-m", "metrics", multiple=True, metavar="M",
               help="Metric to show (repeatable); the first one sorts and is charted. Default: all, by version.")
@@ -83,7 +83,7 @@ def compare_cmd(c, collection, metrics, ascending, as_json):
     click.echo(render_text(result), nl=False)
 
 
-@click.command()
+@click.command("search")
 @click.option("--filter", "filter_json", metavar="JSON",
               help='A MongoDB-style filter, e.g. \'{"metrics.accuracy": {"$gt": 0.9}}\'.')
 @click.option("--tag", metavar="T", help="Only items tagged T.")

@@ -2,7 +2,7 @@
 import click
 
 
-@click.command()
+@click.command("validate")
 @click.argument("rev_range", metavar="[BASE..HEAD]", required=False)
 @click.option("--trust-local-plugins", is_flag=True,
               help="Also run the store's own plugins/*.py as HEAD has them (when its canonry.yaml "
