@@ -228,8 +228,9 @@ class CanonryGroup(click.Group):
             err.exit_code = e.exit_code
             raise err from None
         except OSError as e:
-            where = f": {e.filename}" if getattr(e, "filename", None) else ""
-            raise UserError(f"{e.strerror or e}{where}") from None
+            from .launcher import os_error_message
+
+            raise UserError(os_error_message(e)) from None
 
 
 @click.group(cls=CanonryGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -78,4 +78,6 @@ class UserError(click.ClickException):
     """A domain error, shown as one line: `canonry: error: …`."""
 
     def show(self, file=None) -> None:
-        click.echo(f"canonry: error: {self.format_message()}", err=True)
+        from .launcher import error_line
+
+        click.echo(error_line(self.format_message()), err=True)
