@@ -542,6 +542,9 @@ def report(res: dict) -> str:
     lines = [f"canonry core benchmark — {mach['platform']}, {mach['cpus']} CPUs, Python {mach['python']}, "
              f"dulwich {mach['dulwich']}, canonry {mach['git']},",
              f"load average at start {tuple(round(x, 2) for x in mach['loadavg_at_start'] or ())}",
+             "durability: " + (f"core.fsync={res['args']['core_fsync']}" if res["args"].get("core_fsync")
+                               is not None else "git's default (each commit's pack fsynced before the "
+                               "branch moves; the ref itself not)"),
              "", "Stores (bare; built in one commit written as one pack; record cache filled):"]
     for label, st in (("small", small), ("large", large)):
         lines.append(f"  {label:5}  {st['links']:>9,} links  {st['collections']:>6,} collections  "
@@ -649,6 +652,10 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the stores afterwards")
     ap.add_argument("--profile", action="store_true",
                     help="also cProfile 100 ops per kind on each store (written next to the JSON)")
+    ap.add_argument("--core-fsync", metavar="VALUE",
+                    help="set git's core.fsync on both stores (default: unset, git's default: packs "
+                         "fsynced before the branch moves; 'none': nothing fsynced, to see what "
+                         "durability costs on this disk)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="smoke run: 2,000 links, 50 ops, 5 runs")
     args = ap.parse_args(argv)
@@ -670,6 +677,8 @@ def main(argv=None) -> int:
             print(f"[{label}] building a store with {links:,} links ...", flush=True)
             info = build_store(path, links)
             info["path"] = path
+            if args.core_fsync is not None:
+                subprocess.run(["git", "-C", path, "config", "core.fsync", args.core_fsync], check=True)
             checked = validate_sample(path, sorted({0, info["collections"] // 2, info["collections"] - 1}))
             print(f"  validated {checked} files against schemas/ (YAML parse + JSON Schema, no cache)", flush=True)
             res["stores"][label] = info

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import canonry
 from canonry import gitread, packs
-from conftest import git
+from conftest import fsck, git
 
 
 def _git_repo_with_history(path, commits: int = 12) -> None:
@@ -162,3 +162,39 @@ def test_refs_loose_packed_and_symbolic(tmp_path):
         "-C", str(repo), "rev-parse", "refs/tags/v1").strip().encode()
     assert gitread.read_ref(git_dir, b"refs/heads/none") is None
     assert gitread.read_ref(git_dir, b"refs/heads/main/deeper") is None
+
+
+def test_update_ref_is_a_compare_and_swap_under_gits_lock(tmp_path):
+    from dulwich.file import FileLocked
+
+    repo = tmp_path / "r"
+    _git_repo_with_history(repo, commits=3)
+    git_dir = str(repo / ".git")
+    c0, c1, c2 = git("-C", str(repo), "rev-list", "HEAD").split()[::-1]
+    ref = b"refs/heads/main"
+    # wrong expectation: nothing moves, no lock is left behind
+    assert gitread.update_ref(git_dir, ref, c0.encode(), c1.encode(), fsync=False) is False
+    assert git("-C", str(repo), "rev-parse", "main").strip() == c2
+    assert not (repo / ".git/refs/heads/main.lock").exists()
+    assert gitread.update_ref(git_dir, ref, c2.encode(), c1.encode(), fsync=True) is True
+    assert git("-C", str(repo), "rev-parse", "main").strip() == c1
+    # a ref that must not exist yet
+    assert gitread.update_ref(git_dir, b"refs/heads/x/new", None, c0.encode(), fsync=False) is True
+    assert gitread.update_ref(git_dir, b"refs/heads/x/new", None, c1.encode(), fsync=False) is False
+    assert git("-C", str(repo), "rev-parse", "x/new").strip() == c0
+    # a ref held only in packed-refs: compared there, then written loose (as git does)
+    git("-C", str(repo), "pack-refs", "--all")
+    assert not (repo / ".git/refs/heads/main").exists()
+    assert gitread.update_ref(git_dir, ref, c0.encode(), c2.encode(), fsync=False) is False
+    assert gitread.update_ref(git_dir, ref, c1.encode(), c2.encode(), fsync=False) is True
+    assert git("-C", str(repo), "rev-parse", "main").strip() == c2
+    # another writer (git itself) holds the lock
+    (repo / ".git/refs/heads/main.lock").write_text("")
+    try:
+        gitread.update_ref(git_dir, ref, c2.encode(), c0.encode(), fsync=False)
+        raise AssertionError("moved a locked ref")
+    except FileLocked:
+        pass
+    assert (repo / ".git/refs/heads/main.lock").exists()  # not ours to remove
+    (repo / ".git/refs/heads/main.lock").unlink()
+    assert fsck(repo).returncode == 0

@@ -288,12 +288,35 @@ def test_kept_and_cruft_packs_are_never_merged(tmp_path):
     assert len(plan) == packs.TIER_WIDTH and bases[0] not in plan and bases[1] not in plan
 
 
-def test_packs_are_fsynced_when_git_config_asks_for_it(tmp_path):
-    for setting, expected in ((None, False), (("core.fsync", "committed"), True),
-                              (("core.fsync", "index,reference"), False),
-                              (("core.fsyncObjectFiles", "true"), True)):
-        path = tmp_path / f"s{expected}{setting is None}{setting and setting[1]}"
+def test_packs_are_fsynced_unless_git_config_leaves_them_out(tmp_path, monkeypatch, model_file):
+    """As git: packs are hardened by default, refs are not; core.fsync starts from git's default
+    set, `none` empties it, `-x` removes; core.fsyncObjectFiles true says yes (for packs)."""
+    cases = ((None, True), (("core.fsync", "committed"), True), (("core.fsync", "index,reference"), True),
+             (("core.fsync", "none"), False), (("core.fsync", "-pack"), False),
+             (("core.fsync", "none,reference"), False), (("core.fsync", "none,objects"), True),
+             (("core.fsync", "all,-objects"), False), (("core.fsyncObjectFiles", "true"), True))
+    real_fsync, synced = os.fsync, []
+
+    def counting_fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    for n, (setting, expected) in enumerate(cases):
+        path = tmp_path / f"s{n}"
         canonry.init(str(path), bare=True)
         if setting:
             git("-C", path, "config", *setting)
-        assert canonry.open(str(path)).storage._wants_object_fsync() is expected, setting
+        store = canonry.open(str(path))
+        assert store.storage.fsync_packs is expected, setting
+        assert store.storage.repo.object_store.fsync_object_files is expected  # dulwich's packs too
+        synced.clear()
+        store.log_artifact(str(model_file), name=f"m{n}", type="model")
+        packed = [p for p in synced if "/objects/pack/" in p]
+        assert bool(packed) is expected, (setting, synced)
+        # the ref, only when core.fsync names references (git's default does not)
+        refs_hardened = bool(setting) and setting[1] in ("committed", "index,reference", "all,-objects",
+                                                            "none,reference")
+        assert any("/refs/heads/" in p for p in synced) is refs_hardened, (setting, synced)
+        if expected:  # the pack and its index, before either got its final name
+            assert sorted(os.path.basename(p).split("_")[1].rsplit(".", 1)[1] for p in packed) == ["idx", "pack"]

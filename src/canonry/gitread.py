@@ -318,6 +318,57 @@ def _object_dirs(objects_dir: str) -> list[str]:
 
 
 # ---- refs ----------------------------------------------------------------------------------------
+def update_ref(git_dir: str, ref: bytes, old: bytes | None, new: bytes, fsync: bool) -> bool:
+    """Move `ref` from `old` (None: it must not exist) to `new`, as git does: hold `REF.lock`
+    (created exclusively; dulwich.file.FileLocked if another writer holds it), re-read the ref
+    under the lock, write, rename. False if the ref was not `old`.
+
+    Not dulwich's set_if_equals: that fsyncs every ref update, while git hardens refs only
+    when core.fsync names them; canonry fsyncs the objects a ref points to before moving it,
+    so a ref lost in a crash leaves the previous, complete state."""
+    path = os.path.join(git_dir, os.fsdecode(ref))
+    lock = path + ".lock"
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        from dulwich.file import FileLocked
+
+        raise FileLocked(path, lock) from None
+    renamed = False
+    try:
+        try:
+            current = _loose_ref(path)
+            if current is None:
+                current = _packed_refs(git_dir).get(ref)
+            if current != old:
+                return False
+            os.write(fd, new + b"\n")
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(lock, path)
+        renamed = True
+        return True
+    finally:
+        if not renamed:
+            try:
+                os.unlink(lock)
+            except OSError:
+                pass
+
+
+def _loose_ref(path: str) -> bytes | None:
+    try:
+        with open(path, "rb") as f:
+            value = f.read().strip()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    return value or None
+
+
+
 def read_ref(git_dir: str, ref: bytes, depth: int = 5) -> bytes | None:
     """The object id a ref names (following symbolic refs), or None: a loose ref file first,
     then packed-refs, as git does."""

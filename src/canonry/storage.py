@@ -96,9 +96,11 @@ class GitStorage:
         self._objects = gitread.ObjectReader(objects_dir, fallback=lambda: self.repo.object_store)
         self.pack_dir = os.path.join(objects_dir, "pack")
         self._fsync = None
+        self._fsync_refs = None
         self._packs_written = 0
         if repo is not None:
             _serialize_pack_rescans(repo.object_store)
+            repo.object_store.fsync_object_files = self.fsync_packs
         _open_storages.add(self)
 
     @property
@@ -111,6 +113,8 @@ class GitStorage:
 
                     repo = Repo(self.path)
                     _serialize_pack_rescans(repo.object_store)
+                    # dulwich writes packs too (fetch, gc): harden them as ours
+                    repo.object_store.fsync_object_files = self.fsync_packs
                     self._repo = repo
         return self._repo
 
@@ -159,7 +163,9 @@ class GitStorage:
         # Only a file that mentions the section (or includes others) needs a real parser.
         if section.lower() not in text and b"include" not in text:
             return None
-        return _config_get(self.repo.get_config(), section, key)
+        from dulwich.config import ConfigFile
+
+        return _config_get(ConfigFile.from_path(os.path.join(self.git_dir, "config")), section, key)
 
     def _default_branch(self) -> str:
         """`main`, unless it does not exist and HEAD names another branch (a git clone of a store
@@ -387,17 +393,15 @@ class GitStorage:
 
     def compare_and_swap(self, old: bytes | None, new: bytes, message: str = "") -> bool:
         """Move the branch from `old` to `new`. False if it moved meanwhile; FileLocked if held."""
-        # No reflog message: dulwich fsyncs the reflog on every update, and the commits
-        # themselves are the audit log.
-        if old is None or not self.branch_exists():
-            return self.repo.refs.add_if_new(self.ref, new)
-        return self.repo.refs.set_if_equals(self.ref, old, new)
+        # No reflog: the commits themselves are the audit log.
+        expected = old if old is not None and self.branch_exists() else None
+        if self._fsync_refs is None:
+            self._fsync_refs = "reference" in fsync_components(self.config(b"core", b"fsync"))
+        return gitread.update_ref(self.git_dir, self.ref, expected, new, fsync=self._fsync_refs)
 
     def write_objects(self, objects: list) -> None:
         """Store git objects, all in one new pack (see packs.py for why not loose objects)."""
-        if self._fsync is None:
-            self._fsync = self._wants_object_fsync()
-        packs.write_pack(self.pack_dir, objects, fsync=self._fsync)
+        packs.write_pack(self.pack_dir, objects, fsync=self.fsync_packs)
         self._packs_written += 1
         for obj in objects:
             self._remember(obj)
@@ -452,15 +456,20 @@ class GitStorage:
         out.append(tree)
         return tree.id
 
+    @property
+    def fsync_packs(self) -> bool:
+        if self._fsync is None:
+            self._fsync = self._wants_object_fsync()
+        return self._fsync
+
     def _wants_object_fsync(self) -> bool:
-        """Whether new packs are fsynced: `core.fsyncObjectFiles` (what dulwich reads) or git's
-        newer `core.fsync` naming packs (pack, objects, committed, added, all)."""
+        """Whether new packs are fsynced before the branch may point into them (and before the
+        packs a merge replaces are deleted). Yes, as git does, unless git's `core.fsync`
+        leaves packs out (`none`, `-pack`, …); `core.fsyncObjectFiles true` also says yes."""
         legacy = (self.config(b"core", b"fsyncObjectFiles") or "").lower()
         if legacy in ("true", "yes", "on", "1"):
             return True
-        value = (self.config(b"core", b"fsync") or "").lower()
-        named = {part.strip() for part in value.split(",")}
-        return bool(named & {"pack", "objects", "committed", "added", "all"})
+        return "pack" in fsync_components(self.config(b"core", b"fsync"))
 
     # ---- housekeeping ----------------------------------------------------------------------
     def loose_object_estimate(self) -> int:
@@ -488,9 +497,7 @@ class GitStorage:
     def _merge_small_packs(self) -> None:
         plan = packs.merge_plan(self.pack_dir)
         if plan:
-            if self._fsync is None:
-                self._fsync = self._wants_object_fsync()
-            packs.merge(self._objects, plan, fsync=self._fsync)
+            packs.merge(self._objects, plan, fsync=self.fsync_packs)
             self._objects.forget(plan)
             if self._repo is not None:
                 self._repo.object_store.packs  # noqa: B018 - rescans, closing the packs just merged
@@ -708,7 +715,7 @@ def _sort_key(name: bytes, mode: int) -> bytes:
 # Storages still open at exit are closed then: dulwich objects closed by the garbage collector
 # during interpreter shutdown print "Exception ignored in __del__" noise to stderr.
 _open_storages: "weakref.WeakSet[GitStorage]" = weakref.WeakSet()
-_repo_opening = threading.Lock()
+_repo_opening = threading.RLock()
 
 
 @atexit.register
@@ -718,6 +725,36 @@ def _close_open_storages() -> None:
             storage.close()
         except Exception:  # exiting anyway: never turn cleanup into an error
             pass
+
+
+# git's core.fsync components (Documentation/config/core.txt): its default set, and aggregates.
+_FSYNC_DEFAULT = {"pack", "pack-metadata", "commit-graph"}
+_FSYNC_AGGREGATES = {"objects": {"loose-object", "pack"},
+                     "derived-metadata": {"pack-metadata", "commit-graph"},
+                     "committed": {"loose-object", "pack", "reference"},
+                     "added": {"loose-object", "pack", "reference", "index"},
+                     "all": {"loose-object", "pack", "pack-metadata", "commit-graph", "index",
+                             "reference"}}
+
+
+def fsync_components(value: str | None) -> set[str]:
+    """What git's `core.fsync` value (None: unset) hardens. Like git: start from the default
+    set, `none` empties it, `-x` removes, `x` adds."""
+    components = set(_FSYNC_DEFAULT)
+    for item in (value or "").lower().split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item == "none":
+            components = set()
+            continue
+        name = item.lstrip("-")
+        named = _FSYNC_AGGREGATES.get(name, {name})
+        if item.startswith("-"):
+            components -= named
+        else:
+            components |= named
+    return components
 
 
 def head_commit_of(path: str) -> bytes | None:
