@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import canonry
+from canonry.storage import wait_for_all_merges
 from canonry.cli import cli as canonry_cli
 
 ACTOR_NAME = "Ada Lovelace"
@@ -50,7 +51,9 @@ def _isolated_env(monkeypatch, tmp_path_factory):
 
 # ---- git helpers -----------------------------------------------------------------------------
 def git(*args, cwd=None, check=True, input=None) -> str:
-    """Run the real git CLI and return its stdout."""
+    """Run the real git CLI and return its stdout (after this process's background pack merges
+    have finished: git then sees a settled object folder)."""
+    wait_for_all_merges()
     proc = subprocess.run([GIT, *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           input=input)
     if check and proc.returncode != 0:
@@ -81,6 +84,7 @@ def show_file(path, rev_path: str) -> str:
 
 
 def fsck(path) -> subprocess.CompletedProcess:
+    wait_for_all_merges()
     return subprocess.run([GIT, "-C", str(path), "fsck", "--strict", "--no-dangling", "--full"],
                           capture_output=True, text=True)
 
