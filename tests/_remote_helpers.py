@@ -26,7 +26,6 @@ from click.testing import CliRunner
 
 import canonry
 from canonry.cli import cli as canonry_cli
-from canonry.storage import wait_for_all_merges
 
 GIT = shutil.which("git")
 ALICE = "Alice Archer <alice@example.com>"
@@ -43,7 +42,6 @@ def git(*args, cwd=None, check=True, input=None, env=None) -> str:
     if env:
         full_env = dict(os.environ)
         full_env.update(env)
-    wait_for_all_merges()
     proc = subprocess.run([GIT, *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           input=input, env=full_env)
     if check and proc.returncode != 0:
@@ -54,7 +52,6 @@ def git(*args, cwd=None, check=True, input=None, env=None) -> str:
 
 def rev(repo, ref: str = "main") -> str | None:
     """The commit `ref` names in `repo` (git rev-parse), None if it does not exist."""
-    wait_for_all_merges()
     proc = subprocess.run([GIT, "-C", str(repo), "rev-parse", "--verify", "-q", f"{ref}^{{commit}}"],
                           capture_output=True, text=True)
     return proc.stdout.strip() or None
@@ -77,7 +74,6 @@ def subject(repo, commit: str = "main") -> str:
 
 
 def fsck(repo) -> subprocess.CompletedProcess:
-    wait_for_all_merges()
     return subprocess.run([GIT, "-C", str(repo), "fsck", "--strict", "--no-dangling", "--full"],
                           capture_output=True, text=True)
 

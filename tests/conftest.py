@@ -16,7 +16,6 @@ import pytest
 from click.testing import CliRunner
 
 import canonry
-from canonry.storage import wait_for_all_merges
 from canonry.cli import cli as canonry_cli
 
 ACTOR_NAME = "Ada Lovelace"
@@ -51,9 +50,7 @@ def _isolated_env(monkeypatch, tmp_path_factory):
 
 # ---- git helpers -----------------------------------------------------------------------------
 def git(*args, cwd=None, check=True, input=None) -> str:
-    """Run the real git CLI and return its stdout (after this process's background pack merges
-    have finished: git then sees a settled object folder)."""
-    wait_for_all_merges()
+    """Run the real git CLI and return its stdout."""
     proc = subprocess.run([GIT, *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           input=input)
     if check and proc.returncode != 0:
@@ -84,7 +81,6 @@ def show_file(path, rev_path: str) -> str:
 
 
 def fsck(path) -> subprocess.CompletedProcess:
-    wait_for_all_merges()
     return subprocess.run([GIT, "-C", str(path), "fsck", "--strict", "--no-dangling", "--full"],
                           capture_output=True, text=True)
 

@@ -98,8 +98,6 @@ class GitStorage:
         self._fsync = None
         self._fsync_refs = None
         self._packs_written = 0
-        self._merger: threading.Thread | None = None
-        self._merge_guard = threading.Lock()
         if repo is not None:
             _serialize_pack_rescans(repo.object_store)
             repo.object_store.fsync_object_files = self.fsync_packs
@@ -122,7 +120,6 @@ class GitStorage:
 
     def close(self) -> None:
         """Close open pack files (the storage can still be used: they reopen)."""
-        self.wait_for_merges()
         self._objects.close()
         if self._repo is not None:
             self._repo.close()
@@ -482,46 +479,20 @@ class GitStorage:
         except FileNotFoundError:
             return 0
 
-    def maybe_pack(self, wait: bool = False) -> bool:
+    def maybe_pack(self) -> bool:
         """Pack loose objects when there are many, and merge small packs when a tier is full.
-        True if that work was started.
 
-        It runs in a background thread (unless `wait`): the operation that filled a tier
-        returns at once, and the merge's file work overlaps the next operations' waits on the
-        disk. One merge at a time per storage; across processes, an exclusive lock file; the
-        process waits for a running merge before it exits (a non-daemon thread)."""
+        Only one process does this at a time (an exclusive lock file); the others just go on."""
         loose = self.loose_object_estimate() >= PACK_LOOSE_THRESHOLD
         if not loose and not (self._packs_written and packs.merge_plan(self.pack_dir)):
             return False
-        with self._merge_guard:
-            if self._merger is not None and self._merger.is_alive():
+        with self._gc_lock() as locked:
+            if not locked:
                 return False
-            if wait:
-                self._pack_and_merge(loose)
-                return True
-            self._merger = threading.Thread(target=self._pack_and_merge, args=(loose,),
-                                            name="canonry-pack-merge")
-            self._merger.start()
+            if loose:
+                self.repo.object_store.pack_loose_objects()
+            self._merge_small_packs()
         return True
-
-    def wait_for_merges(self) -> None:
-        """Wait until a background merge (see maybe_pack) has finished."""
-        merger = self._merger
-        if merger is not None and merger is not threading.current_thread():
-            merger.join()
-
-    def _pack_and_merge(self, loose: bool) -> None:
-        try:
-            with self._gc_lock() as locked:
-                if not locked:
-                    return
-                if loose:
-                    self.repo.object_store.pack_loose_objects()
-                self._merge_small_packs()
-        except Exception as e:  # housekeeping: the commits are safe; the next one tries again
-            import sys
-
-            sys.stderr.write(f"canonry: warning: merging packs failed (tried again later): {e}\n")
 
     def _merge_small_packs(self) -> None:
         plan = packs.merge_plan(self.pack_dir)
@@ -553,7 +524,6 @@ class GitStorage:
 
     def gc(self, full: bool = True) -> dict:
         """Pack loose objects; `full`: everything into one pack (dulwich's repack)."""
-        self.wait_for_merges()
         store = self.repo.object_store
         packed = store.pack_loose_objects()
         packs_before = len(store.packs)
@@ -746,13 +716,6 @@ def _sort_key(name: bytes, mode: int) -> bytes:
 # during interpreter shutdown print "Exception ignored in __del__" noise to stderr.
 _open_storages: "weakref.WeakSet[GitStorage]" = weakref.WeakSet()
 _repo_opening = threading.RLock()
-
-
-def wait_for_all_merges() -> None:
-    """Wait for every background merge of this process (before looking at packs from outside,
-    say with git)."""
-    for storage in list(_open_storages):
-        storage.wait_for_merges()
 
 
 @atexit.register
