@@ -320,3 +320,26 @@ def test_packs_are_fsynced_unless_git_config_leaves_them_out(tmp_path, monkeypat
         assert any("/refs/heads/" in p for p in synced) is refs_hardened, (setting, synced)
         if expected:  # the pack and its index, before either got its final name
             assert sorted(os.path.basename(p).split("_")[1].rsplit(".", 1)[1] for p in packed) == ["idx", "pack"]
+
+
+def test_a_failing_merge_never_fails_an_operation(tmp_path, model_file, capfd):
+    """Merging is housekeeping after a commit has landed: a failure is a warning, and every
+    operation still lands (it used to raise after the commit)."""
+    path = tmp_path / "s.git"
+    store = canonry.init(str(path), bare=True)
+    v = store.log_artifact(str(model_file), name="gem", type="model")
+    # A pack whose index is fine and whose data is not: merging it must fail.
+    bad = packs.write_pack(_pack_dir(path), [Blob.from_string(b"to be damaged")])
+    os.chmod(bad + ".pack", 0o644)
+    with open(bad + ".pack", "r+b") as f:
+        f.seek(12)
+        f.write(b"\xff" * 8)
+    for c in range(2 * packs.TIER_WIDTH):
+        lv = store.link(v.address, f"model/c{c}")
+        assert lv.version == "v0"
+    err = capfd.readouterr().err
+    assert "canonry: warning: merging packs failed" in err
+    assert all(line.startswith("canonry: warning: ") for line in err.splitlines())
+    names = {x.name for x in store.collections("model")}
+    assert {f"c{c}" for c in range(2 * packs.TIER_WIDTH)} <= names
+    assert os.path.exists(bad + ".idx")  # nothing was deleted by the failed merges
