@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 
 from dulwich.repo import Repo
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import canonry
 from canonry import gitread, packs
@@ -129,22 +127,6 @@ def test_reader_keeps_working_when_packs_are_merged_away(tmp_path):
         writer.link(writer.log_artifact(str(data), name="m", type="model").address, "model/m")
     assert reader_store.resolve("model/m:latest").version == "v4"
     assert [v.version for v in reader_store.versions("model/m")] == [f"v{i}" for i in range(5)]
-
-
-@settings(max_examples=200, deadline=None)
-@given(base=st.binary(min_size=0, max_size=3000), edits=st.lists(
-    st.tuples(st.integers(0, 3000), st.integers(0, 40), st.binary(max_size=60)), max_size=6))
-def test_pure_python_delta_applier_agrees_with_dulwich(base, edits):
-    target = bytearray(base)
-    for at, cut, insert in edits:
-        at = min(at, len(target))
-        target[at:at + cut] = insert
-    target = bytes(target)
-    delta = packs.make_delta(base, target)
-    if delta is None:  # make_delta declines when there is nothing worth sharing
-        return
-    assert gitread.apply_delta_py(base, delta) == target
-    assert gitread.apply_delta(base, delta) == target
 
 
 def test_refs_loose_packed_and_symbolic(tmp_path):
