@@ -64,7 +64,7 @@ def test_reads_ref_deltas_and_loose_objects(tmp_path):
     git("-C", str(repo), "pack-objects", "-q", "--window=50", str(pack_dir / "pack"), input=objects)
     idx = next(pack_dir.glob("*.idx"))
     data = idx.with_suffix(".pack").read_bytes()
-    kinds = {packs._entry_header(data, off)[0] for _, off, _ in packs.read_index(str(idx))}
+    kinds = {gitread.entry_header(data, off)[0] for _, off, _ in packs.read_index(str(idx))}
     assert packs._REF_DELTA in kinds and packs._OFS_DELTA not in kinds
     (repo / "new.txt").write_text("after the pack\n")
     git("-C", str(repo), "add", "new.txt")

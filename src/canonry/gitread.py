@@ -236,21 +236,9 @@ class ObjectReader:
         if cached is not None:
             return cached
         data = pack.data
-        byte = data[off]
-        type_num, size, shift, at = (byte >> 4) & 7, byte & 0x0F, 4, off + 1
-        while byte & 0x80:
-            byte = data[at]
-            size |= (byte & 0x7F) << shift
-            shift += 7
-            at += 1
+        type_num, size, at = entry_header(data, off)
         if type_num == _OFS_DELTA:
-            byte = data[at]
-            distance = byte & 0x7F
-            at += 1
-            while byte & 0x80:
-                byte = data[at]
-                distance = ((distance + 1) << 7) | (byte & 0x7F)
-                at += 1
+            distance, at = offset_at(data, at)
             base_type, base = self._entry(pack, off - distance)
         elif type_num == _REF_DELTA:
             base_hex = binascii.hexlify(data[at:at + 20])
@@ -281,6 +269,31 @@ class ObjectReader:
                 raise ValueError(f"corrupt loose object {name}")
             return _TYPES[kind], raw
         return None
+
+
+def entry_header(data: bytes, at: int) -> tuple[int, int, int]:
+    """(type, size, where the payload starts) of the pack entry at `at`."""
+    byte = data[at]
+    type_num, size, shift = (byte >> 4) & 7, byte & 0x0F, 4
+    at += 1
+    while byte & 0x80:
+        byte = data[at]
+        size |= (byte & 0x7F) << shift
+        shift += 7
+        at += 1
+    return type_num, size, at
+
+
+def offset_at(data: bytes, at: int) -> tuple[int, int]:
+    """(distance back to the base, where the payload starts) of an OFS_DELTA entry."""
+    byte = data[at]
+    n = byte & 0x7F
+    at += 1
+    while byte & 0x80:
+        byte = data[at]
+        n = ((n + 1) << 7) | (byte & 0x7F)
+        at += 1
+    return n, at
 
 
 def _inflate(data, at: int, size: int) -> bytes:

@@ -22,7 +22,7 @@ import struct
 import zlib
 from typing import NamedTuple
 
-from .gitread import apply_delta
+from .gitread import apply_delta, entry_header as _entry_header, offset_at as _offset_at
 
 TIER_WIDTH = 8  # packs per tier before they are merged into one
 SMALLEST_TIER = 64  # objects: packs below this are tier 0; each tier is TIER_WIDTH times larger
@@ -447,30 +447,6 @@ class _DeltaWriter:
             table[key] = (self._seq, sha, raw)
             if len(table) > _CANDIDATES:
                 del table[next(iter(table))]
-
-
-def _entry_header(data: bytes, at: int) -> tuple[int, int, int]:
-    """(type, size, where the payload starts) of the pack entry at `at`."""
-    byte = data[at]
-    type_num, size, shift = (byte >> 4) & 7, byte & 0x0F, 4
-    at += 1
-    while byte & 0x80:
-        byte = data[at]
-        size |= (byte & 0x7F) << shift
-        shift += 7
-        at += 1
-    return type_num, size, at
-
-
-def _offset_at(data: bytes, at: int) -> tuple[int, int]:
-    byte = data[at]
-    n = byte & 0x7F
-    at += 1
-    while byte & 0x80:
-        byte = data[at]
-        n = ((n + 1) << 7) | (byte & 0x7F)
-        at += 1
-    return n, at
 
 
 def _mtime(base: str) -> float:
