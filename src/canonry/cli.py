@@ -9,11 +9,9 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from functools import partial
 from gettext import gettext
 
 import click
-from click.utils import make_default_short_help
 
 from .cli_common import Ctx, UserError, plugins_without_store
 # importable from here as before the commands moved out (plugins may build on them)
@@ -196,7 +194,8 @@ class CanonryGroup(click.Group):
         for name in self.list_commands(ctx):
             command = self.commands.get(name)
             if command is None and name in BUILTIN_COMMANDS:
-                listed.append((name, partial(make_default_short_help, BUILTIN_COMMANDS[name][2])))
+                # click shortens it as for the real command (its helper for that is deprecated)
+                listed.append((name, click.Command(name, help=BUILTIN_COMMANDS[name][2]).get_short_help_str))
             elif command is not None and not command.hidden:
                 listed.append((name, command.get_short_help_str))
         if not listed:
