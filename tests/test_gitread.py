@@ -180,3 +180,17 @@ def test_update_ref_is_a_compare_and_swap_under_gits_lock(tmp_path):
     assert (repo / ".git/refs/heads/main.lock").exists()  # not ours to remove
     (repo / ".git/refs/heads/main.lock").unlink()
     assert fsck(repo).returncode == 0
+
+
+def test_packs_of_any_name_with_an_index_are_read(tmp_path):
+    """git maintenance writes loose-<hash>.pack: an ordinary pack, read like any other."""
+    repo = tmp_path / "r"
+    _git_repo_with_history(repo, commits=2)
+    git("-C", str(repo), "gc", "-q")
+    pack_dir = repo / ".git/objects/pack"
+    for path in pack_dir.iterdir():
+        if path.name.startswith("pack-"):
+            path.rename(pack_dir / ("loose-" + path.name[len("pack-"):]))
+    reader = gitread.ObjectReader(str(repo / ".git/objects"))
+    objects = _all_objects(repo)
+    assert objects and all(sha in reader for sha in objects)

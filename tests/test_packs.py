@@ -346,3 +346,22 @@ def test_a_failing_merge_never_fails_an_operation(tmp_path, model_file, capfd):
     names = {x.name for x in store.collections("model")}
     assert {f"c{c}" for c in range(2 * packs.TIER_WIDTH)} <= names
     assert os.path.exists(bad + ".idx")  # nothing was deleted by the failed merges
+
+
+def test_a_pack_left_without_its_index_is_ignored_then_replaced_whole(tmp_path):
+    """The index is renamed into place last: a crash before that leaves a pack no reader lists;
+    writing the same objects again replaces it whole."""
+    repo = tmp_path / "r.git"
+    git("init", "-q", "--bare", repo)
+    blobs = [Blob.from_string(f"blob {k}".encode()) for k in range(3)]
+    base = packs.write_pack(_pack_dir(repo), blobs)
+    os.unlink(base + ".idx")
+    os.chmod(base + ".pack", 0o644)
+    with open(base + ".pack", "r+b") as f:  # half-written
+        f.truncate(20)
+    reader = gitread.ObjectReader(str(repo / "objects"))
+    assert blobs[0].id not in reader
+    assert packs.write_pack(_pack_dir(repo), blobs) == base
+    assert [reader.get_raw(b.id)[1] for b in blobs] == [b.data for b in blobs]
+    assert sorted(os.listdir(_pack_dir(repo))) == [os.path.basename(base) + ext for ext in (".idx", ".pack")]
+    _verify_with_git(repo)

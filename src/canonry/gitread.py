@@ -148,11 +148,13 @@ class ObjectReader:
         for objects in self._dirs:
             pack_dir = os.path.join(objects, "pack")
             try:
-                names = os.listdir(pack_dir)
+                names = set(os.listdir(pack_dir))
             except OSError:
                 continue
             for name in names:
-                if name.endswith(".idx") and name.startswith("pack-"):
+                # Any pack with its index, as git reads them (git maintenance writes loose-*.pack);
+                # a pack without its index is still being written.
+                if name.endswith(".idx") and name[:-4] + ".pack" in names:
                     found.append(os.path.join(pack_dir, name[:-4]))
         with self._lock:
             present = set(found)
