@@ -298,3 +298,24 @@ def test_store_keeps_working_after_real_git_gc_and_packed_refs(linked, store_pat
     assert canonry.open(str(store_path)).resolve("model/first-collection:staging").version == "v0"
     assert git_status(store_path) == ""
     assert fsck(store_path).returncode == 0
+
+
+def test_a_linked_worktree_reads_and_writes_the_shared_branch(store, store_path, model_file, tmp_path):
+    """`git worktree add`: the worktree's git dir holds only its HEAD and index; branches,
+    config and objects are the main repository's. canonry must read and move those."""
+    v = store.log_artifact(str(model_file), name="gem", type="model")
+    store.link(v.address, "model/first-collection", aliases=["production"])
+    wt = tmp_path / "wt"
+    git("-C", store_path, "worktree", "add", "-q", "-b", "side", str(wt))
+    from_wt = canonry.open(str(wt))
+    assert from_wt.storage.branch == "main"
+    assert from_wt.resolve("model/first-collection:production").artifact == v.address
+    (tmp_path / "w2.bin").write_bytes(b"from the worktree")
+    v2 = from_wt.log_artifact(str(tmp_path / "w2.bin"), name="gem", type="model")
+    from_wt.set_alias(from_wt.link(v2.address, "model/first-collection").address, "production")
+    # the main repository's branch moved; nothing was written under the worktree's git dir
+    head = git("-C", store_path, "rev-parse", "main").strip()
+    assert git("-C", wt, "rev-parse", "main").strip() == head
+    assert not list((store_path / ".git" / "worktrees").glob("*/refs/heads/*"))
+    assert canonry.open(str(store_path)).resolve("model/first-collection:production").artifact == v2.address
+    assert fsck(store_path).returncode == 0

@@ -80,9 +80,14 @@ class GitStorage:
         if repo is not None:
             path, git_dir, bare = repo.path, repo.controldir(), repo.bare
             objects_dir = repo.object_store.path
+            # A linked worktree's git dir holds its HEAD and index; branches, config and
+            # objects live in the repository's common dir.
+            self.common_dir = repo.commondir()
         else:
             objects_dir = os.path.join(git_dir, "objects")
+            self.common_dir = git_dir
         self.path, self.git_dir, self.is_bare = path, git_dir, bare
+        self.objects_dir = objects_dir
         self.branch = branch
         self.ref = b"refs/heads/" + branch.encode()
         # A proposal branch (`--branch promote/x`) starts from the store branch when missing.
@@ -156,7 +161,7 @@ class GitStorage:
     def config(self, section: bytes, key: bytes) -> str | None:
         """A value of the repository's own config file (.git/config), or None."""
         try:
-            with open(os.path.join(self.git_dir, "config"), "rb") as f:
+            with open(os.path.join(self.common_dir, "config"), "rb") as f:
                 text = f.read().lower()
         except OSError:
             text = b""
@@ -165,12 +170,12 @@ class GitStorage:
             return None
         from dulwich.config import ConfigFile
 
-        return _config_get(ConfigFile.from_path(os.path.join(self.git_dir, "config")), section, key)
+        return _config_get(ConfigFile.from_path(os.path.join(self.common_dir, "config")), section, key)
 
     def _default_branch(self) -> str:
         """`main`, unless it does not exist and HEAD names another branch (a git clone of a store
         kept on a code repository's own branch, say `trunk`)."""
-        if gitread.read_ref(self.git_dir, b"refs/heads/" + DEFAULT_BRANCH.encode()) is not None:
+        if gitread.read_ref(self.common_dir, b"refs/heads/" + DEFAULT_BRANCH.encode()) is not None:
             return DEFAULT_BRANCH
         try:
             with open(os.path.join(self.git_dir, "HEAD"), "rb") as f:
@@ -213,7 +218,7 @@ class GitStorage:
         return self.base_ref is not None
 
     def branch_exists(self) -> bool:
-        return gitread.read_ref(self.git_dir, self.ref) is not None
+        return gitread.read_ref(self.common_dir, self.ref) is not None
 
     # ---- reading ---------------------------------------------------------------------------
     def head(self) -> bytes | None:
@@ -221,7 +226,7 @@ class GitStorage:
         for ref in (self.ref, self.base_ref, self._tracking_ref()):
             if ref is None:
                 continue
-            found = gitread.read_ref(self.git_dir, ref)
+            found = gitread.read_ref(self.common_dir, ref)
             if found is not None:
                 return found
         return None
@@ -397,7 +402,7 @@ class GitStorage:
         expected = old if old is not None and self.branch_exists() else None
         if self._fsync_refs is None:
             self._fsync_refs = "reference" in fsync_components(self.config(b"core", b"fsync"))
-        return gitread.update_ref(self.git_dir, self.ref, expected, new, fsync=self._fsync_refs)
+        return gitread.update_ref(self.common_dir, self.ref, expected, new, fsync=self._fsync_refs)
 
     def write_objects(self, objects: list) -> None:
         """Store git objects, all in one new pack (see packs.py for why not loose objects)."""
@@ -473,7 +478,7 @@ class GitStorage:
 
     # ---- housekeeping ----------------------------------------------------------------------
     def loose_object_estimate(self) -> int:
-        sample = os.path.join(self.git_dir, "objects", "17")
+        sample = os.path.join(self.objects_dir, "17")
         try:
             return len(os.listdir(sample)) * 256
         except FileNotFoundError:
@@ -510,7 +515,7 @@ class GitStorage:
 
     @contextmanager
     def _gc_lock(self):
-        lock = os.path.join(self.git_dir, "canonry", "gc.lock")
+        lock = os.path.join(self.common_dir, "canonry", "gc.lock")  # one object folder, one lock
         os.makedirs(os.path.dirname(lock), exist_ok=True)
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
