@@ -88,11 +88,7 @@ class GitStorage:
             self.common_dir = git_dir
         self.path, self.git_dir, self.is_bare = path, git_dir, bare
         self.objects_dir = objects_dir
-        self.branch = branch
-        self.ref = b"refs/heads/" + branch.encode()
-        # A proposal branch (`--branch promote/x`) starts from the store branch when missing.
-        self.store_branch = store_branch or branch
-        self.base_ref = None if self.store_branch == branch else b"refs/heads/" + self.store_branch.encode()
+        self._use_branch(branch, store_branch)
         self.prefix = prefix.strip("/")
         self._trees: dict[bytes, Tree] = {}
         self._raw_trees: dict[bytes, bytes] = {}  # large trees not parsed (yet): see _entry
@@ -148,15 +144,18 @@ class GitStorage:
         store_branch = (store_branch or os.environ.get("CANONRY_BRANCH")
                         or storage.config(b"canonry", b"branch") or storage._default_branch())
         prefix = storage.config(b"canonry", b"prefix")
-        storage.branch = branch or store_branch
-        storage.ref = b"refs/heads/" + storage.branch.encode()
-        storage.store_branch = store_branch
-        storage.base_ref = (None if store_branch == storage.branch
-                            else b"refs/heads/" + store_branch.encode())
+        storage._use_branch(branch or store_branch, store_branch)
         storage.prefix = (prefix or "").strip("/")
         if prefix is None:
             storage.prefix = storage.find_prefix(start or path)
         return storage
+
+    def _use_branch(self, branch: str, store_branch: str | None) -> None:
+        self.branch = branch
+        self.ref = b"refs/heads/" + branch.encode()
+        # A proposal branch (`--branch promote/x`) starts from the store branch when missing.
+        self.store_branch = store_branch or branch
+        self.base_ref = None if self.store_branch == branch else b"refs/heads/" + self.store_branch.encode()
 
     def config(self, section: bytes, key: bytes) -> str | None:
         """A value of the repository's own config file (.git/config), or None."""
