@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Core benchmark for canonry (a script, not a test).
 
-    python benchmarks/bench_core.py                 # default: 100 vs 100,000 links (~5-6 minutes)
+    python benchmarks/bench_core.py                 # default: 100 vs 100,000 links (~90 seconds)
+    python benchmarks/bench_core.py --core-fsync none   # the same without fsyncs: what durability costs
     python benchmarks/bench_core.py --quick         # smoke run: 100 vs 2,000 links (< 1 minute)
     python benchmarks/bench_core.py --links 100000 --ops 300 --out benchmarks/out [--profile]
 
