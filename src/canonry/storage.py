@@ -98,6 +98,7 @@ class GitStorage:
         self.pack_dir = os.path.join(objects_dir, "pack")
         self._fsync = None
         self._fsync_refs = None
+        self._config = None  # ((mtime, size), lowered text, parsed file or None)
         self._packs_written = 0
         if repo is not None:
             _serialize_pack_rescans(repo.object_store)
@@ -159,17 +160,26 @@ class GitStorage:
 
     def config(self, section: bytes, key: bytes) -> str | None:
         """A value of the repository's own config file (.git/config), or None."""
+        path = os.path.join(self.common_dir, "config")
         try:
-            with open(os.path.join(self.common_dir, "config"), "rb") as f:
-                text = f.read().lower()
+            st = os.stat(path)
+            stamp = (st.st_mtime_ns, st.st_size)
         except OSError:
-            text = b""
+            return None
+        if self._config is None or self._config[0] != stamp:
+            with open(path, "rb") as f:
+                text = f.read()
+            self._config = (stamp, text.lower(), None)
+        stamp, text, parsed = self._config
         # Only a file that mentions the section (or includes others) needs a real parser.
         if section.lower() not in text and b"include" not in text:
             return None
-        from dulwich.config import ConfigFile
+        if parsed is None:  # parsed once per version of the file, not once per key asked
+            from dulwich.config import ConfigFile
 
-        return _config_get(ConfigFile.from_path(os.path.join(self.common_dir, "config")), section, key)
+            parsed = ConfigFile.from_path(path)
+            self._config = (stamp, text, parsed)
+        return _config_get(parsed, section, key)
 
     def _default_branch(self) -> str:
         """`main`, unless it does not exist and HEAD names another branch (a git clone of a store
