@@ -1,5 +1,6 @@
-"""The console script's click-free `show` (launcher.py) answers exactly as the click CLI does:
-same stdout, stderr and exit code, in real processes; anything else goes to click."""
+"""The console script's click-free `show` and `--help` (launcher.py, cli_help.py) answer exactly
+as the click CLI does: same stdout, stderr and exit code, in real processes; anything else goes
+to click."""
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ import sys
 
 import pytest
 
+from canonry.cli_help import BUILTIN_COMMANDS, short_help
 from canonry.launcher import _show_command
 
 LAUNCHER = "import sys; from canonry.launcher import main; main()"
@@ -94,7 +96,7 @@ def test_show_does_not_import_click(promoted):
     (["-C", "-x", "show", "x"], None),
     (["--plugins-dir", "d", "show", "x"], None),
     (["ls"], None),
-    (["--help"], None),
+    (["--help"], None),  # taken before, by the help shape
     ([], None),
 ])
 def test_only_the_plain_show_shape_is_taken(args, expected):
@@ -103,7 +105,8 @@ def test_only_the_plain_show_shape_is_taken(args, expected):
 
 def test_other_commands_and_usage_errors_go_to_click(promoted, tmp_path):
     for args in (["-C", str(promoted), "ls"], ["-C", str(promoted), "show"],
-                 ["-C", str(promoted), "show", "a", "b"], ["--help"], ["-C", str(promoted), "show", "--help"]):
+                 ["-C", str(promoted), "show", "a", "b"], [], ["--help", "x"], ["-C", str(promoted), "--help"],
+                 ["-C", str(promoted), "show", "--help"]):
         fast = _run(LAUNCHER, args, tmp_path)
         assert fast == _run(CLICK, args, tmp_path), args
     code, _, err = _run(LAUNCHER, ["-C", str(promoted), "show"], tmp_path)
@@ -126,3 +129,36 @@ def test_the_console_script_and_python_m_use_the_launcher(promoted, tmp_path):
     via_m = subprocess.run([sys.executable, "-m", "canonry", *args], capture_output=True, text=True,
                            timeout=60)
     assert via_m.returncode == 0 and via_m.stdout == _run(CLICK, args, tmp_path)[1]
+
+
+# ---- `canonry --help` ---------------------------------------------------------------------------
+@pytest.mark.parametrize("columns", ["", "50", "66", "80", "100", "101", "160"])
+@pytest.mark.parametrize("option", ["--help", "-h"])
+def test_help_answers_like_click(tmp_path, columns, option):
+    env = dict(os.environ, COLUMNS=columns)  # "" is no terminal: 80 columns
+    fast = _run(LAUNCHER, [option], tmp_path, env)
+    assert fast == _run(CLICK, [option], tmp_path, env)
+    assert fast[0] == 0 and fast[1].startswith("Usage: canonry [OPTIONS] COMMAND [ARGS]...")
+
+
+def test_help_does_not_import_click(tmp_path):
+    code = ("import sys\nfrom canonry.launcher import main\n"
+            "try:\n    main(['--help'])\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "print(sorted(m for m in sys.modules if m == 'click' or m.startswith('canonry.cli')))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "['canonry.cli_help']"
+
+
+@pytest.mark.parametrize("text", [
+    *(short for _module, _attribute, short in BUILTIN_COMMANDS.values()),
+    "Pull, then push.", "Define group NAME as EMAIL...", "One. Two.", "word " * 30, "x" * 60,
+    "First paragraph without a full stop\n\nSecond paragraph.", "",
+])
+def test_short_help_is_shortened_as_click_would(text):
+    import click
+
+    for limit in range(1, 100):
+        assert short_help(text, limit) == click.Command("c", help=text).get_short_help_str(limit), limit

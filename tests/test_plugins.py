@@ -337,7 +337,7 @@ def test_help_lists_entry_point_commands_only_while_installed(tmp_path):
     import importlib.metadata
     import shutil
 
-    from canonry.cli import _entry_point_plugins_may_exist
+    from canonry.cli_help import entry_point_plugins_may_exist as _entry_point_plugins_may_exist
 
     assert _entry_point_plugins_may_exist() or not importlib.metadata.entry_points(group="canonry")
     env = _site_with_entry_points(tmp_path, {"greeter": COMMANDS_PLUGIN})

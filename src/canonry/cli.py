@@ -1,13 +1,13 @@
 """The `canonry` command: parse arguments, call the Python API, format the answer. No logic here.
 
 This module holds the top-level group only. Each command lives in a cli_* module that is imported
-when that command runs: `canonry --help` lists them from BUILTIN_COMMANDS without importing any.
+when that command runs: `canonry --help` lists them from BUILTIN_COMMANDS (cli_help.py) without
+importing any, and the console script (launcher.py) prints it without importing click at all.
 Heavy modules (dulwich, yaml, jsonschema) are imported inside commands so `--help` stays fast.
 """
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from gettext import gettext
 
@@ -16,108 +16,13 @@ import click
 from .cli_common import Ctx, UserError, plugins_without_store
 # importable from here as before the commands moved out (plugins may build on them)
 from .cli_common import JSON_HELP, branch_option, json_option, pass_ctx  # noqa: F401
+from .cli_help import (BUILTIN_COMMANDS, GROUP_HELP, MAX_CONTENT_WIDTH, PLUGINS_DIR_OPTION_HELP,
+                       STORE_OPTION_HELP, entry_point_plugins_may_exist)
 from .errors import CanonryError
-
-# name -> (module, attribute, short help). The short help is the first sentence of the command's
-# docstring, the text click would shorten for the listing: tests/test_cli_lazy.py checks that
-# they agree, so a changed docstring fails a test rather than drifting from `canonry --help`.
-BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "admin": ("canonry.cli_governance", "admin", "Store-wide admins (admins of every registry)."),
-    "alias": ("canonry.cli_write", "alias", "Set or remove aliases (production, staging, best, …)."),
-    "audit": ("canonry.cli_governance", "audit", "Who did what and when, across the store: newest first."),
-    "automations": ("canonry.cli_automations", "automations",
-                    "Declarative automations: configure them, fire them for a range, read their log."),
-    "clone": ("canonry.cli_sharing", "clone",
-              "Clone the store at URL (path, file://, http(s)://, ssh) into DIRECTORY."),
-    "codeowners": ("canonry.cli_governance", "codeowners",
-                   "Write a CODEOWNERS file mapping each registry's folder to who may change it."),
-    "compare": ("canonry.cli_query", "compare_cmd",
-                "Every linked version of a collection with its aliases and metrics, best first, with a "
-                "bar chart of the chosen metric and its trend across versions."),
-    "diff": ("canonry.cli_diff", "diff_cmd",
-             "Describe what HEAD changes over its merge base with BASE (like `git diff BASE...HEAD`): "
-             "alias moves with the metrics behind them, links, tags, settings."),
-    "events": ("canonry.cli_automations", "events",
-               "List the events of the commits in REV_RANGE (A..B, or one commit), oldest first."),
-    "gc": ("canonry.cli_store", "gc",
-           "Repack every git object into one pack (small packs are also merged automatically)."),
-    "get": ("canonry.cli_read", "get", "Restore the files of a version into DIR, verifying every sha256."),
-    "group": ("canonry.cli_governance", "group_cmd", "Define group NAME as EMAIL..."),
-    "history": ("canonry.cli_read", "history",
-                "Every change to TARGET, newest first: commit, time, actor, operation, before → after."),
-    "init": ("canonry.cli_store", "init", "Make PATH (default: current directory) a canonry store."),
-    "lineage": ("canonry.cli_query", "lineage_cmd",
-                "The artifact versions TARGET was made from and those made from it, with the collections, "
-                "links and aliases pointing at each and who produced it (git commit, command)."),
-    "link": ("canonry.cli_write", "link", "Link an artifact version into a collection (created if missing)."),
-    "log": ("canonry.cli_write", "log_cmd", "Log PATH (a file or directory) as a new version of artifact NAME."),
-    "ls": ("canonry.cli_read", "ls",
-           "List registries, the collections of a registry, or the versions of a collection."),
-    "merge": ("canonry.cli_sharing", "merge",
-              "Merge proposal BRANCH into the store branch: replays its operations, renumbering new links "
-              "if the store branch linked meanwhile; a true conflict stops with nothing written."),
-    "plugins": ("canonry.cli_automations", "plugins_cmd",
-                "List plugins: where each came from, its version, its hooks, and any load error."),
-    "pull": ("canonry.cli_sharing", "pull",
-             "Fetch REMOTE's store branch and bring yours onto it (local work is replayed on top)."),
-    "push": ("canonry.cli_sharing", "push",
-             "Push the store branch (and the automation run log) to REMOTE; never forced."),
-    "quickstart": ("canonry.cli_store", "quickstart",
-                   "Create a store in DIRECTORY and walk through log → link → alias → show → history."),
-    "registry": ("canonry.cli_registry", "registry", "Create, list, show and edit registries."),
-    "search": ("canonry.cli_query", "search_cmd",
-               "Find linked versions (or collections, registries) across the store."),
-    "show": ("canonry.cli_read", "show",
-             "Show everything known about a registry, collection, linked version or artifact version."),
-    "sync": ("canonry.cli_sharing", "sync", "Pull, then push."),
-    "tag": ("canonry.cli_write", "tag", "Add or remove tags on collections and linked versions."),
-    "unlink": ("canonry.cli_write", "unlink", "Remove a link (and the aliases it holds)."),
-    "validate": ("canonry.cli_validate", "validate_cmd",
-                 "Check every commit of BASE..HEAD (or the whole store): schemas, invariants, policies."),
-}
-
 
 def load_builtin_command(name: str) -> click.Command:
     module, attribute, _short_help = BUILTIN_COMMANDS[name]
     return getattr(importlib.import_module(module), attribute)
-
-
-def _entry_point_plugins_may_exist() -> bool:
-    """Whether a distribution on sys.path may declare entry points in group `canonry`.
-
-    `--help` asks on every run: importlib.metadata costs ~25 ms (its imports, then every
-    distribution's metadata), reading the entry_points.txt files found on sys.path ~2 ms. A yes
-    may be wrong (a shadowed distribution, an empty section): importlib.metadata, which loads
-    the plugins, then decides. Where this scan cannot look (a zip or an egg on sys.path, a
-    custom distribution finder) it says yes."""
-    from importlib.machinery import PathFinder
-
-    if any(hasattr(f, "find_distributions") and f is not PathFinder for f in sys.meta_path):
-        return True
-    return any(_path_entry_may_declare_canonry_entry_points(entry) for entry in sys.path)
-
-
-def _path_entry_may_declare_canonry_entry_points(entry: str) -> bool:
-    if not isinstance(entry, str):  # not what this scan reads: let importlib.metadata look
-        return True
-    root = entry or "."
-    if os.path.basename(root).lower().endswith(".egg"):
-        return True
-    try:
-        names = os.listdir(root)
-    except NotADirectoryError:  # a zip file: importlib.metadata reads inside it
-        return True
-    except OSError:  # missing or unreadable: importlib.metadata finds nothing there either
-        return False
-    for name in names:
-        if name.lower().endswith((".dist-info", ".egg-info")):
-            try:
-                with open(os.path.join(root, name, "entry_points.txt"), "rb") as f:
-                    if b"[canonry]" in f.read():
-                        return True
-            except OSError:  # no entry points (or an .egg-info file rather than a folder)
-                continue
-    return False
 
 
 class CanonryGroup(click.Group):
@@ -183,7 +88,7 @@ class CanonryGroup(click.Group):
         # plugin would cost `canonry --help` more than its budget. A trusted store plugin's
         # command still runs (get_command); `canonry plugins` lists every plugin's hooks.
         params = ctx.params or {}
-        if params.get("plugins_dir") or _entry_point_plugins_may_exist():
+        if params.get("plugins_dir") or entry_point_plugins_may_exist():
             self._load_listed_plugin_commands(params.get("plugins_dir"))
         return sorted({*BUILTIN_COMMANDS, *self.commands})
 
@@ -232,20 +137,15 @@ class CanonryGroup(click.Group):
             raise UserError(os_error_message(e)) from None
 
 
-@click.group(cls=CanonryGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("-C", "store_path", metavar="PATH", envvar="CANONRY_STORE", is_eager=True,
-              help="Store to use (default: found from the current directory upwards; env CANONRY_STORE).")
+@click.group(cls=CanonryGroup, help=GROUP_HELP,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": MAX_CONTENT_WIDTH})
+@click.option("-C", "store_path", metavar="PATH", envvar="CANONRY_STORE", is_eager=True, help=STORE_OPTION_HELP)
 @click.option("--plugins-dir", metavar="DIR", type=click.Path(exists=True, file_okay=False), is_eager=True,
-              help="Also load plugins (*.py) from DIR.")
+              help=PLUGINS_DIR_OPTION_HELP)
 @click.version_option(package_name="canonry", message="canonry %(version)s")
 @click.pass_context
 def cli(ctx, store_path, plugins_dir):
-    """Canonry: an artifact registry kept as YAML in a git repository.
-
-    Every change is a commit: history is the audit log. Addresses: REGISTRY,
-    REGISTRY/COLLECTION, REGISTRY/COLLECTION:vN, REGISTRY/COLLECTION:ALIAS,
-    ARTIFACT:vK, ARTIFACT:latest.
-    """
+    # the help text is GROUP_HELP (cli_help.py): the launcher prints `--help` without click
     ctx.obj = Ctx(store_path, plugins_dir)
 
 

@@ -1,12 +1,12 @@
-"""The `canonry` console script: answers `canonry [-C PATH] show TARGET [--json]` without click,
-hands every other command line to the click CLI (cli.py).
+"""The `canonry` console script: answers `canonry [-C PATH] show TARGET [--json]` and
+`canonry --help` without click, hands every other command line to the click CLI (cli.py).
 
 Why: `show` is what scripts and deploy jobs call, often in loops, and a fresh process has
-~150 ms for it. Importing click (and what it imports: inspect, uuid, platform, datetime,
-gettext, locale) costs ~30 ms of that before any work. Only the exact shapes below are taken
-here; anything else (another option, `--help`, a second target) goes to click, which prints
-the same output and the same one-line errors for these shapes (tests/test_launcher.py
-compares the two).
+~150 ms for it; `--help` has ~120 ms. Importing click (and what it imports: inspect, uuid,
+platform, datetime, gettext, locale) costs ~30 ms of that before any work. Only the exact
+shapes below are taken here; anything else (another option, a second target, `--help` when a
+plugin may add commands) goes to click, which prints the same output and the same one-line
+errors for these shapes (tests/test_launcher.py compares the two).
 """
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
+    if args in (["--help"], ["-h"]):
+        from .cli_help import entry_point_plugins_may_exist, top_level_help
+
+        if not entry_point_plugins_may_exist():  # else click lists the plugins' commands too
+            sys.stdout.write(top_level_help())
+            sys.stdout.flush()
+            sys.exit(0)
     parsed = _show_command(args)
     if parsed is None:
         from .cli import main as click_main

@@ -1,0 +1,197 @@
+"""What `canonry --help` says, and its rendering without click.
+
+The built-in commands (where each lives, its short help), the top-level help text and the
+global options are declared here, in a module that imports neither click nor any command: cli.py
+builds the click group from them, and the launcher prints `canonry --help` from them. Importing
+click costs ~30 ms of the ~120 ms a fresh `--help` may take. The rendering follows click's
+(HelpFormatter: width, definition lists, shortened help); tests/test_launcher.py compares the
+two, byte for byte, at several terminal widths.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+# name -> (module, attribute, short help). The short help is the first sentence of the command's
+# docstring, the text click would shorten for the listing: tests/test_cli_lazy.py checks that
+# they agree, so a changed docstring fails a test rather than drifting from `canonry --help`.
+BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "admin": ("canonry.cli_governance", "admin", "Store-wide admins (admins of every registry)."),
+    "alias": ("canonry.cli_write", "alias", "Set or remove aliases (production, staging, best, …)."),
+    "audit": ("canonry.cli_governance", "audit", "Who did what and when, across the store: newest first."),
+    "automations": ("canonry.cli_automations", "automations",
+                    "Declarative automations: configure them, fire them for a range, read their log."),
+    "clone": ("canonry.cli_sharing", "clone",
+              "Clone the store at URL (path, file://, http(s)://, ssh) into DIRECTORY."),
+    "codeowners": ("canonry.cli_governance", "codeowners",
+                   "Write a CODEOWNERS file mapping each registry's folder to who may change it."),
+    "compare": ("canonry.cli_query", "compare_cmd",
+                "Every linked version of a collection with its aliases and metrics, best first, with a "
+                "bar chart of the chosen metric and its trend across versions."),
+    "diff": ("canonry.cli_diff", "diff_cmd",
+             "Describe what HEAD changes over its merge base with BASE (like `git diff BASE...HEAD`): "
+             "alias moves with the metrics behind them, links, tags, settings."),
+    "events": ("canonry.cli_automations", "events",
+               "List the events of the commits in REV_RANGE (A..B, or one commit), oldest first."),
+    "gc": ("canonry.cli_store", "gc",
+           "Repack every git object into one pack (small packs are also merged automatically)."),
+    "get": ("canonry.cli_read", "get", "Restore the files of a version into DIR, verifying every sha256."),
+    "group": ("canonry.cli_governance", "group_cmd", "Define group NAME as EMAIL..."),
+    "history": ("canonry.cli_read", "history",
+                "Every change to TARGET, newest first: commit, time, actor, operation, before → after."),
+    "init": ("canonry.cli_store", "init", "Make PATH (default: current directory) a canonry store."),
+    "lineage": ("canonry.cli_query", "lineage_cmd",
+                "The artifact versions TARGET was made from and those made from it, with the collections, "
+                "links and aliases pointing at each and who produced it (git commit, command)."),
+    "link": ("canonry.cli_write", "link", "Link an artifact version into a collection (created if missing)."),
+    "log": ("canonry.cli_write", "log_cmd", "Log PATH (a file or directory) as a new version of artifact NAME."),
+    "ls": ("canonry.cli_read", "ls",
+           "List registries, the collections of a registry, or the versions of a collection."),
+    "merge": ("canonry.cli_sharing", "merge",
+              "Merge proposal BRANCH into the store branch: replays its operations, renumbering new links "
+              "if the store branch linked meanwhile; a true conflict stops with nothing written."),
+    "plugins": ("canonry.cli_automations", "plugins_cmd",
+                "List plugins: where each came from, its version, its hooks, and any load error."),
+    "pull": ("canonry.cli_sharing", "pull",
+             "Fetch REMOTE's store branch and bring yours onto it (local work is replayed on top)."),
+    "push": ("canonry.cli_sharing", "push",
+             "Push the store branch (and the automation run log) to REMOTE; never forced."),
+    "quickstart": ("canonry.cli_store", "quickstart",
+                   "Create a store in DIRECTORY and walk through log → link → alias → show → history."),
+    "registry": ("canonry.cli_registry", "registry", "Create, list, show and edit registries."),
+    "search": ("canonry.cli_query", "search_cmd",
+               "Find linked versions (or collections, registries) across the store."),
+    "show": ("canonry.cli_read", "show",
+             "Show everything known about a registry, collection, linked version or artifact version."),
+    "sync": ("canonry.cli_sharing", "sync", "Pull, then push."),
+    "tag": ("canonry.cli_write", "tag", "Add or remove tags on collections and linked versions."),
+    "unlink": ("canonry.cli_write", "unlink", "Remove a link (and the aliases it holds)."),
+    "validate": ("canonry.cli_validate", "validate_cmd",
+                 "Check every commit of BASE..HEAD (or the whole store): schemas, invariants, policies."),
+}
+
+
+
+GROUP_HELP = """Canonry: an artifact registry kept as YAML in a git repository.
+
+Every change is a commit: history is the audit log. Addresses: REGISTRY,
+REGISTRY/COLLECTION, REGISTRY/COLLECTION:vN, REGISTRY/COLLECTION:ALIAS,
+ARTIFACT:vK, ARTIFACT:latest."""
+
+STORE_OPTION_HELP = "Store to use (default: found from the current directory upwards; env CANONRY_STORE)."
+PLUGINS_DIR_OPTION_HELP = "Also load plugins (*.py) from DIR."
+# The rows of the Options section, in click's order: the group's options, then --version and
+# --help, whose texts are click's own.
+GLOBAL_OPTIONS: list[tuple[str, str]] = [
+    ("-C PATH", STORE_OPTION_HELP),
+    ("--plugins-dir DIR", PLUGINS_DIR_OPTION_HELP),
+    ("--version", "Show the version and exit."),
+    ("-h, --help", "Show this message and exit."),
+]
+MAX_CONTENT_WIDTH = 100  # the group's context setting: help is wrapped at most this wide
+
+
+def entry_point_plugins_may_exist() -> bool:
+    """Whether a distribution on sys.path may declare entry points in group `canonry`.
+
+    `--help` asks on every run: importlib.metadata costs ~25 ms (its imports, then every
+    distribution's metadata), reading the entry_points.txt files found on sys.path ~2 ms. A yes
+    may be wrong (a shadowed distribution, an empty section): importlib.metadata, which loads
+    the plugins, then decides. Where this scan cannot look (a zip or an egg on sys.path, a
+    custom distribution finder) it says yes."""
+    from importlib.machinery import PathFinder
+
+    if any(hasattr(f, "find_distributions") and f is not PathFinder for f in sys.meta_path):
+        return True
+    return any(_path_entry_may_declare_canonry_entry_points(entry) for entry in sys.path)
+
+
+def _path_entry_may_declare_canonry_entry_points(entry: str) -> bool:
+    if not isinstance(entry, str):  # not what this scan reads: let importlib.metadata look
+        return True
+    root = entry or "."
+    if os.path.basename(root).lower().endswith(".egg"):
+        return True
+    try:
+        names = os.listdir(root)
+    except NotADirectoryError:  # a zip file: importlib.metadata reads inside it
+        return True
+    except OSError:  # missing or unreadable: importlib.metadata finds nothing there either
+        return False
+    for name in names:
+        if name.lower().endswith((".dist-info", ".egg-info")):
+            try:
+                with open(os.path.join(root, name, "entry_points.txt"), "rb") as f:
+                    if b"[canonry]" in f.read():
+                        return True
+            except OSError:  # no entry points (or an .egg-info file rather than a folder)
+                continue
+    return False
+
+
+def top_level_help(columns: int | None = None) -> str:
+    """`canonry --help` as click prints it for the built-in commands (no plugin commands)."""
+    import textwrap
+
+    width = max(min(columns or terminal_columns(), MAX_CONTENT_WIDTH) - 2, 50)
+    out = ["Usage: canonry [OPTIONS] COMMAND [ARGS]...", ""]
+    for paragraph in GROUP_HELP.split("\n\n"):
+        out.append(textwrap.fill(" ".join(paragraph.splitlines()), width, initial_indent="  ",
+                                 subsequent_indent="  ", replace_whitespace=False))
+        out.append("")
+    out += ["Options:", *_definitions(GLOBAL_OPTIONS, width), ""]
+    limit = width - 6 - max(map(len, BUILTIN_COMMANDS))
+    commands = [(name, short_help(text, limit)) for name, (_m, _a, text) in sorted(BUILTIN_COMMANDS.items())]
+    out += ["Commands:", *_definitions(commands, width)]
+    return "\n".join(out) + "\n"
+
+
+def _definitions(rows: list[tuple[str, str]], width: int) -> list[str]:
+    """A definition list two columns wide, indented by 2, as click's HelpFormatter.write_dl."""
+    import textwrap
+
+    term_width = min(max(len(term) for term, _ in rows), 30)
+    text_width = max(width - term_width - 4, 10)
+    lines = []
+    for term, text in rows:
+        wrapped = textwrap.wrap(text, text_width, replace_whitespace=False) or [""]
+        if len(term) <= term_width:
+            lines.append(f"  {term:<{term_width}}  {wrapped[0]}".rstrip())
+        else:  # a long term gets its own line, its text starts below
+            lines += [f"  {term}", f"{'':{term_width + 4}}{wrapped[0]}"]
+        lines += [f"{'':{term_width + 4}}{line}" for line in wrapped[1:]]
+    return lines
+
+
+def short_help(text: str, limit: int) -> str:
+    """The first sentence of `text`, shortened at a word to fit `limit` with "..." (what click
+    lists for a command without an explicit short help)."""
+    words = text.split("\n\n", 1)[0].split()
+    kept, length = [], -1
+    for word in words:
+        if length + 1 + len(word) > limit:
+            break
+        kept.append(word)
+        length += 1 + len(word)
+        if word.endswith("."):
+            return " ".join(kept)
+    else:
+        return " ".join(kept)
+    while kept and length + 3 > limit:  # make room for the ellipsis
+        length -= len(kept.pop()) + 1
+    return " ".join(kept) + "..."
+
+
+def terminal_columns() -> int:
+    """The terminal's width as shutil.get_terminal_size() sees it (COLUMNS first), without
+    importing shutil."""
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns > 0:
+        return columns
+    try:
+        return os.get_terminal_size(sys.__stdout__.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
