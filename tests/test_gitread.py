@@ -194,3 +194,37 @@ def test_packs_of_any_name_with_an_index_are_read(tmp_path):
     reader = gitread.ObjectReader(str(repo / ".git/objects"))
     objects = _all_objects(repo)
     assert objects and all(sha in reader for sha in objects)
+
+
+def test_trees_read_from_their_bytes_agree_with_dulwichs_parse(tmp_path):
+    """Storage answers a tree's first lookups and listings from its raw bytes (no dulwich
+    objects): names with spaces, dots, every mode git writes, lookups of missing names."""
+    from canonry import storage as storage_mod
+
+    repo = tmp_path / "r"
+    _git_repo_with_history(repo, commits=3)
+    (repo / "a b.txt").write_text("space\n")
+    (repo / "a.b").mkdir()
+    (repo / "a.b" / "x").write_text("x\n")
+    (repo / "run.sh").write_text("#!/bin/sh\n")
+    (repo / "run.sh").chmod(0o755)
+    os.symlink("big.txt", repo / "link")
+    git("-C", str(repo), "add", "-A")
+    git("-C", str(repo), "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-q", "-m", "more")
+    head = git("-C", str(repo), "rev-parse", "HEAD").strip().encode()
+    with Repo(str(repo)) as dulwich_repo:
+        trees = {head: dulwich_repo[dulwich_repo[head].tree]}
+        trees[b"sub"] = dulwich_repo[trees[head][b"sub"][1]]
+    st = storage_mod.GitStorage.open(str(repo))
+    try:
+        assert st.commit_tree(head) == trees[head].id
+        root = st.root_tree(head)
+        for path, tree in (("", trees[head]), ("sub", trees[b"sub"])):
+            for _ in range(storage_mod.RAW_LOOKUPS_BEFORE_PARSE + 2):  # raw, then parsed
+                assert sorted(st.names(root, path)) == sorted(n.decode() for n in tree)
+                for name in [*tree, b"missing", b"a", b"b.txt"]:
+                    full = f"{path}/{name.decode()}".lstrip("/")
+                    expected = tuple(tree[name]) if name in tree else None
+                    assert st.lookup(root, full) == expected, full
+    finally:
+        st.close()

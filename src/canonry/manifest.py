@@ -1,7 +1,9 @@
 """Manifests: every file of a logged path with its size and sha256, and one digest over them."""
 from __future__ import annotations
 
-import hashlib
+# hashlib is imported where it hashes: loading OpenSSL costs ~3 ms of a fresh `canonry show`,
+# which hashes nothing.
+
 import os
 
 from .blobs import LocalBlobStore
@@ -42,6 +44,8 @@ def store_files(path: str, blobs: LocalBlobStore) -> list[dict]:
 
 
 def digest(entries: list[dict]) -> str:
+    import hashlib
+
     h = hashlib.sha256()
     for e in sorted(entries, key=lambda e: e["path"]):
         h.update(f"{e['path']}\t{e['size']}\t{e['sha256']}\n".encode("utf-8"))

@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 import stat
 
-from dulwich.objects import Blob
-
 from . import model as m
 from .errors import NotFound, SchemaError
 from .names import LATEST, is_version, version_number
@@ -126,6 +124,8 @@ class View:
         self._pending_records[path] = _clone(record)
         if kind:
             # What we write is valid by construction: later reads of this blob skip validation.
+            from dulwich.objects import Blob
+
             self.cache.put(Blob.from_string(data).id, kind, _clone(record))
 
     def derive(self, directory: str, kind: str, value) -> None:

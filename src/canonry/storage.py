@@ -15,8 +15,6 @@ import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from dulwich.file import FileLocked
-from dulwich.objects import Blob, Commit, ShaFile, Tree
 
 from . import gitread, packs
 from .errors import NotAStore
@@ -27,11 +25,12 @@ DEFAULT_BRANCH = "main"
 PACK_LOOSE_THRESHOLD = 4096
 
 FILE_MODE = 0o100644
-# A tree this large is searched in its raw bytes until it has been looked up this many times,
-# then parsed once (a long-running process looks up the same big trees over and over).
-RAW_LOOKUP_MIN_BYTES = 16_384
+# A tree is searched in its raw bytes until it has been looked up this many times, then parsed
+# once (a long-running process looks up the same trees over and over). Raw trees kept meanwhile
+# take at most this much memory.
 RAW_LOOKUPS_BEFORE_PARSE = 16
-Lost = (FileLocked,)  # exceptions that mean "someone else is writing the ref right now"
+RAW_TREES_MAX_BYTES = 16 << 20
+_COMMIT, _TREE = 1, 2  # git's object type numbers
 
 
 @dataclass(frozen=True)
@@ -91,7 +90,8 @@ class GitStorage:
         self._use_branch(branch, store_branch)
         self.prefix = prefix.strip("/")
         self._trees: dict[bytes, Tree] = {}
-        self._raw_trees: dict[bytes, bytes] = {}  # large trees not parsed (yet): see _entry
+        self._raw_trees: dict[bytes, bytes] = {}  # trees not parsed (yet): see _entry
+        self._raw_bytes = 0
         self._raw_lookups: dict[bytes, int] = {}
         self._commits: dict[bytes, Commit] = {}
         self._objects = gitread.ObjectReader(objects_dir, fallback=lambda: self.repo.object_store)
@@ -202,7 +202,7 @@ class GitStorage:
         head = self.head()
         if head is None:
             return ""
-        tree = self.commit(head).tree
+        tree = self.commit_tree(head)
         if not self.is_bare:
             rel = os.path.relpath(os.path.abspath(start), self.path).replace(os.sep, "/")
             parts = [] if rel == "." or rel.startswith("..") else rel.split("/")
@@ -276,11 +276,22 @@ class GitStorage:
             self._commits[commit_id] = commit
         return commit
 
+    def commit_tree(self, commit_id: bytes) -> bytes:
+        """The id of a commit's (whole) tree."""
+        commit = self._commits.get(commit_id)
+        if commit is not None:
+            return commit.tree
+        # A commit starts with its tree: no need to parse it (nor to import dulwich.objects).
+        _type_num, raw = self._objects.get_raw(commit_id)
+        if raw[:5] != b"tree " or raw[45:46] != b"\n":
+            return self.commit(commit_id).tree
+        return raw[5:45]
+
     def root_tree(self, commit_id: bytes | None) -> bytes | None:
         """The tree holding the store at `commit_id` (below the prefix), or None."""
         if commit_id is None:
             return None
-        tree_id = self.commit(commit_id).tree
+        tree_id = self.commit_tree(commit_id)
         if self.prefix:
             entry = self.lookup(tree_id, self.prefix)
             return entry[1] if entry and stat.S_ISDIR(entry[0]) else None
@@ -288,11 +299,17 @@ class GitStorage:
 
     def tree(self, tree_id: bytes) -> Tree:
         tree = self._trees.get(tree_id)
-        if tree is None:
-            tree = self.object(tree_id)
-            if len(self._trees) > 20000:
-                self._trees.clear()
-            self._trees[tree_id] = tree
+        return tree if tree is not None else self._parsed(tree_id)
+
+    def _parsed(self, tree_id: bytes, raw: bytes | None = None) -> Tree:
+        from dulwich.objects import ShaFile
+
+        if raw is None:
+            type_num, raw = self._objects.get_raw(tree_id)
+        tree = ShaFile.from_raw_string(_TREE, raw, tree_id)
+        if len(self._trees) > 20000:
+            self._trees.clear()
+        self._trees[tree_id] = tree
         return tree
 
     def lookup(self, tree_id: bytes | None, path: str) -> tuple[int, bytes] | None:
@@ -312,31 +329,43 @@ class GitStorage:
         return mode, sha
 
     def _entry(self, tree_id: bytes, name: bytes) -> tuple[int, bytes] | None:
-        """(mode, sha) of one entry. A large tree looked up only a few times is searched in its
-        raw bytes instead of being parsed: parsing `artifacts/` of 10,000 entries costs ~8 ms,
-        a search 0.1 ms, and a fresh `canonry show` needs one entry of it."""
-        tree = self._trees.get(tree_id)
-        if tree is None:
-            raw = self._raw_trees.get(tree_id)
-            if raw is None:
-                type_num, raw = self._objects.get_raw(tree_id)
-                if len(raw) < RAW_LOOKUP_MIN_BYTES:
-                    raw = None
-                else:
-                    if len(self._raw_trees) >= 64:
-                        self._raw_trees.clear()
-                    self._raw_trees[tree_id] = raw
-                    self._raw_lookups[tree_id] = 0
-            if raw is not None and self._raw_lookups[tree_id] < RAW_LOOKUPS_BEFORE_PARSE:
-                self._raw_lookups[tree_id] += 1
-                found = _find_entry(raw, name)
-                if found is not _AMBIGUOUS:
-                    return found
-            tree = self.tree(tree_id)
+        """(mode, sha) of one entry."""
+        tree = self._tree_or_raw(tree_id)
+        if type(tree) is bytes:
+            found = _find_entry(tree, name)
+            if found is not _AMBIGUOUS:
+                return found
+            tree = self._parsed(tree_id, tree)
         try:
             return tree[name]
         except KeyError:
             return None
+
+    def _tree_or_raw(self, tree_id: bytes):
+        """The parsed tree, or its raw bytes while it has been read fewer than
+        RAW_LOOKUPS_BEFORE_PARSE times: parsing `artifacts/` of 10,000 entries costs ~8 ms, a
+        search of its bytes 0.1 ms, and a fresh `canonry show` reads a dozen entries (with no
+        dulwich.objects imported)."""
+        tree = self._trees.get(tree_id)
+        if tree is not None:
+            return tree
+        raw = self._raw_trees.get(tree_id)
+        if raw is None:
+            type_num, raw = self._objects.get_raw(tree_id)
+        lookups = self._raw_lookups.get(tree_id, 0)
+        if lookups >= RAW_LOOKUPS_BEFORE_PARSE:
+            self._raw_bytes -= len(self._raw_trees.pop(tree_id, b""))
+            return self._parsed(tree_id, raw)
+        if len(self._raw_lookups) >= 20000:
+            self._raw_lookups.clear()
+        self._raw_lookups[tree_id] = lookups + 1
+        if tree_id not in self._raw_trees:
+            if self._raw_bytes + len(raw) > RAW_TREES_MAX_BYTES or len(self._raw_trees) >= 1024:
+                self._raw_trees.clear()
+                self._raw_bytes = 0
+            self._raw_trees[tree_id] = raw
+            self._raw_bytes += len(raw)
+        return raw
 
     def listdir(self, tree_id: bytes | None, path: str) -> list[tuple[str, int, bytes]]:
         entry = self.lookup(tree_id, path)
@@ -349,12 +378,17 @@ class GitStorage:
         entry = self.lookup(tree_id, path)
         if entry is None or not stat.S_ISDIR(entry[0]):
             return []
-        return [name.decode() for name in self.tree(entry[1])]
+        tree = self._tree_or_raw(entry[1])
+        if type(tree) is bytes:
+            return _raw_tree_names(tree)
+        return [name.decode() for name in tree]
 
     def blob(self, sha: bytes) -> bytes:
         return self._objects.get_raw(sha)[1]
 
     def object(self, sha: bytes) -> ShaFile:
+        from dulwich.objects import ShaFile
+
         type_num, raw = self._objects.get_raw(sha)
         return ShaFile.from_raw_string(type_num, raw, sha)
 
@@ -373,7 +407,9 @@ class GitStorage:
         committer: Identity | None = None,
     ) -> bytes:
         """Store blobs, trees and a commit for `changes` on top of `parent`; move no ref."""
-        base_tree = self.commit(parent).tree if parent is not None else None
+        from dulwich.objects import Blob, Commit, Tree
+
+        base_tree = self.commit_tree(parent) if parent is not None else None
         new_objects: list = []  # written together as one pack: see packs.py for why
         full: dict[str, tuple[int, bytes] | None] = {}
         for path, data in changes.items():
@@ -421,9 +457,9 @@ class GitStorage:
             self._remember(obj)
 
     def _remember(self, obj) -> None:
-        if isinstance(obj, Tree):
+        if obj.type_num == _TREE:
             self._trees[obj.id] = obj
-        elif isinstance(obj, Commit):
+        elif obj.type_num == _COMMIT:
             self._commits[obj.id] = obj
 
     def build_tree(self, tree_id: bytes | None, changes: dict[str, tuple[int, bytes] | None],
@@ -432,6 +468,8 @@ class GitStorage:
         New tree objects are appended to `out`, children before parents.
 
         Never mutates a Tree that came from the object store (they are cached and shared)."""
+        from dulwich.objects import Tree
+
         tree = Tree()
         if tree_id is not None:
             # Copy the entry map wholesale: per-entry adds cost ~2 ms on a 1,000-entry tree.
@@ -704,12 +742,28 @@ def _spliced(base: Tree, entries: dict, touched: set[bytes]) -> Tree | None:
         if at is None:
             return None
         raw = raw[:at] + new + raw[at:]
+    from dulwich.objects import Tree
+
     tree = Tree()
     # Set the parsed and the raw form together: parsing the bytes back would cost what we saved.
     tree._entries = entries  # the caller's fresh map: no one else holds it
     tree._chunked_text = [raw]
     tree._needs_serialization = False
     return tree
+
+
+def _raw_tree_names(raw: bytes) -> list[str]:
+    """Entry names of a raw tree: each entry is `MODE SP NAME NUL` and a 20-byte id."""
+    names, at, end = [], 0, len(raw)
+    find = raw.find
+    while at < end:
+        name_at = find(b" ", at) + 1
+        nul = find(b"\0", name_at)
+        if name_at == 0 or nul < 0:
+            raise ValueError("malformed tree object")
+        names.append(raw[name_at:nul].decode())
+        at = nul + 21
+    return names
 
 
 def _entry_bytes(name: bytes, mode: int, sha: bytes) -> bytes | None:
@@ -840,6 +894,8 @@ def _file_matches(fs_path: str, sha: bytes | None, storage: GitStorage) -> bool:
         return True  # nothing there to lose
     if sha is None:
         return False  # an untracked file of the user's where we want to write: keep it
+    from dulwich.objects import Blob
+
     with open(fs_path, "rb") as f:
         return Blob.from_string(f.read()).id == sha
 

@@ -8,7 +8,6 @@ import sys
 import time
 from contextlib import contextmanager
 
-from dulwich.file import FileLocked
 
 from . import journal, manifest, model as m, ops
 from .blobs import blob_store_for
@@ -242,6 +241,8 @@ class Store(_Operations):
         """Commit the view's pending changes on top of its base; None if the branch moved."""
         if not view.pending:
             return view.commit
+        from dulwich.file import FileLocked
+
         msg = journal.message(records, subject=message)
         new = self.storage.write_commit(view.commit, view.pending, msg, self.actor)
         self._check_policies(view, new)
@@ -261,6 +262,8 @@ class Store(_Operations):
 
     def _after_commit(self, old: bytes | None, new: bytes, paths: list[str]) -> None:
         """Housekeeping after the ref moved. The commit has landed: nothing here may undo it."""
+        from dulwich.file import FileLocked
+
         self.cache.flush()
         for attempt in range(20):
             try:
@@ -374,6 +377,8 @@ class Store(_Operations):
     def _after_commit_sync_only(self, old: bytes | None, new: bytes, paths: list[str]) -> None:
         """After a pull moved the branch: refresh the work tree; automations are not fired
         (run `canonry automations run OLD..NEW` where the team delivers them)."""
+        from dulwich.file import FileLocked
+
         self.cache.flush()
         try:
             self.storage.sync_worktree(old, new, paths)
