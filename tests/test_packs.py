@@ -7,6 +7,7 @@ import stat
 from dulwich.objects import Blob, Tree
 from dulwich.pack import apply_delta
 from dulwich.repo import Repo
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -269,14 +270,14 @@ def test_a_long_lived_reader_follows_a_writer_whose_merges_remove_packs(tmp_path
     for c in range(3):
         store.link("gem:v0", f"model/c{c}")
     reader, writer = canonry.open(path), canonry.open(path)
-    removed = set()
+    seen = set()
     for i in range(3 * packs.TIER_WIDTH ** 2 // 2):  # enough commits for merges of two tiers
-        before = set(_packs(path))
-        writer.set_alias(f"model/c{i % 3}:v0", f"a{i}")
-        removed |= before - set(_packs(path))
+        seen |= set(_packs(path))
+        writer.set_alias(f"model/c{i % 3}:v0", f"a{i}")  # (its merges delete packs meanwhile)
         assert reader.resolve(f"model/c{i % 3}:a{i}").version == "v0"
         assert f"a{i}" in reader.collection(f"model/c{i % 3}").aliases
-    assert len(removed) > packs.TIER_WIDTH  # packs the reader had listed really went away
+    writer.close()
+    assert len(seen - set(_packs(path))) > packs.TIER_WIDTH  # packs the reader had listed went away
     assert fsck(path).returncode == 0
 
 
@@ -365,3 +366,65 @@ def test_a_pack_left_without_its_index_is_ignored_then_replaced_whole(tmp_path):
     assert [reader.get_raw(b.id)[1] for b in blobs] == [b.data for b in blobs]
     assert sorted(os.listdir(_pack_dir(repo))) == [os.path.basename(base) + ext for ext in (".idx", ".pack")]
     _verify_with_git(repo)
+
+
+def test_packs_a_merge_replaced_are_deleted_in_the_background_then_the_lock_released(tmp_path, model_file):
+    """The commit that triggers a merge does not wait for the 16 unlinks: a thread deletes the
+    replaced packs while holding the gc lock, and close() (or the end of the process) waits
+    for it."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.git"
+    store = canonry.init(str(path), bare=True)
+    v = store.log_artifact(str(model_file), name="gem", type="model")
+    lock = path / "canonry" / "gc.lock"
+    merged_away = set()
+    for c in range(2 * packs.TIER_WIDTH):
+        before = set(_packs(path))
+        store.link(v.address, f"model/c{c}")
+        if store.storage._housekeeping is not None:  # this link merged
+            store.storage.wait_for_housekeeping()
+            gone = before - set(_packs(path))
+            assert len(gone) >= packs.TIER_WIDTH - 1, gone
+            merged_away |= gone
+            assert not lock.exists()
+    assert merged_away
+    assert fsck(path).returncode == 0
+
+    # A script that simply ends: the interpreter waits for the thread, nothing is left behind.
+    script = ("import sys, canonry\nstore = canonry.open(sys.argv[1])\n"
+              f"for c in range({2 * packs.TIER_WIDTH}):\n    store.link('gem:v0', f'model/d{{c}}')\n")
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert not lock.exists()
+    assert len(_packs(path)) < 2 * packs.TIER_WIDTH
+    assert fsck(path).returncode == 0
+    assert canonry.open(str(path)).resolve(f"model/d{2 * packs.TIER_WIDTH - 1}:latest").version == "v0"
+
+
+def test_gc_waits_for_a_merge_under_way_and_says_so_when_it_lasts(tmp_path, model_file, monkeypatch):
+    import threading
+    import time
+
+    from canonry import storage as storage_mod
+    from canonry.errors import Conflict
+
+    path = tmp_path / "s.git"
+    store = canonry.init(str(path), bare=True)
+    v = store.log_artifact(str(model_file), name="gem", type="model")
+    for c in range(3):
+        store.link(v.address, f"model/c{c}")
+    lock = path / "canonry" / "gc.lock"
+    lock.parent.mkdir(exist_ok=True)
+    lock.write_text("")  # another process is merging
+    threading.Timer(0.3, lock.unlink).start()
+    started = time.monotonic()
+    assert store.storage.gc()["packs"] == 1
+    assert time.monotonic() - started >= 0.3 and not lock.exists()
+    lock.write_text("")
+    monkeypatch.setattr(storage_mod, "GC_LOCK_WAIT", 0.1)
+    with pytest.raises(Conflict, match="another process has been packing objects"):
+        store.storage.gc()
+    assert lock.exists()  # not ours to remove

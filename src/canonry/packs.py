@@ -339,7 +339,15 @@ def read_index(idx_path: str) -> list[tuple[bytes, int, int]] | None:
 
 
 def merge(object_store, bases: list[str], fsync: bool = False) -> str | None:
-    """Write the objects of packs `bases` as one pack, then delete them; the new base path.
+    """Write the objects of packs `bases` as one pack, then delete them; the new base path."""
+    merged, replaced = merge_packs(object_store, bases, fsync)
+    remove_packs(replaced)
+    return merged
+
+
+def merge_packs(object_store, bases: list[str], fsync: bool = False) -> tuple[str | None, list[str]]:
+    """Write the objects of packs `bases` as one pack: (its base path, the packs it replaces,
+    which the caller deletes with remove_packs once it may).
 
     Whole objects are copied byte for byte (entry and crc stay valid in any pack), except large
     trees: each is stored as a delta against a similar recent one (a promotion rewrites its
@@ -386,12 +394,16 @@ def merge(object_store, bases: list[str], fsync: bool = False) -> str | None:
                     del decoded[next(iter(decoded))]
             if not out.add_delta(sha, type_num, raw, base_sha, delta):
                 out.add(sha, type_num, raw)
-    pack_dir = os.path.dirname(bases[0])
-    merged = _write(pack_dir, out.entries, fsync)
-    present = set(os.listdir(pack_dir))  # one listing, not a failed unlink per missing file
-    for base in merged_from:
-        if base == merged:
-            continue
+    merged = _write(os.path.dirname(bases[0]), out.entries, fsync)
+    return merged, [base for base in merged_from if base != merged]
+
+
+def remove_packs(bases: list[str]) -> None:
+    """Delete packs (whose objects are safely in another pack)."""
+    if not bases:
+        return
+    present = set(os.listdir(os.path.dirname(bases[0])))  # one listing, not a failed unlink per missing file
+    for base in bases:
         # The index first: nobody starts reading a pack mid-removal. Then what git may keep
         # beside a pack it wrote (reverse index, bitmap).
         stem = os.path.basename(base)
@@ -401,7 +413,6 @@ def merge(object_store, bases: list[str], fsync: bool = False) -> str | None:
                     os.unlink(base + ext)
                 except FileNotFoundError:  # removed by another process meanwhile
                     pass
-    return merged
 
 
 DELTA_MIN_SIZE = 2048  # bytes: smaller trees are stored whole
