@@ -150,7 +150,10 @@ def from_template(_templates, store_path):
         if name not in paths:
             work = _templates["root"] / name
             work.mkdir()
-            build(canonry.init(str(work / "store")), work)
+            with canonry.init(str(work / "store")) as built:
+                build(built, work)
+            # closed: the packs its last merge replaced are deleted (by a background thread
+            # until then), so copying the folder sees no file vanish mid-copy
             paths[name] = work / "store"
         if store_path.exists():
             shutil.rmtree(store_path)

@@ -20,6 +20,10 @@ def _pack_dir(repo_path) -> str:
     return os.path.join(str(repo_path), "objects", "pack")
 
 
+def _indexes(repo_path) -> list[str]:
+    return sorted(n for n in os.listdir(_pack_dir(repo_path)) if n.endswith(".idx"))
+
+
 def _packs(repo_path) -> list[str]:
     return sorted(n for n in os.listdir(_pack_dir(repo_path)) if n.endswith(".pack"))
 
@@ -381,13 +385,19 @@ def test_packs_a_merge_replaced_are_deleted_in_the_background_then_the_lock_rele
     lock = path / "canonry" / "gc.lock"
     merged_away = set()
     for c in range(2 * packs.TIER_WIDTH):
-        before = set(_packs(path))
+        before = set(_indexes(path))
         store.link(v.address, f"model/c{c}")
         if store.storage._housekeeping is not None:  # this link merged
+            # Already hidden from any reader that starts now: git lists packs by their index.
+            hidden = before - set(_indexes(path))
+            assert len(hidden) >= packs.TIER_WIDTH - 1, hidden
+            listed = git("-C", path, "count-objects", "-v")
+            assert f"packs: {len(_indexes(path))}" in listed
+            assert fsck(path).returncode == 0
             store.storage.wait_for_housekeeping()
-            gone = before - set(_packs(path))
-            assert len(gone) >= packs.TIER_WIDTH - 1, gone
-            merged_away |= gone
+            left = os.listdir(_pack_dir(path))
+            assert not [n for n in left if n.split(".")[0] in {h.split(".")[0] for h in hidden}], left
+            merged_away |= hidden
             assert not lock.exists()
     assert merged_away
     assert fsck(path).returncode == 0
@@ -428,3 +438,27 @@ def test_gc_waits_for_a_merge_under_way_and_says_so_when_it_lasts(tmp_path, mode
     with pytest.raises(Conflict, match="another process has been packing objects"):
         store.storage.gc()
     assert lock.exists()  # not ours to remove
+
+
+def test_packs_retired_by_an_interrupted_process_are_deleted_by_the_next_merge_or_gc(tmp_path, model_file):
+    """A process that ended between hiding merged packs and deleting them leaves `.retired`
+    indexes with their packs: git ignores them, and the next merge (or gc) deletes them."""
+    path = tmp_path / "s.git"
+    store = canonry.init(str(path), bare=True)
+    v = store.log_artifact(str(model_file), name="gem", type="model")
+    store.close()
+    # Two packs whose objects are also in another pack, as after a merge: retire them.
+    pack_dir = _pack_dir(path)
+    bases = [packs.write_pack(pack_dir, [Blob.from_string(f"spare {i}".encode())]) for i in range(2)]
+    packs.write_pack(pack_dir, [Blob.from_string(f"spare {i}".encode()) for i in range(2)])
+    assert packs.retire_packs(bases) == bases
+    assert fsck(path).returncode == 0 and len(packs.leftover_retired(pack_dir)) == 2
+    store = canonry.open(str(path))
+    for c in range(2 * packs.TIER_WIDTH):
+        store.link(v.address, f"model/c{c}")
+    store.close()
+    assert packs.leftover_retired(pack_dir) == []
+    assert not [n for n in os.listdir(pack_dir) if os.path.basename(bases[0]) in n]
+    packs.retire_packs([packs.write_pack(pack_dir, [Blob.from_string(b"spare 0")])])
+    assert store.storage.gc()["packs"] == 1 and packs.leftover_retired(pack_dir) == []
+    assert fsck(path).returncode == 0

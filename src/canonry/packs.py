@@ -407,6 +407,45 @@ def remove_packs(bases: list[str]) -> None:
                     pass
 
 
+# A pack whose index was renamed to this suffix was merged away and is being deleted.
+RETIRED = ".retired"
+
+
+def retire_packs(bases: list[str]) -> list[str]:
+    """Hide packs that a merge replaced from every reader that starts from now on, cheaply:
+    git, dulwich and canonry list a pack by its index, and renaming the index to a new name
+    costs ~0.03 ms where deleting the pack's files costs ~0.3 ms each on this disk. Readers
+    that had it open keep reading it. The packs actually hidden (remove_retired deletes them)."""
+    retired = []
+    for base in bases:
+        try:
+            os.replace(base + ".idx", base + RETIRED)
+        except FileNotFoundError:  # removed by another process meanwhile
+            continue
+        retired.append(base)
+    return retired
+
+
+def remove_retired(bases: list[str]) -> None:
+    """Delete retired packs. The renamed index goes last: while it is there, a later merge or
+    gc knows the pack is still to be deleted (should this be interrupted)."""
+    for base in bases:
+        for ext in (".pack", ".rev", ".bitmap", RETIRED):
+            try:
+                os.unlink(base + ext)
+            except FileNotFoundError:
+                pass
+
+
+def leftover_retired(pack_dir: str) -> list[str]:
+    """Packs retired but not deleted (by a process that ended first): their bases."""
+    try:
+        return [os.path.join(pack_dir, name[:-len(RETIRED)]) for name in os.listdir(pack_dir)
+                if name.endswith(RETIRED)]
+    except FileNotFoundError:
+        return []
+
+
 DELTA_MIN_SIZE = 2048  # bytes: smaller trees are stored whole
 _MAX_DEPTH = 16  # deltas in a chain: reading the last one applies them all
 _CANDIDATES = 256  # large trees kept as candidate bases

@@ -538,9 +538,11 @@ class GitStorage:
         """Pack loose objects when there are many, and merge small packs when a tier is full.
 
         Only one process does this at a time (an exclusive lock file); the others just go on.
-        The packs a merge replaced are deleted by a background thread, which holds the lock
-        until it is done: an unlink costs ~0.3 ms here and a merge replaces 16 files, time
-        the next commit need not wait for (the thread only waits on the disk, not on the GIL)."""
+        The packs a merge replaced are hidden at once (packs.retire_packs: their indexes are
+        renamed) and deleted by a background thread, which holds the lock until it is done: an
+        unlink costs ~0.3 ms here and a merge replaces 16 files, time the next commit need not
+        wait for (the thread only waits on the disk, not on the GIL). A reader starting after
+        this returns never lists a pack that is being deleted."""
         loose = self.loose_object_estimate() >= PACK_LOOSE_THRESHOLD
         if not loose and not (self._packs_written and packs.merge_plan(self.pack_dir)):
             return False
@@ -551,10 +553,10 @@ class GitStorage:
                 return False
             if loose:
                 self.repo.object_store.pack_loose_objects()
-            replaced = self._merge_small_packs(remove=False)
-            if replaced:
+            retired = packs.retire_packs(self._merge_small_packs(remove=False))
+            if retired:
                 self._housekeeping = threading.Thread(
-                    target=_remove_then_unlock, args=(replaced, lock), name="canonry-remove-packs")
+                    target=_remove_then_unlock, args=(retired, lock), name="canonry-remove-packs")
                 self._housekeeping.start()
                 lock = None  # the thread releases it
         except Exception as e:  # housekeeping after a landed commit: warn, the next one retries
@@ -575,6 +577,7 @@ class GitStorage:
 
     def _merge_small_packs(self, remove: bool = True) -> list[str]:
         """Merge the small packs due for it; the packs replaced (deleted already if `remove`)."""
+        packs.remove_retired(packs.leftover_retired(self.pack_dir))  # of an interrupted process
         plan = packs.merge_plan(self.pack_dir)
         if not plan:
             return []
@@ -617,6 +620,7 @@ class GitStorage:
                                f"(lock {os.path.join(self.common_dir, 'canonry', 'gc.lock')}): try again later")
             time.sleep(0.02)
         try:
+            packs.remove_retired(packs.leftover_retired(self.pack_dir))  # of an interrupted process
             store = self.repo.object_store
             packed = store.pack_loose_objects()
             packs_before = len(store.packs)
@@ -810,9 +814,9 @@ def _raw_tree_names(raw: bytes) -> list[str]:
     return names
 
 
-def _remove_then_unlock(replaced: list[str], lock: str) -> None:
+def _remove_then_unlock(retired: list[str], lock: str) -> None:
     try:
-        packs.remove_packs(replaced)
+        packs.remove_retired(retired)
     except OSError as e:  # they stay; a later merge or gc takes them again
         import sys
 
