@@ -603,9 +603,14 @@ def evaluate(res: dict) -> list[dict]:
             continue
         regime = key.split("/")[1]
         r = res["ops"][key]["ops"]
-        slowest = min(("link", "link --alias", "alias set"), key=lambda op: r[op]["ops_per_s"])
+        kinds = ("link", "link --alias", "alias set")
+        slowest = min(kinds, key=lambda op: r[op]["ops_per_s"])
+        # For the record: the three kinds as one workload (total ops / total time). The target
+        # is checked on the slowest kind alone.
+        together = sum(r[op]["n"] for op in kinds) / sum(r[op]["n"] / r[op]["ops_per_s"] for op in kinds)
         out.append({"what": f"link/alias ops/s at {links:,} links ({regime})",
-                    "measured": f"{r[slowest]['ops_per_s']:.0f} ops/s (slowest: {slowest})",
+                    "measured": f"{r[slowest]['ops_per_s']:.0f} ops/s (slowest: {slowest}; "
+                                f"the three kinds together: {together:.0f})",
                     "target": f"≥ {TARGETS['ops_per_s_at_large']:.0f}",
                     "ok": r[slowest]["ops_per_s"] >= TARGETS["ops_per_s_at_large"]})
         worst = max(("link", "link --alias", "alias set"), key=lambda op: res["ratios"][op][regime]["mean"])
