@@ -175,7 +175,7 @@ def test_store_writes_no_loose_objects_and_keeps_the_pack_count_bounded(tmp_path
     assert stat.S_IMODE(os.stat(os.path.join(_pack_dir(path), _packs(path)[0])).st_mode) == 0o444
 
 
-# ---- looking up an entry of a large tree in its raw bytes (storage._find_entry) ---------------
+# ---- looking up an entry of a large tree in its raw bytes (treebytes.find_entry) --------------
 _NAMES = st.text(alphabet="ab .-_1v", min_size=1, max_size=6).filter(lambda n: n not in (".", ".."))
 
 
@@ -184,7 +184,7 @@ _NAMES = st.text(alphabet="ab .-_1v", min_size=1, max_size=6).filter(lambda n: n
                                min_size=1, max_size=30),
        probe=_NAMES)
 def test_raw_entry_search_agrees_with_parsing(entries, probe):
-    from canonry.storage import _AMBIGUOUS, _find_entry
+    from canonry.treebytes import AMBIGUOUS as _AMBIGUOUS, find_entry as _find_entry
 
     tree = Tree()
     for name, (is_dir, sha) in entries.items():
