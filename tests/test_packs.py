@@ -387,7 +387,7 @@ def test_packs_a_merge_replaced_are_deleted_in_the_background_then_the_lock_rele
     for c in range(2 * packs.TIER_WIDTH):
         before = set(_indexes(path))
         store.link(v.address, f"model/c{c}")
-        if store.storage._housekeeping is not None:  # this link merged
+        if store.storage.housekeeping.thread is not None:  # this link merged
             # Already hidden from any reader that starts now: git lists packs by their index.
             hidden = before - set(_indexes(path))
             assert len(hidden) >= packs.TIER_WIDTH - 1, hidden
@@ -418,7 +418,7 @@ def test_gc_waits_for_a_merge_under_way_and_says_so_when_it_lasts(tmp_path, mode
     import threading
     import time
 
-    from canonry import storage as storage_mod
+    from canonry import housekeeping
     from canonry.errors import Conflict
 
     path = tmp_path / "s.git"
@@ -434,7 +434,7 @@ def test_gc_waits_for_a_merge_under_way_and_says_so_when_it_lasts(tmp_path, mode
     assert store.storage.gc()["packs"] == 1
     assert time.monotonic() - started >= 0.3 and not lock.exists()
     lock.write_text("")
-    monkeypatch.setattr(storage_mod, "GC_LOCK_WAIT", 0.1)
+    monkeypatch.setattr(housekeeping, "GC_LOCK_WAIT", 0.1)
     with pytest.raises(Conflict, match="another process has been packing objects"):
         store.storage.gc()
     assert lock.exists()  # not ours to remove

@@ -16,20 +16,18 @@ from dataclasses import dataclass
 
 
 from . import gitread, packs, treebytes
+from .housekeeping import Housekeeping
 from .treebytes import FILE_MODE
 from .errors import NotAStore
 
 STORE_FILE = "canonry.yaml"
 DEFAULT_BRANCH = "main"
-# Pack loose objects once the fan-out sample says there are about this many (git gc --auto: 6700).
-PACK_LOOSE_THRESHOLD = 4096
 
 # A tree is searched in its raw bytes until it has been looked up this many times, then parsed
 # once (a long-running process looks up the same trees over and over). Raw trees kept meanwhile
 # take at most this much memory.
 RAW_LOOKUPS_BEFORE_PARSE = 16
 RAW_TREES_MAX_BYTES = 16 << 20
-GC_LOCK_WAIT = 60.0  # seconds `canonry gc` waits for a merge under way elsewhere
 _COMMIT, _TREE = 1, 2  # git's object type numbers
 
 
@@ -92,7 +90,7 @@ class GitStorage:
         self._trees: dict[bytes, Tree] = {}
         self._raw_trees: dict[bytes, bytes] = {}  # trees not parsed (yet): see _entry
         self._raw_bytes = 0
-        self._housekeeping: threading.Thread | None = None  # see maybe_pack
+        self.housekeeping = Housekeeping(self)
         self._raw_lookups: dict[bytes, int] = {}
         self._commits: dict[bytes, Commit] = {}
         self._objects = gitread.ObjectReader(objects_dir, fallback=lambda: self.repo.object_store)
@@ -100,7 +98,7 @@ class GitStorage:
         self._fsync = None
         self._fsync_refs = None
         self._config = None  # ((mtime, size), lowered text, parsed file or None)
-        self._packs_written = 0
+        self.packs_written = 0
         if repo is not None:
             _serialize_pack_rescans(repo.object_store)
             repo.object_store.fsync_object_files = self.fsync_packs
@@ -454,7 +452,7 @@ class GitStorage:
     def write_objects(self, objects: list) -> None:
         """Store git objects, all in one new pack (see packs.py for why not loose objects)."""
         packs.write_pack(self.pack_dir, objects, fsync=self.fsync_packs)
-        self._packs_written += 1
+        self.packs_written += 1
         for obj in objects:
             self._remember(obj)
 
@@ -525,115 +523,15 @@ class GitStorage:
             return True
         return "pack" in fsync_components(self.config(b"core", b"fsync"))
 
-    # ---- housekeeping ----------------------------------------------------------------------
-    def loose_object_estimate(self) -> int:
-        sample = os.path.join(self.objects_dir, "17")
-        try:
-            return len(os.listdir(sample)) * 256
-        except FileNotFoundError:
-            return 0
-
+    # ---- housekeeping (housekeeping.py) -------------------------------------------------------
     def maybe_pack(self) -> bool:
-        """Pack loose objects when there are many, and merge small packs when a tier is full.
-
-        Only one process does this at a time (an exclusive lock file); the others just go on.
-        The packs a merge replaced are hidden at once (packs.retire_packs: their indexes are
-        renamed) and deleted by a background thread, which holds the lock until it is done: an
-        unlink costs ~0.3 ms here and a merge replaces 16 files, time the next commit need not
-        wait for (the thread only waits on the disk, not on the GIL). A reader starting after
-        this returns never lists a pack that is being deleted."""
-        loose = self.loose_object_estimate() >= PACK_LOOSE_THRESHOLD
-        if not loose and not (self._packs_written and packs.merge_plan(self.pack_dir)):
-            return False
-        lock = None
-        try:
-            lock = self._take_gc_lock()
-            if lock is None:
-                return False
-            if loose:
-                self.repo.object_store.pack_loose_objects()
-            retired = packs.retire_packs(self._merge_small_packs(remove=False))
-            if retired:
-                self._housekeeping = threading.Thread(
-                    target=_remove_then_unlock, args=(retired, lock), name="canonry-remove-packs")
-                self._housekeeping.start()
-                lock = None  # the thread releases it
-        except Exception as e:  # housekeeping after a landed commit: warn, the next one retries
-            import sys
-
-            sys.stderr.write(f"canonry: warning: merging packs failed (tried again later): {e}\n")
-            return False
-        finally:
-            if lock is not None:
-                _unlock(lock)
-        return True
+        return self.housekeeping.maybe_pack()
 
     def wait_for_housekeeping(self) -> None:
-        """Wait until the packs replaced by this storage's last merge are deleted."""
-        if self._housekeeping is not None:
-            self._housekeeping.join()
-            self._housekeeping = None
-
-    def _merge_small_packs(self, remove: bool = True) -> list[str]:
-        """Merge the small packs due for it; the packs replaced (deleted already if `remove`)."""
-        packs.remove_retired(packs.leftover_retired(self.pack_dir))  # of an interrupted process
-        plan = packs.merge_plan(self.pack_dir)
-        if not plan:
-            return []
-        _merged, replaced = packs.merge_packs(self._objects, plan, fsync=self.fsync_packs)
-        self._objects.forget(plan)
-        if remove:
-            packs.remove_packs(replaced)
-        # dulwich's object store (if open) is not rescanned here (~1 ms): it rescans by itself
-        # when it misses a pack that has gone.
-        return replaced
-
-    def _take_gc_lock(self) -> str | None:
-        """The path of the lock file when this process now holds it, else None."""
-        lock = os.path.join(self.common_dir, "canonry", "gc.lock")  # one object folder, one lock
-        os.makedirs(os.path.dirname(lock), exist_ok=True)
-        try:
-            os.close(os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            try:
-                if time.time() - os.path.getmtime(lock) > 600:  # left by a crashed process
-                    os.unlink(lock)
-            except OSError:
-                pass
-            return None
-        return lock
+        self.housekeeping.wait()
 
     def gc(self, full: bool = True) -> dict:
-        """Pack loose objects; `full`: everything into one pack (dulwich's repack).
-
-        Under the gc lock, waiting for it: a merge, or the deletion of the packs it replaced,
-        may be under way in this process or another, and a repack must not read a pack that
-        is being deleted."""
-        self.wait_for_housekeeping()
-        deadline = time.monotonic() + GC_LOCK_WAIT
-        while (lock := self._take_gc_lock()) is None:
-            if time.monotonic() > deadline:
-                from .errors import Conflict
-
-                raise Conflict(f"another process has been packing objects for {GC_LOCK_WAIT:.0f} s "
-                               f"(lock {os.path.join(self.common_dir, 'canonry', 'gc.lock')}): try again later")
-            time.sleep(0.02)
-        try:
-            packs.remove_retired(packs.leftover_retired(self.pack_dir))  # of an interrupted process
-            store = self.repo.object_store
-            packed = store.pack_loose_objects()
-            packs_before = len(store.packs)
-            consolidated = False
-            if full and packs_before > 1:
-                store.repack()
-                consolidated = True
-            elif not full:
-                self._merge_small_packs()
-            self._objects.close()  # what it had open may be gone: it rescans on the next read
-            return {"packed_objects": packed, "packs_before": packs_before,
-                    "packs": len(store.packs), "consolidated": consolidated}
-        finally:
-            _unlock(lock)
+        return self.housekeeping.gc(full)
 
     # ---- keeping a checked-out work tree honest -----------------------------------------------
     def checked_out_here(self) -> bool:
@@ -713,24 +611,6 @@ class GitStorage:
             yield
         finally:
             os.unlink(lock)
-
-
-def _remove_then_unlock(retired: list[str], lock: str) -> None:
-    try:
-        packs.remove_retired(retired)
-    except OSError as e:  # they stay; a later merge or gc takes them again
-        import sys
-
-        sys.stderr.write(f"canonry: warning: could not delete merged packs: {e}\n")
-    finally:
-        _unlock(lock)
-
-
-def _unlock(lock: str) -> None:
-    try:
-        os.unlink(lock)
-    except FileNotFoundError:  # taken for stale and removed by another process
-        pass
 
 
 # Storages still open at exit are closed then: dulwich objects closed by the garbage collector
