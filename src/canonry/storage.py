@@ -14,7 +14,6 @@ import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-
 from . import gitread, packs, treebytes
 from .housekeeping import Housekeeping
 from .treebytes import FILE_MODE
@@ -305,7 +304,7 @@ class GitStorage:
         from dulwich.objects import ShaFile
 
         if raw is None:
-            type_num, raw = self._objects.get_raw(tree_id)
+            _type_num, raw = self._objects.get_raw(tree_id)
         tree = ShaFile.from_raw_string(_TREE, raw, tree_id)
         if len(self._trees) > 20000:
             self._trees.clear()
