@@ -77,8 +77,8 @@ class Housekeeping:
         plan = packs.merge_plan(self.storage.pack_dir)
         if not plan:
             return []
-        _merged, replaced = packs.merge_packs(self.storage._objects, plan, fsync=self.storage.fsync_packs)
-        self.storage._objects.forget(plan)
+        _merged, replaced = packs.merge_packs(self.storage.objects, plan, fsync=self.storage.fsync_packs)
+        self.storage.objects.forget(plan)
         if remove:
             packs.remove_packs(replaced)
         # dulwich's object store (if open) is not rescanned here (~1 ms): it rescans by itself
@@ -126,7 +126,7 @@ class Housekeeping:
                 consolidated = True
             elif not full:
                 self.merge_small_packs()
-            self.storage._objects.close()  # what it had open may be gone: it rescans on the next read
+            self.storage.objects.close()  # what it had open may be gone: it rescans on the next read
             return {"packed_objects": packed, "packs_before": packs_before,
                     "packs": len(store.packs), "consolidated": consolidated}
         finally:

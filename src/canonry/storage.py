@@ -118,6 +118,11 @@ class GitStorage:
                     self._repo = repo
         return self._repo
 
+    @property
+    def objects(self) -> gitread.ObjectReader:
+        """The object reader (gitread): packs and loose objects, read without dulwich."""
+        return self._objects
+
     def close(self) -> None:
         """Close open pack files (the storage can still be used: they reopen)."""
         self.wait_for_housekeeping()
