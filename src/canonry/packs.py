@@ -277,38 +277,37 @@ def merge_plan(pack_dir: str) -> list[str]:
 
     A full tier is merged together with every smaller pack; if the result would fill the next
     tier, that tier joins in too, so one merge settles a cascade."""
-    tiers: dict[int, list[str]] = {}
     try:
-        with os.scandir(pack_dir) as it:
-            found = {e.name: e for e in it}
+        names = set(os.listdir(pack_dir))
     except FileNotFoundError:
         return []
-    for name, entry in found.items():
+    tiers: dict[int, list[str]] = {}  # tier -> pack names without extension
+    for name in names:
+        if not name.endswith(".idx"):
+            continue
         stem = name[:-4]
-        if not name.endswith(".idx") or stem + ".pack" not in found:
-            continue
-        if stem + ".keep" in found or stem + ".mtimes" in found:  # kept, or git's cruft pack
-            continue
+        if stem + ".pack" not in names or stem + ".keep" in names or stem + ".mtimes" in names:
+            continue  # no pack (yet), or kept, or git's cruft pack
         count = _COUNTS.get(name)
         if count is None:
             try:
-                count = _count_from_index_size(entry.stat().st_size)
+                count = _count_from_index_size(os.stat(os.path.join(pack_dir, name)).st_size)
             except OSError:  # removed meanwhile
                 continue
             if len(_COUNTS) > 4096:
                 _COUNTS.clear()
             _COUNTS[name] = count
         if count < AUTO_MERGE_LIMIT:
-            tiers.setdefault(tier(count), []).append(os.path.join(pack_dir, stem))
-    full = [t for t, packs in tiers.items() if len(packs) >= TIER_WIDTH]
+            tiers.setdefault(tier(count), []).append(stem)
+    full = [t for t, stems in tiers.items() if len(stems) >= TIER_WIDTH]
     if not full:
         return []
-    chosen = [base for t in sorted(tiers) if t <= min(full) for base in tiers[t]]
+    chosen = [stem for t in sorted(tiers) if t <= min(full) for stem in tiers[t]]
     for t in sorted(t for t in tiers if t > min(full)):
         if len(tiers[t]) + 1 < TIER_WIDTH:  # the merged pack would not fill this tier
             break
         chosen += tiers[t]
-    return chosen
+    return [os.path.join(pack_dir, stem) for stem in chosen]
 
 
 def read_index(idx_path: str) -> list[tuple[bytes, int, int]] | None:
