@@ -7,6 +7,7 @@ Heavy modules (dulwich, yaml, jsonschema) are imported inside commands so `--hel
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import sys
 from gettext import gettext
@@ -17,7 +18,7 @@ from .cli_common import Ctx, UserError, plugins_without_store
 # importable from here as before the commands moved out (plugins may build on them)
 from .cli_common import JSON_HELP, branch_option, json_option, pass_ctx  # noqa: F401
 from .cli_help import (BUILTIN_COMMANDS, GROUP_HELP, MAX_CONTENT_WIDTH, PLUGINS_DIR_OPTION_HELP,
-                       STORE_OPTION_HELP, entry_point_plugins_may_exist)
+                       STORE_OPTION_HELP, entry_point_plugins_may_exist, short_help)
 from .errors import CanonryError
 
 def load_builtin_command(name: str) -> click.Command:
@@ -99,15 +100,15 @@ class CanonryGroup(click.Group):
         for name in self.list_commands(ctx):
             command = self.commands.get(name)
             if command is None and name in BUILTIN_COMMANDS:
-                # click shortens it as for the real command (its helper for that is deprecated)
-                listed.append((name, click.Command(name, help=BUILTIN_COMMANDS[name][2]).get_short_help_str))
+                # shortened as click would (the launcher's --help uses the same function)
+                listed.append((name, functools.partial(short_help, BUILTIN_COMMANDS[name][2])))
             elif command is not None and not command.hidden:
                 listed.append((name, command.get_short_help_str))
         if not listed:
             return
-        limit = formatter.width - 6 - max(len(name) for name, _short_help in listed)
+        limit = formatter.width - 6 - max(len(name) for name, _shorten in listed)
         with formatter.section(gettext("Commands")):  # the title click gives it
-            formatter.write_dl([(name, short_help(limit)) for name, short_help in listed])
+            formatter.write_dl([(name, shorten(limit)) for name, shorten in listed])
 
     def _load_listed_plugin_commands(self, plugins_dir) -> None:
         loaded = self.__dict__.setdefault("_loaded_for", set())
