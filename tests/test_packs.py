@@ -342,6 +342,8 @@ def test_a_failing_merge_never_fails_an_operation(tmp_path, model_file, capfd):
     with open(bad + ".pack", "r+b") as f:
         f.seek(12)
         f.write(b"\xff" * 8)
+    for k in range(packs.TIER_WIDTH):  # a full tier 0, as other processes' commits leave it
+        packs.write_pack(_pack_dir(path), [Blob.from_string(f"other {k}".encode())])
     for c in range(2 * packs.TIER_WIDTH):
         lv = store.link(v.address, f"model/c{c}")
         assert lv.version == "v0"
@@ -372,6 +374,24 @@ def test_a_pack_left_without_its_index_is_ignored_then_replaced_whole(tmp_path):
     _verify_with_git(repo)
 
 
+def _hold(lock) -> int:
+    """Take the gc lock as another process would: the descriptor that holds it."""
+    import fcntl
+
+    lock.parent.mkdir(exist_ok=True)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+def _held(lock) -> bool:
+    try:
+        os.close(_hold(lock))
+    except BlockingIOError:
+        return True
+    return False
+
+
 def test_packs_a_merge_replaced_are_deleted_in_the_background_then_the_lock_released(tmp_path, model_file):
     """The commit that triggers a merge does not wait for the 16 unlinks: a thread deletes the
     replaced packs while holding the gc lock, and close() (or the end of the process) waits
@@ -383,14 +403,16 @@ def test_packs_a_merge_replaced_are_deleted_in_the_background_then_the_lock_rele
     store = canonry.init(str(path), bare=True)
     v = store.log_artifact(str(model_file), name="gem", type="model")
     lock = path / "canonry" / "gc.lock"
+    for k in range(packs.TIER_WIDTH - 1):  # small packs, as other processes' commits leave them
+        packs.write_pack(_pack_dir(path), [Blob.from_string(f"other {k}".encode())])
     merged_away = set()
     for c in range(2 * packs.TIER_WIDTH):
         before = set(_indexes(path))
         store.link(v.address, f"model/c{c}")
-        if store.storage.housekeeping.thread is not None:  # this link merged
-            # Already hidden from any reader that starts now: git lists packs by their index.
-            hidden = before - set(_indexes(path))
-            assert len(hidden) >= packs.TIER_WIDTH - 1, hidden
+        # Already hidden from any reader that starts now (git lists packs by their index),
+        # perhaps not deleted yet.
+        hidden = before - set(_indexes(path))
+        if hidden:  # this link merged packs, or retired the one its growing pack replaced
             listed = git("-C", path, "count-objects", "-v")
             assert f"packs: {len(_indexes(path))}" in listed
             assert fsck(path).returncode == 0
@@ -398,8 +420,8 @@ def test_packs_a_merge_replaced_are_deleted_in_the_background_then_the_lock_rele
             left = os.listdir(_pack_dir(path))
             assert not [n for n in left if n.split(".")[0] in {h.split(".")[0] for h in hidden}], left
             merged_away |= hidden
-            assert not lock.exists()
-    assert merged_away
+            assert not _held(lock)
+    assert len(merged_away) >= packs.TIER_WIDTH  # the others' packs were merged
     assert fsck(path).returncode == 0
 
     # A script that simply ends: the interpreter waits for the thread, nothing is left behind.
@@ -408,7 +430,7 @@ def test_packs_a_merge_replaced_are_deleted_in_the_background_then_the_lock_rele
     done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and done.stderr == "", done.stderr
-    assert not lock.exists()
+    assert not _held(lock)
     assert len(_packs(path)) < 2 * packs.TIER_WIDTH
     assert fsck(path).returncode == 0
     assert canonry.open(str(path)).resolve(f"model/d{2 * packs.TIER_WIDTH - 1}:latest").version == "v0"
@@ -426,18 +448,19 @@ def test_gc_waits_for_a_merge_under_way_and_says_so_when_it_lasts(tmp_path, mode
     v = store.log_artifact(str(model_file), name="gem", type="model")
     for c in range(3):
         store.link(v.address, f"model/c{c}")
+    store.storage.wait_for_housekeeping()  # the packs this store's growing pack replaced are deleted
     lock = path / "canonry" / "gc.lock"
-    lock.parent.mkdir(exist_ok=True)
-    lock.write_text("")  # another process is merging
-    threading.Timer(0.3, lock.unlink).start()
+    holder = _hold(lock)  # another process is merging
+    threading.Timer(0.3, os.close, [holder]).start()
     started = time.monotonic()
     assert store.storage.gc()["packs"] == 1
-    assert time.monotonic() - started >= 0.3 and not lock.exists()
-    lock.write_text("")
+    assert time.monotonic() - started >= 0.3 and not _held(lock)
+    holder = _hold(lock)
     monkeypatch.setattr(housekeeping, "GC_LOCK_WAIT", 0.1)
     with pytest.raises(Conflict, match="another process has been packing objects"):
         store.storage.gc()
-    assert lock.exists()  # not ours to remove
+    assert _held(lock)  # still the other's
+    os.close(holder)
 
 
 def test_packs_retired_by_an_interrupted_process_are_deleted_by_the_next_merge_or_gc(tmp_path, model_file):
@@ -453,12 +476,106 @@ def test_packs_retired_by_an_interrupted_process_are_deleted_by_the_next_merge_o
     packs.write_pack(pack_dir, [Blob.from_string(f"spare {i}".encode()) for i in range(2)])
     assert packs.retire_packs(bases) == bases
     assert fsck(path).returncode == 0 and len(packs.leftover_retired(pack_dir)) == 2
+    for k in range(packs.TIER_WIDTH):  # a full tier 0, as other processes' commits leave it
+        packs.write_pack(pack_dir, [Blob.from_string(f"other {k}".encode())])
     store = canonry.open(str(path))
-    for c in range(2 * packs.TIER_WIDTH):
-        store.link(v.address, f"model/c{c}")
+    store.link(v.address, "model/c0")  # merges
     store.close()
     assert packs.leftover_retired(pack_dir) == []
     assert not [n for n in os.listdir(pack_dir) if os.path.basename(bases[0]) in n]
     packs.retire_packs([packs.write_pack(pack_dir, [Blob.from_string(b"spare 0")])])
     assert store.storage.gc()["packs"] == 1 and packs.leftover_retired(pack_dir) == []
     assert fsck(path).returncode == 0
+
+
+def test_a_writer_grows_one_pack_and_retires_the_one_it_replaces(tmp_path, model_file):
+    """Each commit's pack holds the previous one (while small), which is then hidden and deleted:
+    a writer leaves one pack of tier 0 behind, not one per commit, and git reads every step."""
+    path = tmp_path / "s.git"
+    store = canonry.init(str(path), bare=True)
+    v = store.log_artifact(str(model_file), name="gem", type="model")
+    store.storage.wait_for_housekeeping()
+    settled = set(_indexes(path))
+    previous = None
+    for c in range(6):
+        store.link(v.address, f"model/c{c}", aliases=["candidate"])
+        store.storage.wait_for_housekeeping()
+        mine = set(_indexes(path)) - settled
+        assert len(mine) == 1, mine  # the growing pack only
+        grown = mine.pop()
+        if previous is not None:
+            assert previous not in _indexes(path) and previous.replace(".idx", ".pack") not in _packs(path)
+            previous_ids = {sha for sha, _off, _crc in packs.read_index(os.path.join(_pack_dir(path), grown))}
+            assert kept <= previous_ids  # everything the replaced pack held
+        previous = grown
+        kept = {sha for sha, _off, _crc in packs.read_index(os.path.join(_pack_dir(path), grown))}
+    _verify_with_git(path)
+    assert fsck(path).returncode == 0
+    assert git("-C", path, "log", "--format=%s", "main").count("\n") >= 7
+    reopened = canonry.open(str(path))
+    assert [reopened.resolve(f"model/c{c}:candidate").version for c in range(6)] == ["v0"] * 6
+
+
+def test_a_growing_pack_stores_large_trees_as_deltas_and_stops_growing_at_tier_one(tmp_path):
+    """A registry's big tree changes by one entry a commit: in the growing pack each version is
+    a delta against the one before, so the pack stays small; past SMALLEST_TIER objects the
+    pack is left as it is and the next commit starts a new one."""
+    repo = tmp_path / "r.git"
+    git("init", "-q", "--bare", repo)
+    growing = packs.GrowingPack(_pack_dir(repo))
+    trees, bases, superseded = [], [], []
+    for k in range(40):
+        tree = _tree(200, f"version {k}")  # ~8 KB, one entry differs from the previous version
+        trees.append(tree)
+        base, replaced = growing.write([tree, Blob.from_string(f"record {k}".encode())], fsync=False)
+        bases.append(base)
+        superseded.append(replaced)
+    assert superseded[0] is None and superseded[1] == bases[0]
+    first_new = next(k for k in range(1, 40) if superseded[k] is None)  # the pack stopped growing
+    assert 2 * (first_new - 1) + 2 >= packs.SMALLEST_TIER > 2 * (first_new - 1)
+    size = os.path.getsize(bases[first_new - 1] + ".pack")
+    assert size < 8_500 + first_new * 400, size  # one whole tree, deltas for the others
+    reader = gitread.ObjectReader(str(repo / "objects"))
+    for tree in trees:
+        assert reader.get_raw(tree.id) == (2, tree.as_raw_string())
+    for base in set(bases):
+        git("verify-pack", base + ".idx")
+
+
+def test_a_superseded_pack_waits_while_another_process_holds_the_gc_lock(tmp_path, model_file):
+    """The replaced pack is a duplicate, so when another process holds the gc lock it simply
+    stays (every reader still finds everything) and is retired once the lock is free."""
+    path = tmp_path / "s.git"
+    store = canonry.init(str(path), bare=True)
+    v = store.log_artifact(str(model_file), name="gem", type="model")
+    store.storage.wait_for_housekeeping()
+    before = set(_indexes(path))
+    lock = path / "canonry" / "gc.lock"
+    holder = _hold(lock)
+    for c in range(3):
+        store.link(v.address, f"model/c{c}")
+    assert len(set(_indexes(path)) - before) == 3  # nothing retired under another's lock
+    assert fsck(path).returncode == 0
+    assert canonry.open(str(path)).resolve("model/c2:latest").version == "v0"
+    os.close(holder)
+    store.link(v.address, "model/c3")
+    store.storage.wait_for_housekeeping()
+    assert len(set(_indexes(path)) - before) == 1 and not packs.leftover_retired(_pack_dir(path))
+    assert fsck(path).returncode == 0
+    assert [canonry.open(str(path)).resolve(f"model/c{c}:latest").version for c in range(4)] == ["v0"] * 4
+
+
+def test_a_growing_pack_merged_away_by_another_process_is_not_grown_again(tmp_path):
+    repo = tmp_path / "r.git"
+    git("init", "-q", "--bare", repo)
+    growing = packs.GrowingPack(_pack_dir(repo))
+    first, _ = growing.write([Blob.from_string(b"one")], fsync=False)
+    # Another process merges it with other small packs and retires it.
+    others = [packs.write_pack(_pack_dir(repo), [Blob.from_string(f"other {k}".encode())]) for k in range(3)]
+    merged, replaced = packs.merge_packs(gitread.ObjectReader(str(repo / "objects")), [first, *others])
+    assert first in replaced and packs.retire_packs(replaced) == replaced
+    second, superseded = growing.write([Blob.from_string(b"two")], fsync=False)
+    assert superseded is None  # started afresh: "one" is in the merged pack already
+    assert {sha for sha, _o, _c in packs.read_index(second + ".idx")} == {Blob.from_string(b"two").sha().digest()}
+    packs.remove_retired(replaced)
+    _verify_with_git(repo)

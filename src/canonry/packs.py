@@ -1,9 +1,13 @@
-"""Object packs: every commit's new objects as one small pack, and packs merged in tiers.
+"""Object packs: every commit's new objects in one small pack, and packs merged in tiers.
 
 Why packs and not loose objects: a loose object is a file of its own, and creating a file is
 the slowest step of a commit on ordinary disks (0.5-1 ms each on the machines we measure on);
 a promotion writes about eight objects. A pack with its index is two files however many
 objects it holds.
+
+Why a growing pack: a writer's next commit rewrites its last pack with the new objects added
+(GrowingPack) while that pack is small, so one writer adds one pack of tier 0, not one per
+commit, and its commits need no merge of tier 0.
 
 Why tiers: every pack is one more index to search on a lookup, so small packs are merged as
 they accumulate, log-structured: when TIER_WIDTH packs of one tier exist, they (and any smaller
@@ -30,8 +34,14 @@ from .gitread import apply_delta, entry_header as _entry_header, offset_at as _o
 TIER_WIDTH = 8  # packs per tier before they are merged into one
 SMALLEST_TIER = 64  # objects: packs below this are tier 0; each tier is TIER_WIDTH times larger
 AUTO_MERGE_LIMIT = 32_768  # objects: larger packs are only rewritten by a full gc
+GROW_MAX_BYTES = 512 * 1024  # a GrowingPack larger than this is left as it is
 
 _OFS_DELTA, _REF_DELTA = 6, 7
+_PACK_HEADER = 12  # "PACK", version, object count
+DELTA_MIN_SIZE = 2048  # bytes: smaller trees are stored whole
+_MAX_DEPTH = 16  # deltas in a chain: reading the last one applies them all
+_CANDIDATES = 256  # large trees kept as candidate bases
+_TREE = 2
 _IDX_MAGIC = b"\377tOc" + struct.pack(">I", 2)
 _IDX_FIXED = 8 + 256 * 4 + 2 * 20  # header, fan-out table, the two trailing checksums
 _IDX_PER_OBJECT = 20 + 4 + 4  # object id, crc32, 32-bit offset
@@ -141,51 +151,153 @@ def make_delta(base: bytes, target: bytes) -> bytes | None:
 def write_pack(pack_dir: str, objects, fsync: bool = False) -> str | None:
     """Write dulwich objects as one pack (duplicates dropped); return its base path, or None
     when there is nothing to write."""
-    entries: dict[bytes, bytes | Delta] = {}  # raw object id -> encoded pack entry
-    for obj in objects:
-        sha = obj.sha().digest()
-        if sha not in entries:
-            raw = obj.as_raw_string()
-            # A large tree (a registry of many collections: mostly object ids, which do not
-            # compress) is stored, not compressed: 80 us instead of 700 for 37 KB. Merging
-            # turns it into a delta a few dozen bytes long anyway.
-            entries[sha] = _encode(obj.type_num, raw, 0 if len(raw) >= DELTA_MIN_SIZE else 1)
-    return _write(pack_dir, entries, fsync)
+    content = PackContent()
+    content.add_objects(objects)
+    return write(pack_dir, content, fsync)
 
 
-class Delta(NamedTuple):
-    base: bytes  # raw id of an object written earlier in the same pack
-    data: bytes  # git delta instructions
+class PackContent:
+    """A pack's entries, encoded as they are added, in pack order: an entry's offset is known
+    when it is added, so a pack can grow by appending (GrowingPack) and a delta can point
+    back at its base at once.
+
+    Large trees are stored as deltas against the previous version of the same directory in
+    this pack, found by its first or last 48 bytes (a version with one entry changed keeps at
+    least one of them): a promotion rewrites its registry's tree with one entry changed."""
+
+    def __init__(self):
+        self.chunks: list[bytes] = []
+        self.offsets: dict[bytes, int] = {}  # raw object id -> offset of its entry
+        self.crcs: dict[bytes, int] = {}
+        self.end = _PACK_HEADER  # offset of the next entry
+        self._depth: dict[bytes, int] = {}  # of entries stored as deltas
+        self._by_head: dict[bytes, tuple[int, bytes, bytes]] = {}  # raw[:48] -> (seq, id, raw)
+        self._by_tail: dict[bytes, tuple[int, bytes, bytes]] = {}
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __contains__(self, sha: bytes) -> bool:
+        return sha in self.offsets
+
+    def add_objects(self, objects) -> None:
+        """Add dulwich objects not in the pack yet."""
+        for obj in objects:
+            sha = obj.sha().digest()
+            if sha not in self.offsets:
+                self.add(sha, obj.type_num, obj.as_raw_string())
+
+    def add_entry(self, sha: bytes, entry: bytes) -> None:
+        """A whole object's entry, copied byte for byte from another pack (it is valid in any)."""
+        self.offsets[sha] = self.end
+        self.crcs[sha] = binascii.crc32(entry) & 0xFFFFFFFF
+        self.chunks.append(entry)
+        self.end += len(entry)
+
+    def add_delta(self, sha: bytes, type_num: int, raw: bytes, base: bytes | None, delta: bytes | None,
+                  compressed: bytes | None = None) -> bool:
+        """Keep an existing delta when its base is in this pack too (no need to compute it
+        again); `compressed`, its deflated bytes as they were, spares deflating them again."""
+        if delta is None or base not in self.offsets:
+            return False
+        depth = self._depth.get(base, 0) + 1
+        if depth > _MAX_DEPTH:
+            return False
+        self._add_delta(sha, base, delta, depth, compressed)
+        self._remember(sha, type_num, raw)
+        return True
+
+    def add(self, sha: bytes, type_num: int, raw: bytes) -> None:
+        if type_num != _TREE or len(raw) < DELTA_MIN_SIZE:
+            # A large blob (a record with a long description) is stored, not compressed, as a
+            # large tree without a base is: see below.
+            self.add_entry(sha, _encode(type_num, raw, 0 if len(raw) >= DELTA_MIN_SIZE else 1))
+            return
+        found = [c for c in (self._by_head.get(raw[:48]), self._by_tail.get(raw[-48:])) if c]
+        for _, base_sha, base_raw in sorted(found, reverse=True):  # the newest is the likeliest
+            if self._depth.get(base_sha, 0) >= _MAX_DEPTH:
+                continue
+            delta = make_delta(base_raw, raw) if abs(len(base_raw) - len(raw)) * 8 <= len(raw) else None
+            if delta is not None:
+                self._add_delta(sha, base_sha, delta, self._depth.get(base_sha, 0) + 1)
+                self._remember(sha, type_num, raw)
+                return
+        # Stored, not compressed: a large tree is mostly object ids, which do not compress
+        # (80 us instead of 700 for 37 KB), and this happens once a chain.
+        self.add_entry(sha, _encode(type_num, raw, 0))
+        self._remember(sha, type_num, raw)
+
+    def _add_delta(self, sha: bytes, base: bytes, delta: bytes, depth: int, compressed: bytes | None = None) -> None:
+        self.add_entry(sha, _object_header(_OFS_DELTA, len(delta)) + _offset_varint(self.end - self.offsets[base])
+                       + (compressed if compressed is not None else zlib.compress(delta, 1)))
+        self._depth[sha] = depth
+
+    def _remember(self, sha: bytes, type_num: int, raw: bytes) -> None:
+        if type_num != _TREE or len(raw) < DELTA_MIN_SIZE:
+            return
+        self._seq += 1
+        for table, key in ((self._by_head, raw[:48]), (self._by_tail, raw[-48:])):
+            table.pop(key, None)
+            table[key] = (self._seq, sha, raw)
+            if len(table) > _CANDIDATES:
+                del table[next(iter(table))]
 
 
-def _write(pack_dir: str, entries: dict[bytes, bytes | Delta], fsync: bool) -> str | None:
-    """Write entries (encoded objects, or deltas against earlier entries) as pack + index.
-    The index goes last, so no reader ever sees a pack whose index is incomplete (git and
-    dulwich ignore a .pack without its .idx)."""
+def write(pack_dir: str, content: PackContent, fsync: bool) -> str | None:
+    """Write a pack and its index; the pack's base path (None for no entries). The index goes
+    last, so no reader ever sees a pack whose index is incomplete (git and dulwich ignore a
+    .pack without its .idx)."""
     import hashlib
 
-    if not entries:
+    if not content.offsets:
         return None
     os.makedirs(pack_dir, exist_ok=True)
-    chunks = [b"PACK" + struct.pack(">II", 2, len(entries))]
-    offsets, offset = {}, len(chunks[0])
-    crcs = {}
-    for sha, data in entries.items():
-        if isinstance(data, Delta):
-            distance = offset - offsets[data.base]
-            data = (_object_header(_OFS_DELTA, len(data.data)) + _offset_varint(distance)
-                    + zlib.compress(data.data, 1))
-        offsets[sha] = offset
-        crcs[sha] = binascii.crc32(data) & 0xFFFFFFFF
-        chunks.append(data)
-        offset += len(data)
-    checksum = hashlib.sha1(b"".join(chunks)).digest()
-    chunks.append(checksum)
+    header = b"PACK" + struct.pack(">II", 2, len(content.offsets))
+    checksum = hashlib.sha1(b"".join([header, *content.chunks])).digest()
     base = os.path.join(pack_dir, "pack-" + checksum.hex())
     if os.path.exists(base + ".idx"):  # the very same objects are already packed
         return base
-    _write_files([(base + ".pack", chunks), (base + ".idx", [_index(offsets, crcs, checksum)])], fsync)
+    _write_files([(base + ".pack", [header, *content.chunks, checksum]),
+                  (base + ".idx", [_index(content.offsets, content.crcs, checksum)])], fsync)
     return base
+
+
+class GrowingPack:
+    """The newest pack a storage wrote, kept in memory so that the next commit's pack is
+    written as that pack plus the new objects, and replaces it.
+
+    Why: one new pack per commit meant a merge of tier 0 every TIER_WIDTH commits, a pack
+    write with its own fsyncs and file creations (~5 ms here, the slowest step of one commit
+    in eight). Rewriting a small pack costs next to nothing beside the fsync every commit pays
+    anyway, so a writer keeps one pack of tier 0 and no merge of tier 0 is needed for its
+    commits. It stops growing at SMALLEST_TIER objects (a pack of tier 1, merged as before) or
+    GROW_MAX_BYTES, so a commit never rewrites much.
+
+    The pack it replaces is superseded (every object of it is in the new one) once the new
+    one is written: the caller retires it (see retire_packs) when it may."""
+
+    def __init__(self, pack_dir: str):
+        self.pack_dir = pack_dir
+        self.content: PackContent | None = None
+        self.base: str | None = None  # where `content` is written
+
+    def write(self, objects, fsync: bool) -> tuple[str | None, str | None]:
+        """Write `objects` with the growing pack: (the new pack's base, the pack it supersedes)."""
+        content, old = self.content, self.base
+        if content is None or old is None or not os.path.exists(old + ".idx"):
+            content, old = PackContent(), None  # none yet, or merged away by another process
+        self.content = self.base = None  # until the write succeeds: a failed one starts afresh
+        content.add_objects(objects)
+        base = write(self.pack_dir, content, fsync)
+        if len(content) < SMALLEST_TIER and content.end < GROW_MAX_BYTES:
+            self.content, self.base = content, base
+        return base, (old if old != base else None)
+
+    def forget(self, bases) -> None:
+        """Packs `bases` were merged into another: start a new pack rather than grow one of them."""
+        if self.base in bases:
+            self.content = self.base = None
 
 
 def _index(offsets: dict[bytes, int], crcs: dict[bytes, int], pack_checksum: bytes) -> bytes:
@@ -346,27 +458,31 @@ def merge_packs(object_store, bases: list[str], fsync: bool = False) -> tuple[st
     pack open keep reading it; dulwich and git rescan the pack directory when a pack they listed
     has gone."""
     bases = sorted(bases, key=_mtime)  # oldest first: each tree's predecessor is its best base
-    out = _DeltaWriter()
+    out = PackContent()
     merged_from = []
     for base in bases:
-        index = read_index(base + ".idx")
+        try:
+            index = read_index(base + ".idx")
+            with open(base + ".pack", "rb") as f:
+                data = f.read()
+        except FileNotFoundError:  # retired meanwhile: its objects are in another pack
+            continue
         if index is None:  # not an index v2: leave that pack as it is
             continue
         merged_from.append(base)
-        with open(base + ".pack", "rb") as f:
-            data = f.read()
         by_offset = sorted((off, sha) for sha, off, _crc in index)
         sha_at = dict(by_offset)
         ends = [off for off, _ in by_offset[1:]] + [len(data) - 20]
         decoded: dict[int, tuple[int, bytes]] = {}  # offset -> large trees, bases of later deltas
         for (off, sha), end in zip(by_offset, ends):
-            if sha in out.entries:
+            if sha in out:
                 continue
             type_num, size, at = _entry_header(data, off)
-            delta = base_sha = None
+            delta = base_sha = compressed = None
             if type_num == _OFS_DELTA:
                 distance, at = _offset_at(data, at)
-                delta, base_sha = zlib.decompress(data[at:end]), sha_at.get(off - distance)
+                compressed = data[at:end]
+                delta, base_sha = zlib.decompress(compressed), sha_at.get(off - distance)
                 known = decoded.get(off - distance)
                 if known is None:
                     type_num, raw = object_store.get_raw(sha)
@@ -377,15 +493,17 @@ def merge_packs(object_store, bases: list[str], fsync: bool = False) -> tuple[st
             elif type_num == _TREE and size >= DELTA_MIN_SIZE:
                 raw = zlib.decompress(data[at:end])
             else:
-                out.entries[sha] = data[off:end]
+                out.add_entry(sha, data[off:end])
                 continue
             if type_num == _TREE and len(raw) >= DELTA_MIN_SIZE:
                 decoded[off] = (type_num, raw)
                 if len(decoded) > 256:  # bases of later deltas; ~10 MB at most
                     del decoded[next(iter(decoded))]
-            if not out.add_delta(sha, type_num, raw, base_sha, delta):
+            if not out.add_delta(sha, type_num, raw, base_sha, delta, compressed):
                 out.add(sha, type_num, raw)
-    merged = _write(os.path.dirname(bases[0]), out.entries, fsync)
+    if not merged_from:
+        return None, []
+    merged = write(os.path.dirname(bases[0]), out, fsync)
     return merged, [base for base in merged_from if base != merged]
 
 
@@ -445,63 +563,6 @@ def leftover_retired(pack_dir: str) -> list[str]:
         return []
 
 
-DELTA_MIN_SIZE = 2048  # bytes: smaller trees are stored whole
-_MAX_DEPTH = 16  # deltas in a chain: reading the last one applies them all
-_CANDIDATES = 256  # large trees kept as candidate bases
-_TREE = 2
-
-
-class _DeltaWriter:
-    """Collects a merged pack's entries, storing large trees as deltas against the previous
-    version of the same directory, found by its first or last 48 bytes (a version with one
-    entry changed keeps at least one of them)."""
-
-    def __init__(self):
-        self.entries: dict[bytes, bytes | Delta] = {}
-        self._depth: dict[bytes, int] = {}  # of entries stored as deltas
-        self._by_head: dict[bytes, tuple[int, bytes, bytes]] = {}  # raw[:48] -> (seq, id, raw)
-        self._by_tail: dict[bytes, tuple[int, bytes, bytes]] = {}
-        self._seq = 0
-
-    def add_delta(self, sha: bytes, type_num: int, raw: bytes, base: bytes | None, delta) -> bool:
-        """Keep an existing delta when its base is in this pack too (no need to compute it again)."""
-        if delta is None or base not in self.entries:
-            return False
-        depth = self._depth.get(base, 0) + 1
-        if depth > _MAX_DEPTH:
-            return False
-        self.entries[sha] = Delta(base, delta)
-        self._depth[sha] = depth
-        self._remember(sha, type_num, raw)
-        return True
-
-    def add(self, sha: bytes, type_num: int, raw: bytes) -> None:
-        if type_num != _TREE or len(raw) < DELTA_MIN_SIZE:
-            self.entries[sha] = _encode(type_num, raw)
-            return
-        found = [c for c in (self._by_head.get(raw[:48]), self._by_tail.get(raw[-48:])) if c]
-        for _, base_sha, base_raw in sorted(found, reverse=True):  # the newest is the likeliest
-            if self._depth.get(base_sha, 0) >= _MAX_DEPTH:
-                continue
-            delta = make_delta(base_raw, raw) if abs(len(base_raw) - len(raw)) * 8 <= len(raw) else None
-            if delta is not None:
-                self.entries[sha] = Delta(base_sha, delta)
-                self._depth[sha] = self._depth.get(base_sha, 0) + 1
-                self._remember(sha, type_num, raw)
-                return
-        # Stored, not compressed: a large tree is mostly object ids, and this happens once a chain.
-        self.entries[sha] = _encode(type_num, raw, 0)
-        self._remember(sha, type_num, raw)
-
-    def _remember(self, sha: bytes, type_num: int, raw: bytes) -> None:
-        if type_num != _TREE or len(raw) < DELTA_MIN_SIZE:
-            return
-        self._seq += 1
-        for table, key in ((self._by_head, raw[:48]), (self._by_tail, raw[-48:])):
-            table.pop(key, None)
-            table[key] = (self._seq, sha, raw)
-            if len(table) > _CANDIDATES:
-                del table[next(iter(table))]
 
 
 def _mtime(base: str) -> float:

@@ -98,6 +98,8 @@ class GitStorage:
         self._fsync_refs = None
         self._config = None  # ((mtime, size), lowered text, parsed file or None)
         self.packs_written = 0
+        self.growing = packs.GrowingPack(self.pack_dir)
+        self.superseded: list[str] = []  # packs the growing pack replaced, to retire (housekeeping)
         if repo is not None:
             _serialize_pack_rescans(repo.object_store)
             repo.object_store.fsync_object_files = self.fsync_packs
@@ -125,7 +127,7 @@ class GitStorage:
 
     def close(self) -> None:
         """Close open pack files (the storage can still be used: they reopen)."""
-        self.wait_for_housekeeping()
+        self.housekeeping.close()
         self._objects.close()
         if self._repo is not None:
             self._repo.close()
@@ -454,8 +456,11 @@ class GitStorage:
         return gitread.update_ref(self.common_dir, self.ref, expected, new, fsync=self._fsync_refs)
 
     def write_objects(self, objects: list) -> None:
-        """Store git objects, all in one new pack (see packs.py for why not loose objects)."""
-        packs.write_pack(self.pack_dir, objects, fsync=self.fsync_packs)
+        """Store git objects in a new pack, which also holds the last pack this storage wrote
+        while that one is small (packs.GrowingPack; see packs.py for why not loose objects)."""
+        _base, superseded = self.growing.write(objects, fsync=self.fsync_packs)
+        if superseded is not None:
+            self.superseded.append(superseded)
         self.packs_written += 1
         for obj in objects:
             self._remember(obj)
