@@ -343,9 +343,12 @@ def update_ref(git_dir: str, ref: bytes, old: bytes | None, new: bytes, fsync: b
     so a ref lost in a crash leaves the previous, complete state."""
     path = os.path.join(git_dir, os.fsdecode(ref))
     lock = path + ".lock"
-    os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileNotFoundError:  # the ref's folder is not there yet (a first branch/x)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         from dulwich.file import FileLocked
 

@@ -54,14 +54,15 @@ class Housekeeping:
             return False
         handed_over = False
         try:
-            retired = packs.retire_packs(superseded)
+            # (packs retired, whether git may have written files beside them)
+            retired = [(packs.retire_packs(superseded), False)]  # canonry's own growing packs
             storage.objects.forget(superseded)
             del superseded[:]
             if loose:
                 storage.repo.object_store.pack_loose_objects()
             if merge_due:
-                retired += packs.retire_packs(self.merge_small_packs(remove=False))
-            if retired:
+                retired.append((packs.retire_packs(self.merge_small_packs(remove=False)), True))
+            if any(bases for bases, _extras in retired):
                 if self._deleter is None or not self._deleter.usable():
                     self._deleter = _Deleter()
                 self._deleter.delete(retired, self.lock)
@@ -219,7 +220,8 @@ class _Deleter:
     def busy(self) -> bool:
         return self._jobs.unfinished_tasks > 0
 
-    def delete(self, retired: list[str], lock: GcLock) -> None:
+    def delete(self, retired: list[tuple[list[str], bool]], lock: GcLock) -> None:
+        """Delete (packs.remove_retired) each (bases, extras) of `retired`, then release `lock`."""
         with self._mutex:
             self._jobs.put((retired, lock))
             if not self._running:
@@ -243,7 +245,8 @@ class _Deleter:
                         return
                 continue
             try:
-                packs.remove_retired(retired)
+                for bases, extras in retired:
+                    packs.remove_retired(bases, extras)
             except OSError as e:  # they stay; a later merge or gc takes them again
                 import sys
 

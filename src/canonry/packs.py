@@ -34,7 +34,8 @@ from .gitread import apply_delta, entry_header as _entry_header, offset_at as _o
 TIER_WIDTH = 8  # packs per tier before they are merged into one
 SMALLEST_TIER = 64  # objects: packs below this are tier 0; each tier is TIER_WIDTH times larger
 AUTO_MERGE_LIMIT = 32_768  # objects: larger packs are only rewritten by a full gc
-GROW_MAX_BYTES = 512 * 1024  # a GrowingPack larger than this is left as it is
+GROW_MAX_OBJECTS = SMALLEST_TIER  # a GrowingPack with this many objects is left as it is
+GROW_MAX_BYTES = 512 * 1024  # and so is one of this size
 
 _OFS_DELTA, _REF_DELTA = 6, 7
 _PACK_HEADER = 12  # "PACK", version, object count
@@ -290,7 +291,7 @@ class GrowingPack:
         self.content = self.base = None  # until the write succeeds: a failed one starts afresh
         content.add_objects(objects)
         base = write(self.pack_dir, content, fsync)
-        if len(content) < SMALLEST_TIER and content.end < GROW_MAX_BYTES:
+        if len(content) < GROW_MAX_OBJECTS and content.end < GROW_MAX_BYTES:
             self.content, self.base = content, base
         return base, (old if old != base else None)
 
@@ -543,11 +544,14 @@ def retire_packs(bases: list[str]) -> list[str]:
     return retired
 
 
-def remove_retired(bases: list[str]) -> None:
-    """Delete retired packs. The renamed index goes last: while it is there, a later merge or
-    gc knows the pack is still to be deleted (should this be interrupted)."""
+def remove_retired(bases: list[str], extras: bool = True) -> None:
+    """Delete retired packs, and (`extras`) what git may keep beside a pack it wrote (reverse
+    index, bitmap; never beside canonry's own). The renamed index goes last: while it is
+    there, a later merge or gc knows the pack is still to be deleted (should this be
+    interrupted)."""
+    exts = (".pack", ".rev", ".bitmap", RETIRED) if extras else (".pack", RETIRED)
     for base in bases:
-        for ext in (".pack", ".rev", ".bitmap", RETIRED):
+        for ext in exts:
             try:
                 os.unlink(base + ext)
             except FileNotFoundError:

@@ -450,10 +450,14 @@ class GitStorage:
     def compare_and_swap(self, old: bytes | None, new: bytes, message: str = "") -> bool:
         """Move the branch from `old` to `new`. False if it moved meanwhile; FileLocked if held."""
         # No reflog: the commits themselves are the audit log.
-        expected = old if old is not None and self.branch_exists() else None
         if self._fsync_refs is None:
             self._fsync_refs = "reference" in fsync_components(self.config(b"core", b"fsync"))
-        return gitread.update_ref(self.common_dir, self.ref, expected, new, fsync=self._fsync_refs)
+        if gitread.update_ref(self.common_dir, self.ref, old, new, fsync=self._fsync_refs):
+            return True
+        # `old` may be where a branch not made yet starts (a proposal branch off the store
+        # branch's head): then the ref must still not exist.
+        return (old is not None and not self.branch_exists()
+                and gitread.update_ref(self.common_dir, self.ref, None, new, fsync=self._fsync_refs))
 
     def write_objects(self, objects: list) -> None:
         """Store git objects in a new pack, which also holds the last pack this storage wrote

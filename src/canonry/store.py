@@ -279,7 +279,7 @@ class Store(_Operations):
         self.storage.maybe_pack()
         # Automations follow the store branch only: a proposal on a review branch fires nothing
         # until it is merged.
-        if not self.storage.is_proposal_branch and self._wants_events():
+        if not self.storage.is_proposal_branch and self._wants_events(new):
             if self.storage.commit(new).parents[:1] == [old]:
                 self.fire(self.events_between(old, new, paths))
             elif old is not None:  # a fast-forward over several commits: each one's events
@@ -322,13 +322,14 @@ class Store(_Operations):
 
         return events_for_commit(self.storage, new, self._read_record, paths)
 
-    def _wants_events(self) -> bool:
+    def _wants_events(self, commit: bytes) -> bool:
+        """Whether plugins or the settings at `commit` want events."""
         from .automations import summary
         from .hookspecs import EVENT_HOOKS
 
         if self.plugins.has_impls(*set(EVENT_HOOKS.values())):
             return True
-        return summary(self.view())["any"]
+        return summary(View(self.storage, commit, self.cache))["any"]
 
     def fire(self, events: list) -> list[dict]:
         """Deliver events to plugins and configured automations (each at most once)."""
