@@ -22,6 +22,7 @@ def test_a_link_leaves_the_artifact_to_link_map_of_the_new_tree_for_other_proces
         store.log_artifact(str(make_file(f"weights {k}", f"w{k}.bin")), name="gem", type="model")
     store.link("gem:v0", "model/c")
     store.link("gem:v1", "model/c", aliases=["production"])
+    store.close()  # a writer flushes the cache every second or 256 entries, and when it closes
     assert _cached_index(store_path, _links_tree(store, "c")) == {"gem:v0": "v0", "gem:v1": "v1"}
     # and the map is right: linking v1 again is recognised as already linked
     again = canonry.open(str(store_path)).link("gem:v1", "model/c")
@@ -51,3 +52,28 @@ def test_a_corrupt_cache_file_is_only_a_slower_read(store, store_path, make_file
     fresh = canonry.open(str(store_path))
     assert fresh.resolve("model/c:production").artifact == "gem:v0"
     assert fresh.link("gem:v0", "model/c").created is False
+
+
+def test_a_writer_flushes_the_cache_after_a_second_or_many_entries(store, store_path, make_file, monkeypatch):
+    """Not after every commit (a flush is a SQLite transaction): what is pending reaches the
+    file once enough rows wait, or once they have waited FLUSH_S, and at close."""
+    from canonry.recordcache import RecordCache
+
+    disk = store.cache.disk
+    store.log_artifact(str(make_file("weights", "w.bin")), name="gem", type="model")
+    monkeypatch.setattr(RecordCache, "FLUSH_S", 3600.0)
+    store.link("gem:v0", "model/b")
+    assert disk._pending  # kept for a later flush
+    monkeypatch.setattr(RecordCache, "FLUSH_S", 0.0)
+    store.link("gem:v0", "model/c")
+    assert not disk._pending
+    monkeypatch.setattr(RecordCache, "FLUSH_S", 3600.0)
+    monkeypatch.setattr(RecordCache, "FLUSH_ROWS", 1)
+    store.link("gem:v0", "model/d")
+    assert not disk._pending
+    monkeypatch.setattr(RecordCache, "FLUSH_ROWS", 10_000)
+    store.link("gem:v0", "model/e")
+    assert disk._pending
+    store.close()
+    assert not disk._pending
+    assert _cached_index(store_path, _links_tree(canonry.open(str(store_path)), "e")) == {"gem:v0": "v0"}

@@ -22,6 +22,7 @@ class RecordCache:
         self._broken = False
         self._pending: list[tuple[bytes, str, str]] = []
         self._flush_at_exit = False
+        self._flushed_at = 0.0  # time.monotonic() of the last flush_soon() that flushed
 
     def _conn(self):
         if self._db is None and not self._broken:
@@ -83,6 +84,21 @@ class RecordCache:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    # A writer flushes every so many rows or seconds, not after each commit: a flush is a
+    # SQLite transaction (~0.1 ms), and an entry not flushed yet only costs another process
+    # a parse. Store.close() and the end of the process flush the rest.
+    FLUSH_ROWS = 256
+    FLUSH_S = 1.0
+
+    def flush_soon(self) -> None:
+        """Flush if enough rows are pending, or they have waited long enough."""
+        import time
+
+        now = time.monotonic()
+        if self._pending and (len(self._pending) >= self.FLUSH_ROWS or now - self._flushed_at >= self.FLUSH_S):
+            self.flush()
+            self._flushed_at = now
 
     def flush(self) -> None:
         if not self._pending:

@@ -73,6 +73,10 @@ class ParseCache:
         if self.disk is not None:
             self.disk.flush()
 
+    def flush_soon(self) -> None:
+        if self.disk is not None:
+            self.disk.flush_soon()
+
 
 class View:
     def __init__(self, storage: GitStorage, commit: bytes | None, cache: ParseCache):

@@ -264,7 +264,7 @@ class Store(_Operations):
         """Housekeeping after the ref moved. The commit has landed: nothing here may undo it."""
         from dulwich.file import FileLocked
 
-        self.cache.flush()
+        self.cache.flush_soon()
         for attempt in range(20):
             try:
                 self.storage.sync_worktree(old, new, paths)
