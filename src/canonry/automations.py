@@ -36,10 +36,19 @@ def configured(view, registry: str | None) -> list[dict]:
 
 def settings_key(view) -> tuple:
     """Blob ids of the store's settings files (canonry.yaml, every registry.yaml): equal keys,
-    equal settings, so anything derived from the settings can be remembered by this key."""
-    registries = sorted(view.storage.names(view.root, m.REGISTRIES))
-    files = [m.STORE_FILE] + [m.registry_file(r) for r in registries]
-    return tuple(view.storage.lookup(view.root, f) for f in files)
+    equal settings, so anything derived from the settings can be remembered by this key.
+    Remembered per root tree (a commit asks twice: its policies, then its automations)."""
+    key = _KEYS.get(view.root)
+    if key is None:
+        registries = sorted(view.storage.names(view.root, m.REGISTRIES))
+        files = [m.STORE_FILE] + [m.registry_file(r) for r in registries]
+        if len(_KEYS) > 256:
+            _KEYS.clear()
+        key = _KEYS[view.root] = tuple(view.storage.lookup(view.root, f) for f in files)
+    return key
+
+
+_KEYS: dict[bytes | None, tuple] = {}
 
 
 _SUMMARY: dict[tuple, dict] = {}
