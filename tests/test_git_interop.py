@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 import yaml
 
 import canonry
@@ -157,6 +158,31 @@ def test_worktree_stays_clean_after_canonry_writes(store, store_path, make_file)
     assert (store_path / rel).read_text() == show_file(store_path, f"main:{rel}")
     assert not (store_path / "registries/model/first-collection/links/v0.yaml").exists()
     assert git("-C", store_path, "diff", "HEAD", "--stat") == ""
+
+
+def test_a_work_tree_locked_too_long_is_a_warning_and_the_commit_stands(store, store_path, make_file, capfd,
+                                                                        monkeypatch):
+    """Another canonry process holds the work-tree lock: the lock wait ends in FileLocked (which
+    the commit's housekeeping retries, then reports), never in a traceback; the commit stands."""
+    from dulwich.file import FileLocked
+
+    from canonry import store as store_module
+
+    store.log_artifact(str(make_file("weights", "w.bin")), name="gem", type="model")
+    lock = store_path / ".git" / "canonry" / "worktree.lock"
+    lock.parent.mkdir(exist_ok=True)
+    lock.write_text("")
+    with pytest.raises(FileLocked):
+        with store.storage._worktree_lock(wait=0.05):
+            pass
+    monkeypatch.setattr(store_module.time, "sleep", lambda s: None)  # the 20 retries, at once
+    original = store.storage._worktree_lock
+    monkeypatch.setattr(store.storage, "_worktree_lock", lambda wait=30.0: original(wait=0.01))
+    store.link("gem:v0", "model/c")
+    assert "the git index stayed locked" in capfd.readouterr().err
+    assert lock.exists()  # not ours
+    lock.unlink()
+    assert canonry.open(str(store_path)).resolve("model/c:latest").version == "v0"
 
 
 def test_local_uncommitted_edit_of_touched_file_is_preserved(linked, store_path):

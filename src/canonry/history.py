@@ -8,7 +8,6 @@ from __future__ import annotations
 import time
 
 from . import journal, model as m
-from .errors import NotFound
 from .model import HistoryEntry
 from .names import LATEST, parse
 

@@ -77,11 +77,6 @@ class Housekeeping:
                 self.lock.release()
         return loose or merge_due
 
-    @property
-    def busy(self) -> bool:
-        """Whether packs retired by this storage are still being deleted."""
-        return self._deleter is not None and self._deleter.busy
-
     def wait(self) -> None:
         """Wait until the packs this storage retired are deleted."""
         if self._deleter is not None:
@@ -215,10 +210,6 @@ class _Deleter:
 
     def usable(self) -> bool:
         return self._pid == os.getpid()  # a forked child has no thread
-
-    @property
-    def busy(self) -> bool:
-        return self._jobs.unfinished_tasks > 0
 
     def delete(self, retired: list[tuple[list[str], bool]], lock: GcLock) -> None:
         """Delete (packs.remove_retired) each (bases, extras) of `retired`, then release `lock`."""

@@ -37,7 +37,6 @@ import stat
 import sys
 import time
 import zlib
-from contextlib import contextmanager
 
 from . import journal, model as m
 from .errors import CanonryError, SchemaError

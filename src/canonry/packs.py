@@ -27,7 +27,6 @@ import itertools
 import os
 import struct
 import zlib
-from typing import NamedTuple
 
 from .gitread import apply_delta, entry_header as _entry_header, offset_at as _offset_at
 

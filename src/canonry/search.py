@@ -484,7 +484,7 @@ def _sql_path(field: Field, path: str, op: str, value, negated: bool) -> tuple[s
     from .index import to_number
 
     def sub(cond):
-        return _member(field, f"SELECT item FROM kv WHERE key = ?" + (f" AND {cond}" if cond else ""), negated)
+        return _member(field, "SELECT item FROM kv WHERE key = ?" + (f" AND {cond}" if cond else ""), negated)
 
     def eq(v):
         if v is None:

@@ -13,11 +13,15 @@ import time
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from . import gitread, packs, treebytes
 from .housekeeping import Housekeeping
 from .treebytes import FILE_MODE
 from .errors import NotAStore
+
+if TYPE_CHECKING:  # dulwich.objects is imported where objects are built: a fresh `show` needs none
+    from dulwich.objects import Commit, ShaFile, Tree
 
 STORE_FILE = "canonry.yaml"
 DEFAULT_BRANCH = "main"
@@ -618,6 +622,8 @@ class GitStorage:
                 except OSError:
                     continue
                 if time.monotonic() > deadline:
+                    from dulwich.file import FileLocked
+
                     raise FileLocked(lock, lock) from None
                 time.sleep(0.005)
         try:

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from . import journal, manifest, model as m, ops
 from .blobs import blob_store_for
 from .errors import CanonryError, Conflict, IntegrityError, InvalidInput, NotAStore, NotFound
-from .names import Address, LATEST, parse, parse_collection, parse_link
+from .names import Address, parse, parse_collection, parse_link
 from .schemas import FORMAT_VERSION
 from .recordcache import RecordCache
 from .state import ParseCache, View

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import binascii
 import stat
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported where trees are built: reading raw trees needs no dulwich
+    from dulwich.objects import Tree
 
 FILE_MODE = 0o100644
 
