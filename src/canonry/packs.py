@@ -271,7 +271,7 @@ class GrowingPack:
     write with its own fsyncs and file creations (~5 ms here, the slowest step of one commit
     in eight). Rewriting a small pack costs next to nothing beside the fsync every commit pays
     anyway, so a writer keeps one pack of tier 0 and no merge of tier 0 is needed for its
-    commits. It stops growing at SMALLEST_TIER objects (a pack of tier 1, merged as before) or
+    commits. It stops growing at GROW_MAX_OBJECTS (= SMALLEST_TIER: a pack of tier 1, merged as before) or
     GROW_MAX_BYTES, so a commit never rewrites much.
 
     The pack it replaces is superseded (every object of it is in the new one) once the new
