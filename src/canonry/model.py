@@ -12,7 +12,6 @@ Layout (one change touches few small files; a promotion is a one-line diff of al
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 STORE_FILE = "canonry.yaml"
@@ -80,13 +79,82 @@ def kind_of_path(path: str) -> str | None:
 
 
 class Record:
-    # Every record class has a docstring: without one, @dataclass builds it from
-    # inspect.signature, a cost paid at import by every command.
+    """A value record: its fields are its class's annotated attributes, in order; a field's
+    class attribute, if any, is its default (`Default(list)` for a fresh list each time).
+    Records take fields by position or keyword, compare equal field by field, and
+    `to_dict()` copies them out (containers copied, as dataclasses.asdict does).
+
+    Why not @dataclass: importing dataclasses (it imports inspect) and generating the
+    methods of these classes cost ~20 ms, paid at the start of every command."""
+
+    _fields: tuple[str, ...] = ()
+    _field_set: frozenset[str] = frozenset()
+    _field_defaults: dict[str, Any] = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = [name for name in cls.__dict__.get("__annotations__", {}) if name not in cls._fields]
+        cls._fields = cls._fields + tuple(own)
+        cls._field_set = frozenset(cls._fields)
+        cls._field_defaults = {**cls._field_defaults, **{n: cls.__dict__[n] for n in own if n in cls.__dict__}}
+        for name in own:  # the default lives in _field_defaults; an instance always sets its field
+            if name in cls.__dict__:
+                delattr(cls, name)
+
+    def __init__(self, *args, **kwargs):
+        if args:
+            if len(args) > len(self._fields):
+                raise TypeError(f"{type(self).__name__}() takes {len(self._fields)} fields, got {len(args)}")
+            for name, value in zip(self._fields, args):
+                if name in kwargs:
+                    raise TypeError(f"{type(self).__name__}() got field {name!r} twice")
+                kwargs[name] = value
+        if len(kwargs) < len(self._fields):
+            for name, default in self._field_defaults.items():
+                if name not in kwargs:
+                    kwargs[name] = default() if isinstance(default, Default) else default
+        if len(kwargs) != len(self._fields) or not kwargs.keys() <= self._field_set:
+            unknown = sorted(kwargs.keys() - self._field_set)
+            if unknown:
+                raise TypeError(f"{type(self).__name__}() has no field {unknown[0]!r}")
+            missing = [name for name in self._fields if name not in kwargs]
+            raise TypeError(f"{type(self).__name__}() missing field {missing[0]!r}")
+        self.__dict__.update(kwargs)
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self._fields)
+
+    __hash__ = None  # mutable, as a dataclass without frozen=True
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self._fields)})"
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {name: _copied(getattr(self, name)) for name in self._fields}
 
 
-@dataclass
+class Default:
+    """A field default made fresh for each record (a list, a dict), not shared."""
+
+    def __init__(self, factory):
+        self.factory = factory
+
+    def __call__(self):
+        return self.factory()
+
+
+def _copied(value):
+    if isinstance(value, Record):
+        return value.to_dict()
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_copied(v) for v in value)
+    return value
+
+
 class Registry(Record):
     """A registry: the types it accepts and who may do what in it (registry.yaml)."""
 
@@ -103,7 +171,6 @@ class Registry(Record):
         return self.types == "all" or artifact_type in self.types
 
 
-@dataclass
 class Collection(Record):
     """A collection of linked versions of one artifact type, with its aliases."""
 
@@ -123,7 +190,6 @@ class Collection(Record):
         return f"{self.registry}/{self.name}"
 
 
-@dataclass
 class LinkedVersion(Record):
     """A link: version vN of a collection, pointing at an artifact version."""
 
@@ -144,7 +210,6 @@ class LinkedVersion(Record):
         return f"{self.registry}/{self.collection}:{self.version}"
 
 
-@dataclass
 class FileEntry(Record):
     """One file of an artifact version."""
 
@@ -153,7 +218,6 @@ class FileEntry(Record):
     sha256: str
 
 
-@dataclass
 class ArtifactVersion(Record):
     """An immutable version of an artifact: its files, metadata, metrics, lineage."""
 
@@ -171,14 +235,13 @@ class ArtifactVersion(Record):
     created_at: str
     created_by: str
     created: bool = True  # False when logging found identical content in the newest version
-    links: list[dict] = field(default_factory=list)  # filled by show: where it is linked
+    links: list[dict] = Default(list)  # filled by show: where it is linked
 
     @property
     def address(self) -> str:
         return f"{self.artifact}:{self.version}"
 
 
-@dataclass
 class Artifact(Record):
     """An artifact: a name and type, and its versions."""
 
@@ -190,7 +253,6 @@ class Artifact(Record):
     created_by: str
 
 
-@dataclass
 class AliasChange(Record):
     """What an alias set or rm did."""
 
@@ -204,7 +266,6 @@ class AliasChange(Record):
         return self.before != self.after
 
 
-@dataclass
 class TagChange(Record):
     """What a tag add or rm did."""
 
@@ -217,7 +278,6 @@ class TagChange(Record):
         return self.before != self.after
 
 
-@dataclass
 class HistoryEntry(Record):
     """One change to a target, as `history` lists it."""
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .errors import InvalidAddress, InvalidName, ReservedAlias
 
@@ -37,8 +37,7 @@ def is_version(s: str) -> bool:
     return bool(VERSION_RE.fullmatch(s))
 
 
-@dataclass(frozen=True)
-class Address:
+class Address(NamedTuple):
     """A parsed target. `kind` is one of: registry, collection, link, artifact, artifact_version.
 
     For links, `ref` is either a version (`v3`), `latest`, or an alias. For artifact versions,

@@ -7,7 +7,7 @@ simply run again on the new state.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from . import model as m
 from .errors import InvalidInput, InvalidName, NotFound, TypeNotAccepted
@@ -20,8 +20,7 @@ from .storage import Identity
 VISIBILITIES = ("restricted", "organization")
 
 
-@dataclass(frozen=True)
-class Context:
+class Context(NamedTuple):
     actor: Identity
     now: str  # ISO 8601, UTC
 

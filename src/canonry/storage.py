@@ -12,8 +12,7 @@ import threading
 import time
 import weakref
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import gitread, packs, treebytes
 from .housekeeping import Housekeeping
@@ -34,8 +33,7 @@ RAW_TREES_MAX_BYTES = 16 << 20
 _COMMIT, _TREE = 1, 2  # git's object type numbers
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     name: str
     email: str
 
