@@ -331,13 +331,33 @@ def test_register_commands_from_an_entry_point(tmp_path, mkstore):
     assert run_canonry("-C", path, "ls", env=env).exit_code == 0
 
 
+def test_a_write_without_entry_point_plugins_does_not_import_importlib_metadata(tmp_path, mkstore):
+    """importlib.metadata costs a fresh command ~25 ms: loading plugins skips it when no
+    entry_points.txt on sys.path names group canonry; with one, the plugin loads (above)."""
+    import subprocess
+
+    from canonry.entrypoint_scan import entry_point_plugins_may_exist
+
+    if entry_point_plugins_may_exist():
+        pytest.skip("a distribution on this sys.path declares canonry entry points")
+    path = mkstore()
+    canonry.open(str(path)).log_artifact(artifact_file(tmp_path), name="a", type="model")
+    code = ("import sys\nfrom canonry.launcher import main\n"
+            "try:\n    main(['-C', sys.argv[1], 'link', 'a:v0', 'model/c', '--alias', 'production'])\n"
+            "except SystemExit as e:\n    assert e.code == 0, e.code\n"
+            "print('importlib.metadata' in sys.modules)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines() == ["linked a:v0 -> model/c:v0 [production]", "False"]
+
+
 def test_help_lists_entry_point_commands_only_while_installed(tmp_path):
     """`--help` finds entry points by reading entry_points.txt (not importlib.metadata): an
     uninstall must drop the commands, and the scan may over-report but never miss one."""
     import importlib.metadata
     import shutil
 
-    from canonry.cli_help import entry_point_plugins_may_exist as _entry_point_plugins_may_exist
+    from canonry.entrypoint_scan import entry_point_plugins_may_exist as _entry_point_plugins_may_exist
 
     assert _entry_point_plugins_may_exist() or not importlib.metadata.entry_points(group="canonry")
     env = _site_with_entry_points(tmp_path, {"greeter": COMMANDS_PLUGIN})

@@ -18,7 +18,8 @@ from .cli_common import Ctx, UserError, plugins_without_store
 # importable from here as before the commands moved out (plugins may build on them)
 from .cli_common import JSON_HELP, branch_option, json_option, pass_ctx  # noqa: F401
 from .cli_help import (BUILTIN_COMMANDS, GROUP_HELP, MAX_CONTENT_WIDTH, PLUGINS_DIR_OPTION_HELP,
-                       STORE_OPTION_HELP, entry_point_plugins_may_exist, short_help)
+                       STORE_OPTION_HELP, short_help)
+from .entrypoint_scan import entry_point_plugins_may_exist
 from .errors import CanonryError
 
 def load_builtin_command(name: str) -> click.Command:

@@ -16,7 +16,8 @@ import sys
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args in (["--help"], ["-h"]):
-        from .cli_help import entry_point_plugins_may_exist, top_level_help
+        from .cli_help import top_level_help
+        from .entrypoint_scan import entry_point_plugins_may_exist
 
         if not entry_point_plugins_may_exist():  # else click lists the plugins' commands too
             sys.stdout.write(top_level_help())

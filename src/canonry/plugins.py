@@ -103,6 +103,10 @@ class Plugins:
                 self.load_file(os.path.join(directory, entry), source)
 
     def load_entry_points(self) -> None:
+        from .entrypoint_scan import entry_point_plugins_may_exist
+
+        if not entry_point_plugins_may_exist():  # spares importing importlib.metadata (~25 ms)
+            return
         from importlib.metadata import entry_points
 
         for ep in entry_points(group="canonry"):
