@@ -668,6 +668,9 @@ def main(argv=None) -> int:
                     help="set git's core.fsync on both stores (default: unset, git's default: packs "
                          "fsynced before the branch moves; 'none': nothing fsynced, to see what "
                          "durability costs on this disk)")
+    ap.add_argument("--shared-store", action="store_true",
+                    help="both regimes write to the one large store, taking turns (two writers: "
+                         "how the benchmark ran before 2026-11-24)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="smoke run: 2,000 links, 50 ops, 5 runs")
     args = ap.parse_args(argv)
@@ -695,10 +698,10 @@ def main(argv=None) -> int:
             print(f"  validated {checked} files against schemas/ (YAML parse + JSON Schema, no cache)", flush=True)
             res["stores"][label] = info
         small, large = res["stores"]["small"], res["stores"]["large"]
-        # The spread regime writes to a copy: one writer per store, as in the small store.
-        large["spread_path"] = large["path"] + "-spread"
-        shutil.rmtree(large["spread_path"], ignore_errors=True)
-        shutil.copytree(large["path"], large["spread_path"], symlinks=True)
+        if not args.shared_store:  # the spread regime writes to a copy: one writer per store, as in the small store
+            large["spread_path"] = large["path"] + "-spread"
+            shutil.rmtree(large["spread_path"], ignore_errors=True)
+            shutil.copytree(large["path"], large["spread_path"], symlinks=True)
         # The build wrote a few hundred MB: let the disk finish writing them back first, so
         # the timed commits do not compete with the build's own writeback.
         os.sync()
