@@ -341,7 +341,7 @@ REBUILD_CHILD = r"""
 import json, resource, sys, time
 sys.path.insert(0, sys.argv[2])
 import canonry
-from canonry import index
+from canonry.query import index
 t0 = time.perf_counter()
 store = canonry.open(sys.argv[1])
 idx = index.for_store(store)
@@ -360,7 +360,7 @@ print(json.dumps({"rebuild_s": t2 - t1, "total_s": t2 - t0, "update": info,
 
 def bench_rebuild(path: str) -> dict:
     src = os.path.dirname(os.path.dirname(os.path.abspath(canonry.__file__)))
-    from canonry.index import index_path
+    from canonry.query.index import index_path
 
     store = canonry.open(path)
     p = index_path(store)
@@ -390,7 +390,7 @@ SEARCHES = [
 
 def bench_searches(path: str, expect: dict, runs: int) -> dict:
     store = canonry.open(path)
-    from canonry import search
+    from canonry.query import search
 
     store.versions(filter={"tag": "vision"})  # warm: index current, connection open
     out = {}
@@ -436,7 +436,7 @@ def bench_memory(path: str) -> dict:
 
 def bench_updates(path: str, rounds: int, workdir: str, n_coll: int) -> dict:
     """Bringing the index up to date after one new commit: alias move, link, log."""
-    from canonry import index
+    from canonry.query import index
 
     writer = canonry.open(path, load_plugins=False)
     reader = canonry.open(path)

@@ -20,7 +20,7 @@ __version__ = "1.0"
 
 
 def _policies(view, registry):
-    from canonry.automations import configured
+    from canonry.automation.delivery import configured
 
     return [a for a in configured(view, registry) if a.get("action") == "policy"]
 
@@ -52,7 +52,7 @@ def _violation(policy, event, view):
 
 @hookimpl
 def check_change(events, view):
-    from canonry.automations import matches, summary
+    from canonry.automation.delivery import matches, summary
 
     if "policy" not in summary(view)["actions"]:
         return None  # nothing to enforce: never look at the events (computing them costs)

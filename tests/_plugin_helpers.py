@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 import canonry
-from canonry.cli import cli as canonry_cli
+from canonry.cli.app import cli as canonry_cli
 
 GIT = shutil.which("git")
 ACTOR = "Ada Lovelace <ada@example.com>"
@@ -165,7 +165,7 @@ def _canonry_cmd() -> list[str]:
     script = Path(sys.executable).with_name("canonry")
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "from canonry.cli import main; main()"]
+    return [sys.executable, "-c", "from canonry.cli.app import main; main()"]
 
 
 def run_canonry(*args, env=None, cwd=None) -> Result:

@@ -165,7 +165,7 @@ def hand_commit(store, rng: random.Random) -> None:
 
 def vocabulary(store) -> list[str]:
     """Strings worth filtering on in this store: names, aliases, tags, refs, metadata strings."""
-    from canonry.search import reference_documents
+    from canonry.query.search import reference_documents
 
     words = set(STRINGS) | set(TAGS) | set(ALIASES) | {"latest", "model", "dataset", "exp", "v0", "v1", "v2"}
     for kind in ("registries", "collections", "versions"):

@@ -25,7 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 import canonry
-from canonry.cli import cli as canonry_cli
+from canonry.cli.app import cli as canonry_cli
 
 GIT = shutil.which("git")
 ALICE = "Alice Archer <alice@example.com>"
@@ -169,7 +169,7 @@ def canonry_command() -> list[str]:
     if script.exists():
         return [str(script)]
     found = shutil.which("canonry")
-    return [found] if found else [sys.executable, "-c", "from canonry.cli import main; main()"]
+    return [found] if found else [sys.executable, "-c", "from canonry.cli.app import main; main()"]
 
 
 def run_process(*args, cwd=None, actor: str | None = None, env: dict | None = None,

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 import canonry
-from canonry.cli import cli as canonry_cli
+from canonry.cli.app import cli as canonry_cli
 
 ACTOR_NAME = "Ada Lovelace"
 ACTOR_EMAIL = "ada@example.com"
@@ -221,7 +221,7 @@ def canonry_command() -> list[str]:
     found = shutil.which("canonry")
     if found:
         return [found]
-    return [sys.executable, "-c", "from canonry.cli import main; main()"]
+    return [sys.executable, "-c", "from canonry.cli.app import main; main()"]
 
 
 def run_process(args, cwd=None, env=None) -> subprocess.CompletedProcess:

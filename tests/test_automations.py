@@ -12,7 +12,7 @@ import pytest
 
 import canonry
 from canonry.errors import PolicyRefused
-from canonry.runlog import NOTES_REF
+from canonry.automation.runlog import NOTES_REF
 
 from _plugin_helpers import *  # noqa: F401,F403 - fixtures and helpers
 

@@ -1,5 +1,5 @@
 """Built-in commands are imported only when run: `canonry --help` lists them from a table in
-canonry.cli (BUILTIN_COMMANDS) and must read exactly as if every command had been imported."""
+canonry.cli.app (BUILTIN_COMMANDS) and must read exactly as if every command had been imported."""
 from __future__ import annotations
 
 import importlib
@@ -12,8 +12,8 @@ import textwrap
 import click
 import pytest
 
-import canonry.cli
-from canonry.cli import BUILTIN_COMMANDS, load_builtin_command
+import canonry.cli.app
+from canonry.cli.app import BUILTIN_COMMANDS, load_builtin_command
 
 from conftest import run_process
 
@@ -22,7 +22,7 @@ COMMAND_MODULES = sorted({module for module, _attribute, _short_help in BUILTIN_
 # Runs canonry in a fresh interpreter, then prints which command modules it imported.
 RUN_AND_LIST_MODULES = """
 import json, sys
-from canonry.cli import BUILTIN_COMMANDS, main
+from canonry.cli.app import BUILTIN_COMMANDS, main
 try:
     main(sys.argv[1:])
 except SystemExit as e:
@@ -35,7 +35,7 @@ print("IMPORTED " + json.dumps({"code": code, "modules": sorted(
 FULL_GROUP_LISTING = """
 import sys
 import click
-from canonry.cli import cli
+from canonry.cli.app import cli
 ctx = cli.make_context("canonry", sys.argv[1:], resilient_parsing=True)
 formatter = ctx.make_formatter()
 click.Group.format_commands(cli, ctx, formatter)
@@ -92,15 +92,6 @@ def test_every_command_a_module_defines_is_reachable_from_the_table():
         assert not defined, f"{module}: {sorted(defined)} not in BUILTIN_COMMANDS (nor in a group of it)"
 
 
-def test_commands_stay_importable_from_canonry_cli():
-    from canonry.cli import registry, show
-
-    assert show is load_builtin_command("show") and show.callback.__module__ == "canonry.cli_read"
-    assert "create" in registry.commands
-    with pytest.raises(AttributeError):
-        canonry.cli.no_such_command  # noqa: B018
-
-
 # ---- `canonry --help` -----------------------------------------------------------------------------
 @pytest.mark.parametrize("columns", [50, 80, 200])
 def test_help_lists_what_the_full_group_would(columns):
@@ -143,16 +134,16 @@ def test_help_imports_no_command_module():
 
 def test_show_imports_only_the_read_commands(linked, store_path):
     assert _imported_command_modules("-C", store_path, "show", "model/first-collection:production") \
-        == ["canonry.cli_read"]
-    assert _imported_command_modules("show", "--help") == ["canonry.cli_read"]
+        == ["canonry.cli.read"]
+    assert _imported_command_modules("show", "--help") == ["canonry.cli.read"]
 
 
 @pytest.mark.parametrize("args, modules", [
-    (["ls"], ["canonry.cli_read"]),
-    (["registry", "list"], ["canonry.cli_read", "canonry.cli_registry"]),  # shares the registries table
-    (["alias", "set", "--help"], ["canonry.cli_write"]),
-    (["validate"], ["canonry.cli_validate"]),
-    (["search", "--tag", "nlp"], ["canonry.cli_query"]),
+    (["ls"], ["canonry.cli.read"]),
+    (["registry", "list"], ["canonry.cli.read", "canonry.cli.registry"]),  # shares the registries table
+    (["alias", "set", "--help"], ["canonry.cli.write"]),
+    (["validate"], ["canonry.cli.validate"]),
+    (["search", "--tag", "nlp"], ["canonry.cli.query"]),
 ])
 def test_a_command_imports_only_its_own_module(linked, store_path, args, modules):
     assert _imported_command_modules("-C", store_path, *args) == modules

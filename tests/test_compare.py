@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from canonry.compare import bar, sparkline
+from canonry.query.compare import bar, sparkline
 
 from conftest import assert_one_line_error
 

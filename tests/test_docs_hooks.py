@@ -6,18 +6,18 @@ from pathlib import Path
 
 import pluggy
 
-import canonry.hookspecs
+import canonry.automation.hookspecs
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 
 
 def _hookspec_names() -> set[str]:
     pm = pluggy.PluginManager("canonry")
-    pm.add_hookspecs(canonry.hookspecs)
+    pm.add_hookspecs(canonry.automation.hookspecs)
     names = {name for name, caller in pm.hook.__dict__.items()
              if not name.startswith("_") and getattr(caller, "spec", None) is not None}
     # cross-check against the marker pluggy leaves on each spec function
-    marked = {name for name, obj in vars(canonry.hookspecs).items()
+    marked = {name for name, obj in vars(canonry.automation.hookspecs).items()
               if callable(obj) and hasattr(obj, "canonry_spec")}
     assert names == marked, (names, marked)
     return names

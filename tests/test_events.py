@@ -8,7 +8,7 @@ import re
 import pytest
 
 import canonry
-from canonry.events import KINDS, Event
+from canonry.automation.events import KINDS, Event
 
 from _plugin_helpers import *  # noqa: F401,F403 - fixtures and helpers
 

@@ -8,7 +8,8 @@ import os
 from dulwich.repo import Repo
 
 import canonry
-from canonry import gitread, packs
+from canonry.git import reader as gitread
+from canonry.git import packs
 from conftest import fsck, git
 
 
@@ -199,7 +200,7 @@ def test_packs_of_any_name_with_an_index_are_read(tmp_path):
 def test_trees_read_from_their_bytes_agree_with_dulwichs_parse(tmp_path):
     """Storage answers a tree's first lookups and listings from its raw bytes (no dulwich
     objects): names with spaces, dots, every mode git writes, lookups of missing names."""
-    from canonry import storage as storage_mod
+    from canonry.git import storage as storage_mod
 
     repo = tmp_path / "r"
     _git_repo_with_history(repo, commits=3)

@@ -880,10 +880,10 @@ def _epoch(iso: str) -> float:
 
 
 def test_audit_since(store, store_path, monkeypatch, run_cli, make_file):
-    import canonry.storage
+    import canonry.git.storage
 
     clock = _Clock(_epoch("2030-01-10T09:00:00Z"))
-    monkeypatch.setattr(canonry.storage, "time", clock)
+    monkeypatch.setattr(canonry.git.storage, "time", clock)
     v0 = store.log_artifact(str(make_file("a")), name="g", type="model")
     clock.stamp = _epoch("2030-02-01T12:00:00Z")
     act_as(monkeypatch, store_path, MEMBER).link(v0.address, "model/c")

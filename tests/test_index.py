@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import canonry
-from canonry import index as index_mod
-from canonry.history import walk
-from canonry.index import Index, for_store, index_path
-from canonry.search import KINDS, reference_documents
+from canonry.query import index as index_mod
+from canonry.query.history import walk
+from canonry.query.index import Index, for_store, index_path
+from canonry.query.search import KINDS, reference_documents
 
 from _query_helpers import build_random_store, hand_commit, rand_metadata, rand_metrics
 from conftest import git, git_status
@@ -63,7 +63,7 @@ def assert_consistent(store, where, check_history: bool = True) -> None:
     for kind in KINDS:
         assert store.search(None, kind=kind) == reference_documents(store, kind), kind
     if check_history:
-        from canonry.index import history as index_history
+        from canonry.query.index import history as index_history
 
         for target in history_targets(store):
             assert index_history(store, target) == walk(store, target), target
@@ -230,7 +230,7 @@ def test_merge_made_by_git_shows_the_side_commits(busy, tmp_path):
 
 def test_history_and_audit_agree_with_the_walk(busy, tmp_path, monkeypatch):
     s = busy
-    from canonry.index import history as index_history
+    from canonry.query.index import history as index_history
 
     hand_commit(s, random.Random(1))
     monkeypatch.setenv("CANONRY_ACTOR", "Bob <bob@example.com>")
@@ -393,7 +393,7 @@ def test_a_held_write_lock_only_delays(busy):
 
 def test_tree_diff_of_big_flat_directories():
     """The list diff skips the common head and tail and finds what is in between."""
-    from canonry.index import _changed
+    from canonry.query.index import _changed
 
     a = [(f"n{i:05d}".encode(), 0o100644, f"{i:040x}".encode()) for i in range(1000)]
     b = list(a)

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from canonry.lineage import Lineage, layered_svg, layout, render
+from canonry.query.lineage import Lineage, layered_svg, layout, render
 
 from conftest import assert_one_line_error
 
@@ -123,7 +123,7 @@ def test_builtin_svg_layout(diamond):
 
 def test_missing_input_is_a_dashed_node(diamond):
     g = Lineage(root="x:v0", direction="upstream", depth=None, nodes={}, edges=[])
-    from canonry.lineage import Node
+    from canonry.query.lineage import Node
 
     g.nodes["x:v0"] = Node(ref="x:v0", artifact="x", version="v0", type="model", inputs=["gone:v3"])
     g.nodes["gone:v3"] = Node(ref="gone:v3", artifact="gone", version="v3", missing=True, distance=-1)

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import canonry
-from canonry import gitread, packs
+from canonry.git import reader as gitread
+from canonry.git import packs
 from conftest import fsck, git
 
 
@@ -184,7 +185,7 @@ _NAMES = st.text(alphabet="ab .-_1v", min_size=1, max_size=6).filter(lambda n: n
                                min_size=1, max_size=30),
        probe=_NAMES)
 def test_raw_entry_search_agrees_with_parsing(entries, probe):
-    from canonry.treebytes import AMBIGUOUS as _AMBIGUOUS, find_entry as _find_entry
+    from canonry.git.treebytes import AMBIGUOUS as _AMBIGUOUS, find_entry as _find_entry
 
     tree = Tree()
     for name, (is_dir, sha) in entries.items():
@@ -225,7 +226,7 @@ def test_lookups_in_a_large_tree_match_a_parsed_tree(tmp_path, model_file):
 def test_build_tree_gives_the_ids_git_would(tmp_path_factory, size, edits):
     """build_tree splices a big tree's bytes for replaced entries: the ids must be exactly
     those of the tree serialized from scratch."""
-    from canonry.storage import GitStorage
+    from canonry.git.storage import GitStorage
 
     repo_path = tmp_path_factory.mktemp("bt") / "r.git"
     git("init", "-q", "--bare", repo_path)
@@ -440,7 +441,7 @@ def test_gc_waits_for_a_merge_under_way_and_says_so_when_it_lasts(tmp_path, mode
     import threading
     import time
 
-    from canonry import housekeeping
+    from canonry.git import housekeeping
     from canonry.errors import Conflict
 
     path = tmp_path / "s.git"
@@ -585,12 +586,12 @@ def test_the_gc_lock_excludes_across_processes_and_without_fcntl_falls_back_to_a
     import subprocess
     import sys
 
-    from canonry.housekeeping import GcLock
+    from canonry.git.housekeeping import GcLock
 
     path = tmp_path / "canonry" / "gc.lock"
     mine = GcLock(str(path))
     assert mine.acquire()
-    probe = ("import sys; sys.path[:0] = [sys.argv[2]]\nfrom canonry.housekeeping import GcLock\n"
+    probe = ("import sys; sys.path[:0] = [sys.argv[2]]\nfrom canonry.git.housekeeping import GcLock\n"
              "print(GcLock(sys.argv[1]).acquire())")
     src = os.path.dirname(os.path.dirname(canonry.__file__))
     other = lambda: subprocess.run([sys.executable, "-c", probe, str(path), src],  # noqa: E731

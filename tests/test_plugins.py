@@ -336,13 +336,13 @@ def test_a_write_without_entry_point_plugins_does_not_import_importlib_metadata(
     entry_points.txt on sys.path names group canonry; with one, the plugin loads (above)."""
     import subprocess
 
-    from canonry.entrypoint_scan import entry_point_plugins_may_exist
+    from canonry.automation.entrypoints import entry_point_plugins_may_exist
 
     if entry_point_plugins_may_exist():
         pytest.skip("a distribution on this sys.path declares canonry entry points")
     path = mkstore()
     canonry.open(str(path)).log_artifact(artifact_file(tmp_path), name="a", type="model")
-    code = ("import sys\nfrom canonry.launcher import main\n"
+    code = ("import sys\nfrom canonry.cli.launcher import main\n"
             "try:\n    main(['-C', sys.argv[1], 'link', 'a:v0', 'model/c', '--alias', 'production'])\n"
             "except SystemExit as e:\n    assert e.code == 0, e.code\n"
             "print('importlib.metadata' in sys.modules)\n")
@@ -357,7 +357,7 @@ def test_help_lists_entry_point_commands_only_while_installed(tmp_path):
     import importlib.metadata
     import shutil
 
-    from canonry.entrypoint_scan import entry_point_plugins_may_exist as _entry_point_plugins_may_exist
+    from canonry.automation.entrypoints import entry_point_plugins_may_exist as _entry_point_plugins_may_exist
 
     assert _entry_point_plugins_may_exist() or not importlib.metadata.entry_points(group="canonry")
     env = _site_with_entry_points(tmp_path, {"greeter": COMMANDS_PLUGIN})

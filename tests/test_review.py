@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import canonry
-from canonry.review import Review, describe, render_markdown, render_text
+from canonry.review.diff import Review, describe, render_markdown, render_text
 
 from conftest import ACTOR_EMAIL, assert_one_line_error, git, head_of, run_process
 from _plugin_helpers import WebhookServer

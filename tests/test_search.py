@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import canonry
-from canonry.search import FilterError, KINDS, matches, parse, reference_documents
+from canonry.query.search import FilterError, KINDS, matches, parse, reference_documents
 
 from _query_helpers import build_random_store, vocabulary
 from conftest import assert_one_line_error
@@ -59,7 +59,7 @@ def test_filtered_api_equals_unfiltered_api_for_an_empty_filter(random_store):
 
 # ---- hypothesis: the SQL translation against the reference evaluator -------------------------------------
 def _scalars_at(doc, field):
-    from canonry.search import _lookup
+    from canonry.query.search import _lookup
 
     name = {"tag": "tags", "alias": "aliases", "types": "type"}.get(field, field)
     return _lookup(doc, name)[1]

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import canonry
-from canonry.validate import RULES, Finding, validate
+from canonry.review.validate import RULES, Finding, validate
 
 from conftest import git
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 __version__ = "0.1.0"
 __all__ = ["open", "init", "hookimpl", "CanonryError", "__version__"]
 
-from .errors import CanonryError
+from canonry.errors import CanonryError
 
 
 def __getattr__(name):  # `from canonry import hookimpl` without importing pluggy for every command
     if name == "hookimpl":
-        from .hookspecs import hookimpl
+        from canonry.automation.hookspecs import hookimpl
 
         return hookimpl
     raise AttributeError(name)
@@ -24,13 +24,13 @@ def __getattr__(name):  # `from canonry import hookimpl` without importing plugg
 def open(path: str | None = None, branch: str | None = None,  # noqa: A001 - mirrors the CLI verb
          plugins_dir: str | None = None, load_plugins: bool = True):
     """Open an existing store (found from `path` upwards, like git finds a repository)."""
-    from .store import open_store
+    from canonry.store import open_store
 
     return open_store(path, branch, plugins_dir=plugins_dir, load_plugins=load_plugins)
 
 
 def init(path: str, branch: str | None = None, bare: bool = False):
     """Create a store at `path` (or adopt an existing git repository). Returns the Store."""
-    from .store import init_store
+    from canonry.store import init_store
 
     return init_store(path, branch=branch, bare=bare)[0]

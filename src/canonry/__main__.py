@@ -1,3 +1,3 @@
-from .launcher import main
+from canonry.cli.launcher import main
 
 main()

@@ -17,7 +17,7 @@ downloads and every change.
 """
 from __future__ import annotations
 
-from .errors import CanonryError
+from canonry.errors import CanonryError
 
 ROLES = ("restricted_viewer", "viewer", "member", "admin")
 RANK = {r: i for i, r in enumerate(ROLES)}
@@ -99,8 +99,8 @@ def is_protected(registry: dict, alias: str) -> bool:
 
 
 def check_member_key(key: str) -> str:
-    from .errors import InvalidName
-    from .names import check_name
+    from canonry.errors import InvalidName
+    from canonry.names import check_name
 
     if key.startswith("group:"):
         check_name(key[6:], "group name")
@@ -111,7 +111,7 @@ def check_member_key(key: str) -> str:
 
 
 def check_role(role: str) -> str:
-    from .errors import InvalidInput
+    from canonry.errors import InvalidInput
 
     role = role.replace("-", "_")
     if role not in RANK:

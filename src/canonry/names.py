@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from .errors import InvalidAddress, InvalidName, ReservedAlias
+from canonry.errors import InvalidAddress, InvalidName, ReservedAlias
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 VERSION_RE = re.compile(r"^v(0|[1-9][0-9]*)$")

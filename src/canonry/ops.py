@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from . import model as m
-from .errors import InvalidInput, InvalidName, NotFound, TypeNotAccepted
-from .names import LATEST, check_alias, check_name, parse_artifact_version
-from .schemas import FORMAT_VERSION
-from .governance import check as check_role_for, check_store_admin, is_protected
-from .state import View
-from .storage import Identity
+from canonry import model as m
+from canonry.errors import InvalidInput, InvalidName, NotFound, TypeNotAccepted
+from canonry.names import LATEST, check_alias, check_name, parse_artifact_version
+from canonry.schemas import FORMAT_VERSION
+from canonry.governance import check as check_role_for, check_store_admin, is_protected
+from canonry.snapshot import View
+from canonry.git.storage import Identity
 
 VISIBILITIES = ("restricted", "organization")
 
@@ -412,7 +412,7 @@ def automations_set(view: View, ctx: Context, automations: list, registry: str |
 # ---- governance: members, protected aliases, store admins and groups ---------------------------------
 def member_set(view: View, ctx: Context, registry: str, member: str, role: str | None):
     """Give `member` (an email or group:NAME) `role` in a registry; role None removes them."""
-    from .governance import check_member_key, check_role
+    from canonry.governance import check_member_key, check_role
 
     check_member_key(member)
     rec = view.registry(registry)
@@ -458,7 +458,7 @@ def protect(view: View, ctx: Context, registry: str, alias: str, protected: bool
 
 
 def store_admin(view: View, ctx: Context, member: str, add: bool = True):
-    from .governance import check_member_key
+    from canonry.governance import check_member_key
 
     check_member_key(member)
     config = view.store_config()
@@ -476,7 +476,7 @@ def store_admin(view: View, ctx: Context, member: str, add: bool = True):
 
 
 def group_set(view: View, ctx: Context, name: str, members: list[str]):
-    from .governance import check_member_key
+    from canonry.governance import check_member_key
 
     check_name(name, "group name")
     for p in members:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from .schemas import FORMAT_VERSION
+from canonry.schemas import FORMAT_VERSION
 
 _SCHEMA = "CREATE TABLE IF NOT EXISTS records (sha BLOB, kind TEXT, body TEXT, PRIMARY KEY (sha, kind))"
 

@@ -5,7 +5,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import SchemaError
+from canonry.errors import SchemaError
 
 FORMAT_VERSION = 1
 KINDS = ("store", "registry", "collection", "aliases", "link", "artifact", "artifact_version")

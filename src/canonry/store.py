@@ -9,14 +9,17 @@ import time
 from contextlib import contextmanager
 
 
-from . import journal, manifest, model as m, ops
-from .blobs import blob_store_for
-from .errors import CanonryError, Conflict, IntegrityError, InvalidInput, NotAStore, NotFound
-from .names import Address, parse, parse_collection, parse_link
-from .schemas import FORMAT_VERSION
-from .recordcache import RecordCache
-from .state import ParseCache, View
-from .storage import DEFAULT_BRANCH, GitStorage, find_repo_path, head_commit_of, identity
+from canonry import journal
+from canonry.files import manifest
+from canonry import model as m
+from canonry import ops
+from canonry.files.blobs import blob_store_for
+from canonry.errors import CanonryError, Conflict, IntegrityError, InvalidInput, NotAStore, NotFound
+from canonry.names import Address, parse, parse_collection, parse_link
+from canonry.schemas import FORMAT_VERSION
+from canonry.recordcache import RecordCache
+from canonry.snapshot import ParseCache, View
+from canonry.git.storage import DEFAULT_BRANCH, GitStorage, find_repo_path, head_commit_of, identity
 
 MAX_ATTEMPTS = 30
 DEFAULT_REGISTRIES = {
@@ -57,7 +60,7 @@ class _Operations:
 
         Returns the new ArtifactVersion, or the newest one with `created=False` when the
         content is identical to it."""
-        from .names import check_name
+        from canonry.names import check_name
 
         check_name(name, "artifact name")
         check_name(type, "artifact type")
@@ -122,7 +125,7 @@ class _Operations:
 
     def role(self, registry: str, actor: str | None = None) -> str | None:
         """The role ACTOR (default: the acting identity) holds in REGISTRY."""
-        from .governance import role_in
+        from canonry.governance import role_in
 
         view = self.view()
         return role_in(view.store_config(), view.registry(registry), actor or self.actor.actor)
@@ -290,7 +293,7 @@ class Store(_Operations):
     def plugins(self):
         """The plugin manager (loaded once per Store; see plugins.py for where plugins come from)."""
         if self._plugins is None:
-            from . import plugins
+            from canonry.automation import plugins
 
             if self._load_plugins:
                 self._plugins = plugins.load(self.view(), self.plugins_dir)
@@ -299,7 +302,7 @@ class Store(_Operations):
         return self._plugins
 
     def _read_record(self, sha: bytes, path: str):
-        from .model import kind_of_path
+        from canonry.model import kind_of_path
 
         kind = kind_of_path(path) or "other"
         rec = self.cache.get(sha, kind)
@@ -310,7 +313,7 @@ class Store(_Operations):
 
     def events(self, rev_range: str) -> list:
         """Events of the commits in `A..B` (or of one commit), oldest first."""
-        from .events import commits_in_range, events_for_commit
+        from canonry.automation.events import commits_in_range, events_for_commit
 
         out = []
         for commit in commits_in_range(self.storage, rev_range):
@@ -318,14 +321,14 @@ class Store(_Operations):
         return out
 
     def events_between(self, old: bytes | None, new: bytes, paths=None) -> list:
-        from .events import events_for_commit
+        from canonry.automation.events import events_for_commit
 
         return events_for_commit(self.storage, new, self._read_record, paths)
 
     def _wants_events(self, commit: bytes) -> bool:
         """Whether plugins or the settings at `commit` want events."""
-        from .automations import summary
-        from .hookspecs import EVENT_HOOKS
+        from canonry.automation.delivery import summary
+        from canonry.automation.hookspecs import EVENT_HOOKS
 
         if self.plugins.has_impls(*set(EVENT_HOOKS.values())):
             return True
@@ -333,7 +336,7 @@ class Store(_Operations):
 
     def fire(self, events: list) -> list[dict]:
         """Deliver events to plugins and configured automations (each at most once)."""
-        from .automations import deliver
+        from canonry.automation.delivery import deliver
 
         if not events:
             return []
@@ -344,7 +347,7 @@ class Store(_Operations):
 
     def automation_log(self, target: str | None = None) -> list[dict]:
         """Recorded automation runs (newest commit first), optionally only those about `target`."""
-        from .runlog import RunLog
+        from canonry.automation.runlog import RunLog
 
         runs = [{"commit": c, **r} for c, r in RunLog(self.storage).all()]
         if target:
@@ -356,9 +359,9 @@ class Store(_Operations):
 
     def _check_policies(self, view: View, new: bytes) -> None:
         """Ask every check_change implementation about the commit `new`; refuse if any objects."""
-        from .errors import PolicyRefused
-        from .events import LazyEvents, diff_events
-        from .plugins import call
+        from canonry.errors import PolicyRefused
+        from canonry.automation.events import LazyEvents, diff_events
+        from canonry.automation.plugins import call
 
         impls = self.plugins.impls("check_change")
         if not impls:
@@ -389,29 +392,29 @@ class Store(_Operations):
     # ---- sharing: branches and remotes ------------------------------------------------------------
     def merge(self, branch: str, message: str | None = None, fast_forward: bool = True):
         """Merge proposal branch BRANCH into the store branch (see merge.py)."""
-        from .merge import merge_branch
+        from canonry.sharing.merge import merge_branch
 
         return merge_branch(self, branch, message=message, fast_forward=fast_forward)
 
     def push(self, remote: str = "origin"):
-        from .remote import push
+        from canonry.sharing.remote import push
 
         return push(self, remote)
 
     def pull(self, remote: str = "origin"):
-        from .remote import pull
+        from canonry.sharing.remote import pull
 
         return pull(self, remote)
 
     def sync(self, remote: str = "origin"):
-        from .remote import sync
+        from canonry.sharing.remote import sync
 
         return sync(self, remote)
 
     def validate(self, rev_range: str | None = None, trust_local_plugins: bool = False,
                  require_signed: bool = False):
         """Check every commit of BASE..HEAD, or the whole store: a list of findings (see validate.py)."""
-        from .validate import validate
+        from canonry.review.validate import validate
 
         return validate(self, rev_range, trust_local_plugins=trust_local_plugins,
                         require_signed=require_signed)
@@ -424,7 +427,7 @@ class Store(_Operations):
     def registries(self, filter: dict | None = None) -> list[m.Registry]:
         """Every registry, or those matching `filter` (MongoDB-style, see search.py)."""
         if filter is not None:
-            from .search import search_registries
+            from canonry.query.search import search_registries
 
             return search_registries(self, filter)
         view = self.view()
@@ -435,7 +438,7 @@ class Store(_Operations):
 
     def collections(self, registry: str | None = None, filter: dict | None = None) -> list[m.Collection]:
         if filter is not None:
-            from .search import search_collections
+            from canonry.query.search import search_collections
 
             return search_collections(self, filter, registry=registry)
         view = self.view()
@@ -453,7 +456,7 @@ class Store(_Operations):
     def versions(self, collection: str | None = None, filter: dict | None = None) -> list[m.LinkedVersion]:
         """Linked versions of one collection, or of every collection (matching `filter`, if given)."""
         if filter is not None:
-            from .search import search_versions
+            from canonry.query.search import search_versions
 
             return search_versions(self, filter, collection=collection)
         view = self.view()
@@ -560,7 +563,7 @@ class Store(_Operations):
         verifying every sha256. Files appear only once verified."""
         obj = self.resolve(target)
         if isinstance(obj, m.LinkedVersion):
-            from .governance import check
+            from canonry.governance import check
 
             check(self.view(), obj.registry, self.actor.actor, "download")
             obj = self.artifact_version(obj.artifact)
@@ -579,7 +582,7 @@ class Store(_Operations):
 
     def _check_download_of(self, version: m.ArtifactVersion) -> None:
         """A version linked in registries may be downloaded by who may download in one of them."""
-        from .governance import PermissionDenied, check
+        from canonry.governance import PermissionDenied, check
 
         view = self.view()
         registries = sorted({link["registry"] for link in self._links_of(view, version.address, version.type)})
@@ -597,7 +600,7 @@ class Store(_Operations):
                 actor: str | None = None) -> list[m.HistoryEntry]:
         """Every change to `target` (or to anything), newest first, read from commit trailers;
         `actor` keeps only the changes that email made."""
-        from .index import history
+        from canonry.query.index import history
 
         return history(self, target, limit=limit, actor=actor)
 
@@ -605,7 +608,7 @@ class Store(_Operations):
               actor: str | None = None) -> list[m.HistoryEntry]:
         """Who did what and when, across the store (or one registry), newest first.
         `since` is a date or time (ISO 8601: 2026-11-01 or 2026-11-01T12:00:00Z)."""
-        from .index import history
+        from canonry.query.index import history
 
         if registry:
             self.view().registry(registry)
@@ -617,26 +620,26 @@ class Store(_Operations):
                limit: int | None = None) -> list[dict]:
         """Linked versions (or collections, registries) matching a MongoDB-style filter and the
         shortcuts, as plain dicts with their aliases (see search.py for fields and operators)."""
-        from .search import search
+        from canonry.query.search import search
 
         return search(self, filter, kind=kind, tag=tag, alias=alias, type=type, registry=registry,
                       limit=limit)
 
     def lineage(self, target: str, direction: str = "both", depth: int | None = None):
         """What TARGET's artifact version was made from and what was made from it (lineage.Lineage)."""
-        from .lineage import trace
+        from canonry.query.lineage import trace
 
         return trace(self, target, direction=direction, depth=depth)
 
     def compare(self, collection: str, metrics=None, ascending: bool = False) -> dict:
         """Every linked version of REGISTRY/COLLECTION with aliases and metrics, best first."""
-        from .compare import compare
+        from canonry.query.compare import compare
 
         return compare(self, collection, metrics=metrics, ascending=ascending)
 
     def diff(self, rev_range: str):
         """What BASE..HEAD introduces over their merge base, in registry terms (review.Review)."""
-        from .review import describe
+        from canonry.review.diff import describe
 
         return describe(self, rev_range)
 
@@ -761,7 +764,7 @@ def _check_prefix(prefix: str) -> str:
     prefix = (prefix or "").strip("/")
     if not prefix:
         return ""
-    from .names import check_name
+    from canonry.names import check_name
 
     for part in prefix.split("/"):
         check_name(part, "prefix folder")

@@ -1,0 +1,114 @@
+"""`canonry show`, `ls`, `history` and `get`: reading the store."""
+from __future__ import annotations
+
+import os
+
+import click
+
+from canonry.cli.common import branch_option, done, json_option, pass_ctx, say
+
+
+@click.command()
+@click.argument("target")
+@json_option
+@branch_option
+@pass_ctx
+def show(c, target, as_json):
+    """Show everything known about a registry, collection, linked version or artifact version."""
+    show_target(c.store(), target, as_json)
+
+
+def show_target(store, target, as_json):  # also `registry show`
+    data = store.show(target)
+    if as_json:
+        from canonry.output import emit_json
+
+        return emit_json(data)
+    from canonry.cli import render as views
+
+    say(views.render_show(data))
+
+
+@click.command()
+@click.argument("target", required=False, metavar="[REGISTRY[/COLLECTION]]")
+@json_option
+@branch_option
+@pass_ctx
+def ls(c, target, as_json):
+    """List registries, the collections of a registry, or the versions of a collection."""
+    store = c.store()
+    if not target:
+        return print_registries(store, as_json)
+    from canonry.names import parse
+
+    addr = parse(target)
+    from canonry.cli import render as views
+    from canonry.output import emit_json
+
+    if addr.kind == "name":
+        from canonry.names import check_name
+
+        colls = store.collections(check_name(addr.registry, "registry name"))
+        if as_json:
+            return emit_json([x.to_dict() for x in colls])
+        return say(views.collections_table(colls))
+    if addr.kind == "collection":
+        versions = store.versions(target)
+        if as_json:
+            return emit_json([v.to_dict() for v in versions])
+        return say(views.versions_table(versions))
+    raise click.BadParameter(f"{target!r}: expected REGISTRY or REGISTRY/COLLECTION", param_hint="TARGET")
+
+
+@click.command()
+@click.argument("target")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many entries.")
+@click.option("--actor", metavar="EMAIL", help="Only the changes made by EMAIL.")
+@json_option
+@branch_option
+@pass_ctx
+def history(c, target, limit, actor, as_json):
+    """Every change to TARGET, newest first: commit, time, actor, operation, before → after."""
+    entries = c.store().history(target, limit=limit, actor=actor)
+    if as_json:
+        from canonry.output import emit_json
+
+        return emit_json([e.to_dict() for e in entries])
+    from canonry.cli import render as views
+
+    say(views.history_table(entries) if entries else f"no changes recorded for {target}")
+
+
+@click.command()
+@click.argument("target")
+@click.option("--to", "dest", required=True, type=click.Path(file_okay=False), help="Directory to write to.")
+@json_option
+@branch_option
+@pass_ctx
+def get(c, target, dest, as_json):
+    """Restore the files of a version into DIR, verifying every sha256."""
+    v = c.store().download(target, dest)
+    done(as_json, {"artifact": v.address, "digest": v.digest, "to": os.path.abspath(dest),
+                   "files": [f["path"] for f in v.files]},
+         f"restored {v.address} ({len(v.files)} file{'s' * (len(v.files) != 1)}, digests verified) "
+         f"into {dest}")
+
+
+# ---- shared with `registry list` and `registry create` -------------------------------------------
+def types_text(types) -> str:
+    return types if types == "all" else ", ".join(types)
+
+
+def print_registries(store, as_json):
+    regs = store.registries()
+    if as_json:
+        from canonry.output import emit_json
+
+        return emit_json([r.to_dict() for r in regs])
+    from canonry.output import table
+
+    counts = {}
+    for coll in store.collections():
+        counts[coll.registry] = counts.get(coll.registry, 0) + 1
+    say(table([[r.name, r.visibility, types_text(r.types), counts.get(r.name, 0), r.description]
+               for r in regs], ["REGISTRY", "VISIBILITY", "TYPES", "COLLECTIONS", "DESCRIPTION"]))

@@ -1,0 +1,153 @@
+"""`canonry registry …`: registries, their settings, members and protected aliases."""
+from __future__ import annotations
+
+import click
+
+from canonry.cli.common import branch_option, done, json_option, pass_ctx, say
+from canonry.cli.read import print_registries, show_target, types_text
+
+
+@click.group()
+def registry():
+    """Create, list, show and edit registries."""
+
+
+@registry.command("create")
+@click.argument("name")
+@click.option("--description", "-d", default="", help="What the registry is for.")
+@click.option("--visibility", type=click.Choice(["restricted", "organization"]), default="restricted",
+              show_default=True)
+@click.option("--type", "types", multiple=True, metavar="T",
+              help="Accepted artifact type (repeatable; default: all types).")
+@json_option
+@branch_option
+@pass_ctx
+def registry_create(c, name, description, visibility, types, as_json):
+    """Create registry NAME."""
+    reg = c.store().create_registry(name, description, visibility, list(types) or None)
+    done(as_json, reg.to_dict(), f"created registry {reg.name} ({reg.visibility}; "
+                                 f"types: {types_text(reg.types)})")
+
+
+@registry.command("list")
+@json_option
+@branch_option
+@pass_ctx
+def registry_list(c, as_json):
+    """List registries."""
+    print_registries(c.store(), as_json)
+
+
+@registry.command("show")
+@click.argument("name")
+@json_option
+@branch_option
+@pass_ctx
+def registry_show(c, name, as_json):
+    """Show registry NAME and its collections."""
+    from canonry.names import check_name
+
+    check_name(name, "registry name")
+    show_target(c.store(), name, as_json)
+
+
+@registry.command("edit")
+@click.argument("name")
+@click.option("--description", "-d", default=None)
+@click.option("--visibility", type=click.Choice(["restricted", "organization"]), default=None)
+@click.option("--add-type", "add_types", multiple=True, metavar="T",
+              help="Accept another artifact type (repeatable; 'all' accepts every type).")
+@json_option
+@branch_option
+@pass_ctx
+def registry_edit(c, name, description, visibility, add_types, as_json):
+    """Edit registry settings. Accepted types can be added, never removed."""
+    store = c.store()
+    before = store.registry(name)
+    reg = store.edit_registry(name, description=description, visibility=visibility,
+                              add_types=list(add_types) or None)
+    changed = reg.to_dict() != before.to_dict()
+    done(as_json, {**reg.to_dict(), "changed": changed},
+         f"edited registry {name}" if changed else f"registry {name}: nothing to change")
+
+
+@registry.group("member")
+def registry_member():
+    """Manage the members of a registry and their roles."""
+
+
+@registry_member.command("add")
+@click.argument("registry_name", metavar="REGISTRY")
+@click.argument("member", metavar="USER")
+@click.option("--role", required=True, type=click.Choice(["admin", "member", "viewer", "restricted_viewer", "restricted-viewer"]))
+@json_option
+@branch_option
+@pass_ctx
+def member_add(c, registry_name, member, role, as_json):
+    """Give USER (an email, or group:NAME) ROLE in REGISTRY (changes the role if USER has one)."""
+    r = c.store().set_member(registry_name, member, role)
+    text = (f"{member} is {r['after']} in registry {registry_name}" if r["before"] != r["after"]
+            else f"{member} already is {r['after']} in registry {registry_name}: nothing changed")
+    done(as_json, r, text)
+
+
+@registry_member.command("rm")
+@click.argument("registry_name", metavar="REGISTRY")
+@click.argument("member", metavar="USER")
+@json_option
+@branch_option
+@pass_ctx
+def member_rm(c, registry_name, member, as_json):
+    """Remove USER from REGISTRY."""
+    r = c.store().remove_member(registry_name, member)
+    done(as_json, r, f"removed {member} ({r['before']}) from registry {registry_name}")
+
+
+@registry_member.command("list")
+@click.argument("registry_name", metavar="REGISTRY")
+@json_option
+@branch_option
+@pass_ctx
+def member_list(c, registry_name, as_json):
+    """List the members of REGISTRY with their roles."""
+    store = c.store()
+    reg = store.registry(registry_name)
+    config = store.view().store_config()
+    rows = [{"member": k, "role": v, "source": "registry"} for k, v in sorted(reg.members.items())]
+    rows += [{"member": a, "role": "admin", "source": "store admin"} for a in config.get("admins", [])]
+    if reg.visibility == "organization":
+        rows.append({"member": "everyone", "role": store.view().registry(registry_name).get("default_role", "viewer"),
+                     "source": "organization visibility"})
+    if as_json:
+        from canonry.output import emit_json
+
+        return emit_json(rows)
+    from canonry.output import table
+
+    say(table([[r["member"], r["role"], r["source"]] for r in rows], ["MEMBER", "ROLE", "FROM"]))
+
+
+@registry.command("protect")
+@click.argument("registry_name", metavar="REGISTRY")
+@click.argument("alias_name", metavar="ALIAS")
+@json_option
+@branch_option
+@pass_ctx
+def registry_protect(c, registry_name, alias_name, as_json):
+    """Protect ALIAS in REGISTRY: only admins may then add or remove it."""
+    r = c.store().protect_alias(registry_name, alias_name)
+    done(as_json, r, f"protected aliases of {registry_name}: {', '.join(r['protected_aliases'])}"
+         if r["changed"] else f"{alias_name} already is protected in {registry_name}")
+
+
+@registry.command("unprotect")
+@click.argument("registry_name", metavar="REGISTRY")
+@click.argument("alias_name", metavar="ALIAS")
+@json_option
+@branch_option
+@pass_ctx
+def registry_unprotect(c, registry_name, alias_name, as_json):
+    """Stop protecting ALIAS in REGISTRY."""
+    r = c.store().unprotect_alias(registry_name, alias_name)
+    done(as_json, r, f"protected aliases of {registry_name}: {', '.join(r['protected_aliases']) or 'none'}"
+         if r["changed"] else f"{alias_name} is not protected in {registry_name}")

@@ -1,0 +1,162 @@
+"""`canonry log`, `link`, `unlink`, `alias …` and `tag …`: recording versions and naming them."""
+from __future__ import annotations
+
+import click
+
+from canonry.cli.common import branch_option, done, json_option, pass_ctx
+
+
+def _key_values(values, what: str, numeric: bool = False) -> dict:
+    import json
+
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint=f"--{what}")
+        if numeric:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise click.BadParameter(f"{key}={raw!r}: not a number", param_hint=f"--{what}") from None
+            out[key] = int(value) if value.is_integer() and "." not in raw and "e" not in raw.lower() else value
+        else:
+            try:
+                out[key] = json.loads(raw)  # numbers, booleans, lists stay typed
+            except ValueError:
+                out[key] = raw
+    return out
+
+
+@click.command("log")
+@click.argument("path", type=click.Path())
+@click.option("--name", "-n", required=True, help="Artifact name.")
+@click.option("--type", "-t", "type_", required=True, help="Artifact type (model, dataset, …).")
+@click.option("--metadata", "-m", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
+@click.option("--metric", multiple=True, metavar="KEY=NUMBER", help="Repeatable.")
+@click.option("--input", "inputs", multiple=True, metavar="ARTIFACT:vK",
+              help="An artifact version this one was made from (lineage; repeatable).")
+@click.option("--description", "-d", default="")
+@json_option
+@branch_option
+@pass_ctx
+def log_cmd(c, path, name, type_, metadata, metric, inputs, description, as_json):
+    """Log PATH (a file or directory) as a new version of artifact NAME."""
+    store = c.store()
+    v = store.log_artifact(path, name=name, type=type_, metadata=_key_values(metadata, "metadata"),
+                           metrics=_key_values(metric, "metric", numeric=True), inputs=inputs,
+                           description=description)
+    from canonry.output import human_size
+
+    if v.created:
+        text = f"logged {v.address} ({v.type}, {len(v.files)} file{'s' * (len(v.files) != 1)}, " \
+               f"{human_size(v.size)}, {v.digest[:19]})"
+    else:
+        text = f"{path} is identical to {v.address} (same digest): no new version made"
+    done(as_json, v.to_dict(), text)
+
+
+# ---- links and aliases ---------------------------------------------------------------------------
+@click.command()
+@click.argument("artifact", metavar="ARTIFACT:vK")
+@click.argument("collection", metavar="REGISTRY/COLLECTION")
+@click.option("--alias", "-a", "aliases", multiple=True, metavar="A", help="Alias to set (repeatable).")
+@click.option("--description", "-d", default="")
+@json_option
+@branch_option
+@pass_ctx
+def link(c, artifact, collection, aliases, description, as_json):
+    """Link an artifact version into a collection (created if missing). No bytes are copied."""
+    lv = c.store().link(artifact, collection, aliases=aliases, description=description)
+    if lv.created:
+        text = f"linked {lv.artifact} -> {lv.address}"
+    else:
+        text = f"{lv.artifact} is already linked as {lv.address}: no new link"
+    shown = [a for a in lv.aliases if a != "latest"]
+    if shown:
+        text += f" [{', '.join(shown)}]"
+    done(as_json, lv.to_dict(), text)
+
+
+@click.command()
+@click.argument("target", metavar="REGISTRY/COLLECTION:vN")
+@json_option
+@branch_option
+@pass_ctx
+def unlink(c, target, as_json):
+    """Remove a link (and the aliases it holds). The artifact version itself stays."""
+    lv = c.store().unlink(target)
+    gone = [a for a in lv.aliases if a != "latest"]
+    text = f"unlinked {lv.address} ({lv.artifact})" + (f"; removed aliases {', '.join(gone)}" if gone else "")
+    done(as_json, lv.to_dict(), text)
+
+
+@click.group()
+def alias():
+    """Set or remove aliases (production, staging, best, …)."""
+
+
+@alias.command("set")
+@click.argument("target", metavar="REGISTRY/COLLECTION:vN")
+@click.argument("name", metavar="ALIAS")
+@json_option
+@branch_option
+@pass_ctx
+def alias_set(c, target, name, as_json):
+    """Point ALIAS at a linked version, moving it if another version holds it."""
+    ch = c.store().set_alias(target, name)
+    if not ch.changed:
+        text = f"{ch.alias} already points at {ch.collection}:{ch.after}: nothing changed"
+    elif ch.before:
+        text = f"moved {ch.alias} in {ch.collection}: {ch.before} -> {ch.after}"
+    else:
+        text = f"set {ch.alias} -> {ch.collection}:{ch.after}"
+    done(as_json, {**ch.to_dict(), "changed": ch.changed}, text)
+
+
+@alias.command("rm")
+@click.argument("collection", metavar="REGISTRY/COLLECTION")
+@click.argument("name", metavar="ALIAS")
+@json_option
+@branch_option
+@pass_ctx
+def alias_rm(c, collection, name, as_json):
+    """Remove ALIAS from a collection."""
+    ch = c.store().remove_alias(collection, name)
+    done(as_json, {**ch.to_dict(), "changed": True},
+         f"removed {ch.alias} from {ch.collection} (was on {ch.before})")
+
+
+@click.group()
+def tag():
+    """Add or remove tags on collections and linked versions."""
+
+
+@tag.command("add")
+@click.argument("target", metavar="TARGET")
+@click.argument("tags", nargs=-1, required=True)
+@json_option
+@branch_option
+@pass_ctx
+def tag_add(c, target, tags, as_json):
+    """Add TAGS to REGISTRY/COLLECTION or REGISTRY/COLLECTION:vN."""
+    _tag_done(as_json, c.store().tag(target, *tags))
+
+
+@tag.command("rm")
+@click.argument("target", metavar="TARGET")
+@click.argument("tags", nargs=-1, required=True)
+@json_option
+@branch_option
+@pass_ctx
+def tag_rm(c, target, tags, as_json):
+    """Remove TAGS from REGISTRY/COLLECTION or REGISTRY/COLLECTION:vN."""
+    _tag_done(as_json, c.store().untag(target, *tags))
+
+
+def _tag_done(as_json, ch):
+    from canonry.output import fmt
+
+    text = (f"tags of {ch.target}: {fmt(ch.after)}" if ch.changed
+            else f"tags of {ch.target} unchanged: {fmt(ch.after)}")
+    done(as_json, {**ch.to_dict(), "changed": ch.changed}, text)

@@ -1,0 +1,764 @@
+"""`canonry validate`: the CI gate. Check every commit of BASE..HEAD, or the whole store.
+
+Range mode checks each commit reachable from HEAD and not from BASE (both sides of merges; a
+merge is compared with its first parent). Per commit, only what the commit touched is checked,
+plus the few records those files reference, so validating a long branch of a big store stays
+fast. Whole-store mode is the same check of the diff from an empty tree to the head: every
+file is "touched", so every file is parsed and every reference followed.
+
+Rules (each finding carries one of these ids):
+
+    schema             a store file is not valid YAML (duplicate keys included) or not valid
+                       against its JSON Schema
+    unknown-file       a file under registries/ or artifacts/ that is not part of the layout
+    layout             canonry.yaml missing; a file whose parent record is missing (a link or
+                       aliases.yaml without collection.yaml, a collection without registry.yaml,
+                       a version without artifact.yaml)
+    alias-target       an alias names a link that does not exist in its collection
+    alias-name         an alias uses a reserved name (`latest`, `v<digits>`)
+    link-target        a link names an artifact version that does not exist
+    link-digest        a link's digest differs from the artifact version's
+    collection-type    a link's artifact type is not the collection's type; a collection's type changed
+    type-accepted      the registry does not accept the collection's type
+    artifact-type      a version's type is not its artifact's type; an artifact's type changed
+    input-target       a version's inputs name an artifact version that does not exist
+    version-immutable  a logged artifact version was modified or deleted
+    link-renumbered    an existing link was re-pointed (artifact or digest changed), or a new
+                       link reuses a number the collection had already issued
+    types-shrunk       a registry's accepted types lost a type
+    counter-decreased  a collection's next_version went down
+    counter-behind     a collection's next_version is not above every present link number
+    policy             a check_change implementation (policy plugin) refused the commit
+
+Policies: plugins are loaded from the built-in folder, installed entry points and an explicit
+`--plugins-dir` only. The store's own plugins/*.py (code from the branch under review) are
+loaded only with `trust_local_plugins=True`, and then only if HEAD's canonry.yaml trusts them.
+The policies in force are the reviewed ones: in range mode the policy plugins see the commit's
+state, except that the `automations` of canonry.yaml and of every registry.yaml are read from
+BASE (a branch can neither switch a policy off nor add one for its own commits). With a single
+revision (no `..`), that commit's parent configures the policies; in whole-store mode, the head
+itself, and the events are those that would build the whole head state from nothing.
+
+Extending: RULES is the list of checks run for each commit. A rule is `rule(ctx)` taking a
+CommitCheck and yielding Findings (or calling `ctx.add`). Governance adds its rule
+("the author held the needed role at the parent commit") by appending to RULES: the context
+already carries the author, the parent commit and a View of it (`ctx.parent_view`).
+"""
+from __future__ import annotations
+
+import copy
+import re
+import stat
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Iterator
+
+from dulwich.diff_tree import tree_changes
+
+from canonry import model as m
+from canonry.errors import CanonryError, SchemaError
+from canonry.names import LATEST, NAME_RE, VERSION_RE
+from canonry.snapshot import View
+
+_VERSION_FILE = re.compile(r"^v(0|[1-9][0-9]*)\.yaml$")
+_RESERVED_ALIAS = re.compile(r"^v[0-9]+$")
+_INVALID = object()  # a record that could not be parsed or validated (reported by the schema rule)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem: which commit (None in whole-store mode), which store file, which rule, why."""
+
+    commit: str | None
+    path: str
+    rule: str
+    message: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def line(self) -> str:
+        where = self.commit[:10] if self.commit else "store"
+        return f"{where} {self.path}: {self.rule}: {self.message}"
+
+
+class Report(list):
+    """The findings (a list of Finding), plus what was checked."""
+
+    def __init__(self, findings=(), checked_commits: int = 0, head: str | None = None,
+                 rev_range: str | None = None):
+        super().__init__(findings)
+        self.checked_commits = checked_commits
+        self.head = head
+        self.rev_range = rev_range
+
+    @property
+    def ok(self) -> bool:
+        return not self
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "checked_commits": self.checked_commits,
+                "findings": [f.to_dict() for f in self]}
+
+
+@dataclass
+class Change:
+    """One file changed by the commit: (mode, sha) before and after, None when absent."""
+
+    path: str
+    old: tuple[int, bytes] | None
+    new: tuple[int, bytes] | None
+
+    @property
+    def added(self) -> bool:
+        return self.old is None and self.new is not None
+
+    @property
+    def deleted(self) -> bool:
+        return self.new is None
+
+
+class Loader:
+    """Parses and validates records by blob id; remembers failures so each is parsed once."""
+
+    def __init__(self, store):
+        self.store = store
+        self._errors: dict[tuple[bytes, str], str] = {}
+
+    def load(self, sha: bytes, path: str, kind: str):
+        """The record, or _INVALID (see error())."""
+        key = (sha, kind)
+        if key in self._errors:
+            return _INVALID
+        try:
+            return self.store._read_record(sha, path)
+        except SchemaError as e:
+            self._errors[key] = _strip_path(str(e), path)
+        except Exception as e:  # an unreadable blob, a decoding error: never an exception out of validate
+            self._errors[key] = f"cannot read: {type(e).__name__}: {' '.join(str(e).split())}"
+        return _INVALID
+
+    def error(self, sha: bytes, kind: str) -> str | None:
+        return self._errors.get((sha, kind))
+
+    def read_or_none(self, sha: bytes, path: str):
+        """For events.diff_events: a record, or None for a broken or unknown file (as if absent:
+        a commit that repairs a broken file then shows everything the file holds as added)."""
+        kind = layout_kind(path)
+        rec = self.load(sha, path, kind) if kind else None
+        return None if rec is _INVALID else rec
+
+
+@dataclass
+class CommitCheck:
+    """Everything a rule needs about one commit (or about the whole store)."""
+
+    store: object
+    loader: Loader
+    commit: bytes | None  # the commit whose state is checked
+    parent: bytes | None  # what it is compared with (None: a root commit, or whole-store mode)
+    label: str | None  # commit hex named by findings; None in whole-store mode
+    changes: list[Change]
+    policy_config: bytes | None  # commit whose automations (policies) are in force
+    plugins: object  # plugins.Plugins with the check_change implementations to run
+    whole: bool = False
+    findings: list[Finding] = field(default_factory=list)
+    _seen: set = field(default_factory=set, repr=False)
+
+    def __post_init__(self):
+        self.storage = self.store.storage
+        self.new_root = self.storage.root_tree(self.commit)
+        self.old_root = self.storage.root_tree(self.parent)
+        self._view = self._parent_view = None
+        self.by_path = {c.path: c for c in self.changes}
+
+    # ---- who and when --------------------------------------------------------------------------
+    @property
+    def commit_object(self):
+        return self.storage.commit(self.commit) if self.commit is not None else None
+
+    @property
+    def author(self) -> str:
+        """The author's email (how canonry names actors)."""
+        from canonry.automation.events import commit_actor_time
+
+        return commit_actor_time(self.commit_object)[0]
+
+    # ---- state ---------------------------------------------------------------------------------
+    @property
+    def view(self) -> View:
+        if self._view is None:
+            self._view = View(self.storage, self.commit, self.store.cache)
+        return self._view
+
+    @property
+    def parent_view(self) -> View | None:
+        """The store at the parent commit: the rules in force when the commit was made."""
+        if self.parent is None:
+            return None
+        if self._parent_view is None:
+            self._parent_view = View(self.storage, self.parent, self.store.cache)
+        return self._parent_view
+
+    def entry(self, path: str, old: bool = False) -> tuple[int, bytes] | None:
+        return self.storage.lookup(self.old_root if old else self.new_root, path)
+
+    def exists(self, path: str, old: bool = False) -> bool:
+        return self.entry(path, old) is not None
+
+    def record(self, path: str, old: bool = False):
+        """The parsed record at the commit (or its parent): None when absent, _INVALID when broken."""
+        entry = self.entry(path, old)
+        if entry is None or not stat.S_ISREG(entry[0]):
+            return None
+        return self.loader.load(entry[1], path, layout_kind(path) or "other")
+
+    def names(self, path: str) -> list[str]:
+        return [n for n, _, _ in self.storage.listdir(self.new_root, path)]
+
+    def add(self, path: str, rule: str, message: str) -> None:
+        self.report(Finding(self.label, path, rule, message))
+
+    def report(self, finding: Finding) -> None:
+        if finding not in self._seen:
+            self._seen.add(finding)
+            self.findings.append(finding)
+
+    # ---- what the commit touched -------------------------------------------------------------
+    def touched(self, kind: str) -> list[Change]:
+        return [c for c in self.changes if layout_kind(c.path) == kind]
+
+    def touched_collections(self) -> list[tuple[str, str]]:
+        out = {}
+        for c in self.changes:
+            parts = c.path.split("/")
+            if parts[0] == m.REGISTRIES and len(parts) >= 4 and layout_kind(c.path) is not None:
+                out[(parts[1], parts[2])] = None
+        return list(out)
+
+
+# ---- the layout ---------------------------------------------------------------------------------
+def _name_ok(name: str) -> bool:
+    return bool(NAME_RE.fullmatch(name)) and ".." not in name
+
+
+def layout_kind(path: str) -> str | None:
+    """The schema kind of a store path, stricter than model.kind_of_path: names must be valid
+    and version files must be v<N>.yaml. None: not a canonry file (an unknown file when it is
+    under registries/ or artifacts/)."""
+    parts = path.split("/")
+    if path == m.STORE_FILE:
+        return "store"
+    if parts[0] == m.REGISTRIES:
+        if len(parts) == 3 and parts[2] == "registry.yaml" and _name_ok(parts[1]):
+            return "registry"
+        if len(parts) in (4, 5) and _name_ok(parts[1]) and _name_ok(parts[2]):
+            if len(parts) == 4 and parts[3] in ("collection.yaml", "aliases.yaml"):
+                return parts[3][:-5]
+            if len(parts) == 5 and parts[3] == "links" and _VERSION_FILE.match(parts[4]):
+                return "link"
+        return None
+    if parts[0] == m.ARTIFACTS and len(parts) == 3 and _name_ok(parts[1]):
+        if parts[2] == "artifact.yaml":
+            return "artifact"
+        if _VERSION_FILE.match(parts[2]):
+            return "artifact_version"
+    return None
+
+
+def _in_layout_area(path: str) -> bool:
+    return path.split("/")[0] in (m.REGISTRIES, m.ARTIFACTS)
+
+
+def _strip_path(message: str, path: str) -> str:
+    return message[len(path) + 2:] if message.startswith(path + ": ") else message
+
+
+def _ok(rec) -> bool:
+    return rec is not None and rec is not _INVALID
+
+
+def _num(version: str) -> int:
+    return int(version[1:])
+
+
+# ---- rules --------------------------------------------------------------------------------------
+def rule_files(ctx: CommitCheck) -> None:
+    """schema, unknown-file, layout (canonry.yaml present)."""
+    for c in ctx.changes:
+        if c.deleted:
+            if c.path == m.STORE_FILE:
+                ctx.add(c.path, "layout", "canonry.yaml was deleted: the store has no settings")
+            continue
+        kind = layout_kind(c.path)
+        mode = c.new[0]
+        if _in_layout_area(c.path) and not stat.S_ISREG(mode):
+            what = "a symlink" if stat.S_ISLNK(mode) else "a submodule" if mode == 0o160000 else "not a file"
+            ctx.add(c.path, "unknown-file", f"{what}: the store layout holds regular files only")
+            continue
+        if kind is None:
+            if _in_layout_area(c.path):
+                ctx.add(c.path, "unknown-file", "not part of the store layout " + _expected(c.path))
+            continue
+        if ctx.loader.load(c.new[1], c.path, kind) is _INVALID:
+            ctx.add(c.path, "schema", ctx.loader.error(c.new[1], kind) or "invalid")
+    if ctx.whole and not ctx.exists(m.STORE_FILE):
+        ctx.add(m.STORE_FILE, "layout", "canonry.yaml is missing: the store has no settings")
+
+
+def _expected(path: str) -> str:
+    parts = path.split("/")
+    if parts[0] == m.ARTIFACTS:
+        return "(expected artifacts/<artifact>/artifact.yaml or artifacts/<artifact>/v<K>.yaml)"
+    return ("(expected registries/<registry>/registry.yaml, .../<collection>/collection.yaml, "
+            ".../<collection>/aliases.yaml or .../<collection>/links/v<N>.yaml)")
+
+
+def rule_parents(ctx: CommitCheck) -> None:
+    """layout: every record's parent record exists; a deleted parent record leaves nothing behind."""
+    for c in ctx.changes:
+        kind = layout_kind(c.path)
+        parts = c.path.split("/")
+        if not c.deleted:
+            need = None
+            if kind == "collection":
+                need = m.registry_file(parts[1])
+            elif kind in ("aliases", "link"):
+                need = m.collection_file(parts[1], parts[2])
+            elif kind == "artifact_version":
+                need = m.artifact_file(parts[1])
+            if need and not ctx.exists(need):
+                ctx.add(c.path, "layout", f"{need} is missing")
+        elif kind in ("registry", "collection", "artifact"):
+            folder = c.path.rsplit("/", 1)[0]
+            left = ctx.names(folder)
+            if left:
+                ctx.add(c.path, "layout", f"deleted, but {folder}/ still holds {', '.join(sorted(left)[:3])}"
+                        + (" …" if len(left) > 3 else ""))
+
+
+def rule_history(ctx: CommitCheck) -> None:
+    """What may never change once committed: versions, links, types, counters."""
+    for c in ctx.changes:
+        if c.old is None:
+            continue
+        kind = layout_kind(c.path)
+        if kind is None:
+            continue
+        before = ctx.loader.load(c.old[1], c.path, kind) if stat.S_ISREG(c.old[0]) else None
+        after = ctx.loader.load(c.new[1], c.path, kind) if c.new and stat.S_ISREG(c.new[0]) else None
+        parts = c.path.split("/")
+        if kind == "artifact_version":
+            ref = f"{parts[1]}:{parts[2][:-5]}"
+            if c.deleted:
+                ctx.add(c.path, "version-immutable", f"logged artifact version {ref} was deleted")
+            elif _ok(before) and _ok(after) and before != after:
+                fields = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+                ctx.add(c.path, "version-immutable",
+                        f"logged artifact version {ref} was modified ({', '.join(fields)})")
+            elif (before is _INVALID or after is _INVALID) and c.old[1] != c.new[1]:
+                ctx.add(c.path, "version-immutable", f"logged artifact version {ref} was modified")
+        if not (_ok(before) and _ok(after)):
+            continue
+        if kind == "link":
+            where = f"{parts[1]}/{parts[2]}:{parts[4][:-5]}"
+            for key in ("artifact", "digest"):
+                if before.get(key) != after.get(key):
+                    ctx.add(c.path, "link-renumbered",
+                            f"existing link {where} was re-pointed: {key} {before.get(key)} -> {after.get(key)}")
+        elif kind == "collection":
+            where = f"{parts[1]}/{parts[2]}"
+            if before["type"] != after["type"]:
+                ctx.add(c.path, "collection-type",
+                        f"collection {where} changed type {before['type']!r} -> {after['type']!r}")
+            if after["next_version"] < before["next_version"]:
+                ctx.add(c.path, "counter-decreased", f"next_version of {where} went down: "
+                        f"{before['next_version']} -> {after['next_version']}")
+        elif kind == "registry":
+            old, new = before["types"], after["types"]
+            if old == "all" and new != "all":
+                ctx.add(c.path, "types-shrunk", f"registry {parts[1]} accepted all types; now only "
+                        f"{', '.join(new)}")
+            elif old != "all" and new != "all":
+                lost = [t for t in old if t not in new]
+                if lost:
+                    ctx.add(c.path, "types-shrunk",
+                            f"registry {parts[1]} no longer accepts {', '.join(lost)}")
+        elif kind == "artifact":
+            if before["type"] != after["type"]:
+                ctx.add(c.path, "artifact-type",
+                        f"artifact {parts[1]} changed type {before['type']!r} -> {after['type']!r}")
+
+
+def rule_links(ctx: CommitCheck) -> None:
+    """link-target, link-digest, collection-type, link-renumbered (a reused number)."""
+    for c in ctx.touched("link"):
+        if c.deleted:
+            continue
+        link = ctx.record(c.path)
+        if not _ok(link):
+            continue
+        parts = c.path.split("/")
+        reg, coll, version = parts[1], parts[2], parts[4][:-5]
+        where = f"{reg}/{coll}:{version}"
+        if c.added and ctx.parent is not None:
+            before = ctx.record(m.collection_file(reg, coll), old=True)
+            if _ok(before) and _num(version) < before["next_version"]:
+                ctx.add(c.path, "link-renumbered",
+                        f"new link {where} reuses a number already issued (next_version was "
+                        f"{before['next_version']}): link numbers are never reused")
+        name, _, av_version = link["artifact"].partition(":")
+        av_path = m.artifact_version_file(name, av_version)
+        av = ctx.record(av_path)
+        if av is None:
+            ctx.add(c.path, "link-target", f"{where} points at {link['artifact']}, which does not exist")
+            continue
+        if av is _INVALID:
+            continue
+        if av["digest"] != link["digest"]:
+            ctx.add(c.path, "link-digest", f"{where} records digest {link['digest'][:19]}… but "
+                    f"{link['artifact']} has {av['digest'][:19]}…")
+        collection = ctx.record(m.collection_file(reg, coll))
+        if _ok(collection) and collection["type"] != av["type"]:
+            ctx.add(c.path, "collection-type", f"{where} links {link['artifact']} of type {av['type']!r} "
+                    f"into a collection of type {collection['type']!r}")
+
+
+def rule_collections(ctx: CommitCheck) -> None:
+    """Per collection the commit touched: alias-target, alias-name, counter-behind, type-accepted."""
+    for reg, coll in ctx.touched_collections():
+        where = f"{reg}/{coll}"
+        collection = ctx.record(m.collection_file(reg, coll))
+        links = {n[:-5] for n in ctx.names(m.links_dir(reg, coll)) if _VERSION_FILE.match(n)}
+        aliases_path = m.aliases_file(reg, coll)
+        aliases = ctx.record(aliases_path)
+        if _ok(aliases):
+            for alias, version in aliases["aliases"].items():
+                if alias == LATEST or _RESERVED_ALIAS.fullmatch(alias):
+                    ctx.add(aliases_path, "alias-name", f"alias {alias!r} of {where} is reserved "
+                            "(`latest` follows the newest link; v<digits> names a version)")
+                if VERSION_RE.fullmatch(version) and version not in links:
+                    ctx.add(aliases_path, "alias-target",
+                            f"alias {alias} of {where} points at {version}, which is not linked")
+        if not _ok(collection):
+            continue
+        path = m.collection_file(reg, coll)
+        above = [v for v in links if _num(v) >= collection["next_version"]]
+        if above:
+            top = max(above, key=_num)
+            ctx.add(path, "counter-behind", f"next_version of {where} is {collection['next_version']} "
+                    f"but link {top} exists: numbers would be issued twice")
+        _check_accepted(ctx, reg, coll, collection)
+    for c in ctx.touched("registry"):
+        if c.deleted:
+            continue
+        reg = c.path.split("/")[1]
+        for coll in ctx.names(m.registry_dir(reg)):
+            collection = ctx.record(m.collection_file(reg, coll))
+            if _ok(collection):
+                _check_accepted(ctx, reg, coll, collection)
+
+
+def _check_accepted(ctx: CommitCheck, reg: str, coll: str, collection: dict) -> None:
+    registry = ctx.record(m.registry_file(reg))
+    if not _ok(registry):
+        return
+    types = registry["types"]
+    if types != "all" and collection["type"] not in types:
+        ctx.add(m.collection_file(reg, coll), "type-accepted",
+                f"registry {reg} does not accept type {collection['type']!r} of collection {reg}/{coll} "
+                f"(it accepts: {', '.join(types)})")
+
+
+def rule_artifacts(ctx: CommitCheck) -> None:
+    """artifact-type and input-target for the artifact versions the commit added."""
+    for c in ctx.touched("artifact_version"):
+        if c.deleted or c.old is not None:
+            continue  # modifications are version-immutable findings already
+        rec = ctx.record(c.path)
+        if not _ok(rec):
+            continue
+        name = c.path.split("/")[1]
+        ref = f"{name}:{c.path.split('/')[2][:-5]}"
+        artifact = ctx.record(m.artifact_file(name))
+        if _ok(artifact) and artifact["type"] != rec["type"]:
+            ctx.add(c.path, "artifact-type", f"{ref} has type {rec['type']!r} but artifact {name} "
+                    f"is of type {artifact['type']!r}")
+        for inp in rec.get("inputs", []):
+            iname, _, iversion = inp.partition(":")
+            if not ctx.exists(m.artifact_version_file(iname, iversion)):
+                ctx.add(c.path, "input-target", f"{ref} lists input {inp}, which does not exist")
+
+
+def rule_policies(ctx: CommitCheck) -> Iterator[Finding]:
+    """policy: each check_change implementation, with the commit's events."""
+    from canonry.automation.events import commit_actor_time, diff_events
+    from canonry.automation.plugins import call
+
+    impls = ctx.plugins.impls("check_change") if ctx.plugins is not None else []
+    if not impls or not ctx.changes:
+        return
+    actor, when = commit_actor_time(ctx.commit_object)
+    try:
+        events = diff_events(ctx.storage, ctx.parent, ctx.commit, ctx.loader.read_or_none,
+                             actor, when, ctx.commit.decode())
+    except (TypeError, KeyError):  # an alias on a broken link file: its own finding says why
+        yield Finding(ctx.label, m.STORE_FILE, "policy", "policies not evaluated for this commit: "
+                      "its events cannot be told while a file it touches is broken")
+        return
+    if not events:
+        return
+    view = PolicyView(ctx.storage, ctx.commit, ctx.store.cache, ctx.policy_config)
+    for plugin_name, fn, argnames in impls:
+        reason = _ask(fn, argnames, events, ctx.store, view, call)
+        if not reason:
+            continue
+        path = _event_path(events[0])
+        if len(events) > 1:  # which event did it refuse? Ask about each alone to name its file.
+            for event in events:
+                if _ask(fn, argnames, [event], ctx.store, view, call):
+                    path = _event_path(event)
+                    break
+        yield Finding(ctx.label, path, "policy", f"refused by plugin {plugin_name}: {' '.join(str(reason).split())}")
+
+
+def _ask(fn, argnames, events, store, view, call):
+    try:
+        return call(fn, argnames, events=events, store=store, view=view)
+    except Exception as e:  # a broken policy fails closed, as at commit time
+        return f"policy failed: {type(e).__name__}: {e}"
+
+
+def _event_path(event) -> str:
+    if event.collection:
+        reg, coll = event.collection.split("/", 1)
+        if event.kind.startswith("alias."):
+            return m.aliases_file(reg, coll)
+        if event.version:
+            return m.link_file(reg, coll, event.version)
+        return m.collection_file(reg, coll)
+    if event.kind == "artifact.logged" and event.artifact:
+        name, _, version = event.artifact.partition(":")
+        return m.artifact_version_file(name, version)
+    if event.registry:
+        return m.registry_file(event.registry)
+    return m.STORE_FILE
+
+
+def rule_roles(ctx: CommitCheck) -> Iterator[Finding]:
+    """role: the author held the role each change needs under the rules in force at the parent
+    commit, so nobody grants themselves a role and uses it in one change. Merge commits are
+    skipped: each commit they bring in is checked on its own."""
+    from canonry.automation.events import diff_events
+    from canonry import governance as g
+
+    if ctx.whole or ctx.parent is None or ctx.commit is None or not ctx.changes:
+        return
+    commit = ctx.commit_object
+    if len(commit.parents) > 1:
+        return
+    before = ctx.parent_view
+    try:
+        config = before.store_config()
+    except CanonryError:
+        return  # a broken canonry.yaml at the parent has its own finding
+    actor = ctx.author
+    if m.STORE_FILE in ctx.by_path and config.get("admins") and actor not in config["admins"]:
+        yield Finding(ctx.label, m.STORE_FILE, "role",
+                      f"{actor} changed the store settings but is not a store admin at the parent commit")
+    for change in ctx.changes:  # removals make no event, yet need a role too
+        kind = layout_kind(change.path)
+        if not change.deleted or kind not in ("registry", "collection"):
+            continue
+        registry = change.path.split("/")[1]
+        action = "settings" if kind == "registry" else "collection"
+        try:
+            role = g.role_in(config, before.registry(registry), actor)
+        except CanonryError:
+            continue
+        if not g.allowed(role, action):
+            yield Finding(ctx.label, change.path, "role",
+                          f"{actor} may not remove {change.path} in registry {registry}: that needs "
+                          f"role {g.NEEDS[action]} ({actor} {'has ' + role if role else 'is not a member'} "
+                          "at the parent commit)")
+    try:
+        events = diff_events(ctx.storage, ctx.parent, ctx.commit, ctx.loader.read_or_none, actor, "",
+                             ctx.commit.decode())
+    except (TypeError, KeyError):
+        return
+    for event in events:
+        action = _action_of(event, before)
+        if action is None or not event.registry:
+            continue
+        path = _event_path(event)
+        if not before.exists(m.registry_file(event.registry)):
+            continue  # a registry created by this very commit: its creator is its admin
+        try:
+            role = g.role_in(config, before.registry(event.registry), actor)
+        except CanonryError:
+            continue
+        if not g.allowed(role, action):
+            has = f"has {role}" if role else "is not a member"
+            yield Finding(ctx.label, path, "role",
+                          f"{actor} may not {g.WHAT[action]} in registry {event.registry} "
+                          f"({event.kind} {event.target}): that needs role {g.NEEDS[action]} and "
+                          f"{actor} {has} at the parent commit")
+
+
+def _action_of(event, before: View) -> str | None:
+    from canonry import governance as g
+
+    kind = event.kind
+    if kind in ("artifact.logged", "registry.created"):
+        return None
+    if kind.startswith("alias."):
+        try:
+            protected = g.is_protected(before.registry(event.registry), event.alias)
+        except CanonryError:
+            protected = False
+        return "protected-alias" if protected else "alias"
+    if kind == "link.removed":
+        return "unlink"
+    if kind == "registry.changed":
+        return "members" if set(event.changes) <= {"members"} else "settings"
+    return {"link.created": "link", "tags.changed": "tag", "collection.created": "collection",
+            "collection.changed": "collection"}.get(kind)
+
+
+# The checks run for every commit, in order.
+RULES: list[Callable[[CommitCheck], Iterable[Finding] | None]] = [
+    rule_files, rule_parents, rule_history, rule_links, rule_collections, rule_artifacts, rule_policies,
+    rule_roles,
+]
+
+
+def signature_findings(storage, commits: list[bytes]) -> list[Finding]:
+    """unsigned: commits without a valid signature, verified as git verifies them
+    (`git verify-commit`: gpg, or ssh with gpg.ssh.allowedSignersFile)."""
+    import shutil
+    import subprocess
+
+    from canonry.errors import InvalidInput
+
+    git = shutil.which("git")
+    if git is None:
+        raise InvalidInput("--require-signed verifies signatures with the git CLI, which is not installed")
+    out = []
+    for commit in commits:
+        done = subprocess.run([git, "--git-dir", storage.git_dir, "verify-commit", commit.decode()],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            why = (done.stderr.strip().splitlines() or ["no signature"])[-1][:160]
+            out.append(Finding(commit.decode(), "(signature)", "unsigned",
+                               f"commit has no valid signature (git verify-commit: {why})"))
+    return out
+
+
+# ---- the policies in force -----------------------------------------------------------------------
+class PolicyView(View):
+    """The store at a commit, but with the automations (hence policies) of canonry.yaml and of
+    every registry.yaml as they are at `config_commit`: the reviewed configuration."""
+
+    def __init__(self, storage, commit, cache, config_commit):
+        super().__init__(storage, commit, cache)
+        self.config_commit = config_commit
+        self._config_view = View(storage, config_commit, cache) if config_commit != commit else None
+
+    def read(self, path: str, copy_: bool = True):
+        rec = super().read(path, copy_=copy_)
+        if self._config_view is None or rec is None or layout_kind(path) not in ("store", "registry"):
+            return rec
+        rec = dict(rec)  # never change a cached record
+        base = self._config_view.read(path, copy_=False)
+        if base is not None and "automations" in base:
+            rec["automations"] = copy.deepcopy(base["automations"])
+        else:
+            rec.pop("automations", None)
+        return rec
+
+
+# ---- running --------------------------------------------------------------------------------------
+def _changes(storage, old_root, new_root) -> list[Change]:
+    out = []
+    for ch in tree_changes(storage.repo.object_store, old_root, new_root):
+        old = (ch.old.mode, ch.old.sha) if ch.old is not None and ch.old.sha is not None else None
+        new = (ch.new.mode, ch.new.sha) if ch.new is not None and ch.new.sha is not None else None
+        entry = ch.new if new is not None else ch.old
+        out.append(Change(entry.path.decode("utf-8", "replace"), old, new))
+    return out
+
+
+def _commits(storage, rev_range: str) -> tuple[list[bytes], bytes | None, bytes]:
+    """(commits oldest first, base, head) of BASE..HEAD; a single REV is just that commit."""
+    from dulwich.walk import ORDER_TOPO, Walker
+
+    if ".." not in rev_range:
+        head = storage.resolve_rev(rev_range)
+        return [head], None, head
+    if "..." in rev_range:
+        from canonry.errors import InvalidInput
+
+        raise InvalidInput(f"{rev_range}: use BASE..HEAD (two dots)")
+    base_rev, _, head_rev = rev_range.partition("..")
+    base = storage.resolve_rev(base_rev) if base_rev else None
+    head = storage.resolve_rev(head_rev) if head_rev else storage.head()
+    if head is None:
+        from canonry.errors import NotFound
+
+        raise NotFound("revision", storage.branch)
+    walker = Walker(storage.repo.object_store, [head], exclude=[base] if base else None,
+                    order=ORDER_TOPO, reverse=True)
+    return [entry.commit.id for entry in walker], base, head
+
+
+def load_policy_plugins(store, head: bytes | None, trust_local_plugins: bool = False):
+    """Built-in and installed plugins (and an explicit --plugins-dir); the store's own plugins
+    at `head` only when trusted both here and by head's canonry.yaml."""
+    from canonry.automation import plugins
+
+    view = View(store.storage, head, store.cache) if trust_local_plugins and head is not None else None
+    return plugins.load(view, store.plugins_dir, builtin=True, entry_points=True)
+
+
+def validate(store, rev_range: str | None = None, trust_local_plugins: bool = False,
+             rules=None, require_signed: bool = False) -> Report:
+    """Check every commit of `rev_range` (BASE..HEAD) or, when None, the whole store at its head.
+
+    Returns a Report: a list of Finding (empty when all is well) with `checked_commits`."""
+    storage = store.storage
+    loader = Loader(store)
+    rules = RULES if rules is None else rules
+    if rev_range:
+        commits, base, head = _commits(storage, rev_range)
+    else:
+        head = storage.head()
+        if head is None:
+            from canonry.errors import NotAStore
+
+            raise NotAStore(f"not a canonry store: branch {storage.branch} has no commits")
+        commits, base = [head], None
+    plugins = load_policy_plugins(store, head, trust_local_plugins)
+    report = Report(head=head.decode(), rev_range=rev_range)
+    for commit in commits:
+        if rev_range:
+            parents = storage.commit(commit).parents
+            parent = parents[0] if parents else None
+            config = base if base is not None else parent
+            label = commit.decode()
+        else:
+            parent, config, label = None, commit, None
+        ctx = CommitCheck(store=store, loader=loader, commit=commit, parent=parent, label=label,
+                          changes=_changes(storage, storage.root_tree(parent), storage.root_tree(commit)),
+                          policy_config=config if config is not None else commit, plugins=plugins,
+                          whole=not rev_range)
+        for rule in rules:
+            try:
+                for finding in rule(ctx) or ():  # a rule yields findings or calls ctx.add
+                    ctx.report(finding)
+            except CanonryError as e:  # a rule tripping over a broken record: report, go on
+                ctx.add(m.STORE_FILE, getattr(rule, "__name__", "rule").replace("rule_", ""),
+                        f"could not check: {e}")
+        report += ctx.findings
+    if require_signed:
+        report += signature_findings(storage, commits)
+    report.checked_commits = len(commits)
+    return report

@@ -1,0 +1,166 @@
+"""Bringing two lines of store history together without losing a promotion.
+
+- `merge_branch`: `canonry merge BRANCH` — fast-forward when the store branch has not moved
+  since the branch was made; else the branch's operations are replayed on the store branch and
+  recorded as one merge commit (parents: store head, branch head) whose trailers hold the
+  replayed records, with links renumbered where the store branch linked meanwhile.
+- `rebase_commits`: re-create a chain of commits on top of another head, one commit each,
+  authors kept (used when a push lost a race and when a pull meets local work).
+
+A true conflict (both sides moved `production`; an alias aimed at a link unlinked meanwhile)
+stops with MergeConflict; nothing is written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dulwich.graph import can_fast_forward, find_merge_base
+
+from canonry import journal
+from canonry.errors import Conflict, InvalidInput, MergeConflict
+from canonry.sharing.replay import Replayer, _identity
+from canonry.snapshot import View
+
+
+@dataclass
+class MergeResult:
+    branch: str
+    kind: str  # "fast-forward", "merge", "up-to-date"
+    old: str | None
+    new: str | None
+    records: list[dict]
+
+    def to_dict(self) -> dict:
+        return {"branch": self.branch, "kind": self.kind, "old": self.old, "new": self.new,
+                "operations": [r.get("summary", r.get("op")) for r in self.records]}
+
+
+def merge_base(repo, a: bytes, b: bytes) -> bytes | None:
+    bases = find_merge_base(repo, [a, b])
+    return bases[0] if bases else None
+
+
+def first_parent_chain(storage, base: bytes | None, head: bytes) -> list[bytes]:
+    """Commits from `base` (exclusive) to `head`, oldest first, following first parents."""
+    out = []
+    current = head
+    while current is not None and current != base:
+        out.append(current)
+        parents = storage.commit(current).parents
+        current = parents[0] if parents else None
+    return list(reversed(out))
+
+
+def _records_or_refuse(storage, commit_id: bytes, what: str) -> list[dict]:
+    records = journal.records(storage.commit(commit_id).message)
+    if not records:
+        subject = storage.commit(commit_id).message.decode("utf-8", "replace").splitlines()[:1]
+        raise MergeConflict(
+            f"commit {commit_id.decode()[:10]} of {what} ({subject[0] if subject else ''!s}) was not made "
+            "by canonry, so it cannot be replayed: merge it with git and check with `canonry validate`")
+    return records
+
+
+def merge_branch(store, branch: str, message: str | None = None, fast_forward: bool = True,
+                 attempts: int = 10) -> MergeResult:
+    storage = store.storage
+    repo = storage.repo
+    source_ref = b"refs/heads/" + branch.encode()
+    if source_ref not in repo.refs:
+        raise InvalidInput(f"no branch {branch!r} to merge")
+    if branch == storage.branch:
+        raise InvalidInput(f"cannot merge {branch} into itself")
+    for _ in range(attempts):
+        head = storage.head()
+        theirs = repo.refs[source_ref]
+        if head == theirs or can_fast_forward(repo, theirs, head):
+            return MergeResult(branch, "up-to-date", head.decode(), head.decode(), [])
+        if fast_forward and can_fast_forward(repo, head, theirs):
+            if storage.compare_and_swap(head, theirs, f"merge {branch}: fast-forward"):
+                paths = _changed_paths(storage, head, theirs)
+                store._after_commit(head, theirs, paths)
+                return MergeResult(branch, "fast-forward", head.decode(), theirs.decode(),
+                                   [r for c in first_parent_chain(storage, head, theirs)
+                                    for r in journal.records(storage.commit(c).message)])
+            continue
+        base = merge_base(repo, head, theirs)
+        if base is None:
+            raise MergeConflict(f"{branch} and {storage.branch} share no history")
+        target = View(storage, head, store.cache)
+        replayer = Replayer(target, View(storage, base, store.cache), f"branch {branch}")
+        records: list[dict] = []
+        for commit_id in first_parent_chain(storage, base, theirs):
+            records += replayer.replay(storage, commit_id, _records_or_refuse(storage, commit_id, branch))
+        subject = message or f"merge {branch} into {storage.branch}"
+        if not target.pending:
+            records = [{"op": "merge", "branch": branch, "summary": subject}]
+        msg = journal.message(records or [{"op": "merge", "branch": branch, "summary": subject}],
+                              subject=subject)
+        new = storage.write_commit(head, target.pending, msg, store.actor, extra_parents=[theirs])
+        store._check_policies(target, new)
+        if storage.compare_and_swap(head, new, subject):
+            store._after_commit(head, new, list(target.pending))
+            return MergeResult(branch, "merge", head.decode(), new.decode(), records)
+    raise Conflict(f"branch {storage.branch} kept moving while merging {branch}; nothing was written")
+
+
+def rebase_commits(store, commits: list[bytes], base: bytes | None, onto: bytes, what: str) -> bytes:
+    """Re-create `commits` (oldest first, all after `base`) on top of `onto`; return the new head.
+    Writes objects only; the caller moves refs."""
+    storage = store.storage
+    replayer = Replayer(View(storage, onto, store.cache), View(storage, base, store.cache), what)
+    head = onto
+    replayed: dict[bytes, bytes] = {}
+    for commit_id in commits:
+        records = _records_or_refuse(storage, commit_id, what)
+        view = View(storage, head, store.cache)
+        replayer.target = view
+        new_records = replayer.replay(storage, commit_id, records)
+        if not view.pending:
+            continue  # the same change is already there
+        original = storage.commit(commit_id)
+        subject = None
+        if len(original.parents) > 1:  # a merge keeps its sentence ("merge promote/x into main")
+            subject = original.message.decode("utf-8", "replace").splitlines()[0]
+        msg = journal.message(new_records, subject=subject)
+        # A replayed merge stays a merge: its branch remains merged.
+        head = storage.write_commit(head, view.pending, msg, _identity(original),
+                                    when=original.author_time, committer=store.actor,
+                                    extra_parents=original.parents[1:])
+        replayed[commit_id] = head
+    _carry_over_runs(store, replayed)
+    return head
+
+
+def _carry_over_runs(store, replayed: dict) -> None:
+    """Automations that already ran for a commit count as run for its replay: the events of the
+    two are paired by position and kind, and the successful runs copied to the new event ids."""
+    from canonry.automation.runlog import RunLog
+
+    log = RunLog(store.storage)
+    for old, new in replayed.items():
+        runs = [r for r in log.read(old.decode()) if r.get("status") == "ok"]
+        if not runs:
+            continue
+        # Pair events by what they are about (numbers may differ after renumbering).
+        pool = list(store.events(new.decode()))
+        ids = {}
+        for a in store.events(old.decode()):
+            for b in pool:
+                if (a.kind, a.collection, a.alias, a.registry) == (b.kind, b.collection, b.alias, b.registry):
+                    ids[a.id] = b.id
+                    pool.remove(b)
+                    break
+        carried = [dict(r, event=ids[r["event"]], replayed_from=r["event"])
+                   for r in runs if r.get("event") in ids]
+        log.append(new.decode(), carried, store.actor)
+
+
+def _changed_paths(storage, old: bytes, new: bytes) -> list[str]:
+    from dulwich.diff_tree import tree_changes
+
+    out = []
+    for ch in tree_changes(storage.repo.object_store, storage.root_tree(old), storage.root_tree(new)):
+        path = (ch.new.path if ch.new is not None and ch.new.path else ch.old.path).decode()
+        out.append(path)
+    return out

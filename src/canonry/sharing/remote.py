@@ -1,0 +1,312 @@
+"""Sharing a store through any git remote: clone, fetch, pull, push, sync.
+
+Git is the distributed engine: we speak what dulwich speaks (a local path, file://, smart
+HTTP(S), ssh) and never force-push. A push that lost a race fetches, replays the operations
+of the local unpublished commits on the remote's new state (their trailers make that
+possible) and pushes again; the remote's ref update is itself a compare-and-swap (the server
+checks the old value). Notes (the automation run log) are merged, never overwritten.
+Credentials come from the usual git places (the URL, ssh keys, credential config) and are
+never printed: messages show URLs without user info.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+from dulwich.file import FileLocked
+from dulwich.graph import can_fast_forward
+
+from canonry.errors import CanonryError, Conflict, InvalidInput
+from canonry.sharing.merge import _changed_paths, first_parent_chain, merge_base, rebase_commits
+from canonry.automation.runlog import NOTES_REF, merge_notes
+
+ZERO = b"0" * 40
+
+
+class RemoteError(CanonryError):
+    pass
+
+
+@dataclass
+class SyncResult:
+    action: str  # up-to-date | pushed | fast-forward | rebased | created
+    branch: str
+    old: str | None
+    new: str | None
+    replayed: int = 0
+    remote: str = ""
+    incoming: str | None = None  # the range of commits that came in (for `automations run`)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def safe_url(url: str) -> str:
+    """A URL fit to print: no user name, password or token."""
+    if "://" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.port:
+            host += f":{parts.port}"
+    except ValueError:  # a malformed URL: show no more than scheme and path
+        return url.split("://", 1)[0] + "://…"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def remote_url(repo, remote: str) -> str:
+    config = repo.get_config()
+    try:
+        url = config.get((b"remote", remote.encode()), b"url").decode()
+    except KeyError:
+        url = None
+    if url is not None:
+        if "://" not in url and ":" not in url.split("/")[0] and not os.path.isabs(url):
+            url = os.path.normpath(os.path.join(repo.path, url))  # as git: from the repository
+        return url
+    if "://" in remote or os.path.exists(remote) or remote.startswith("git@"):
+        return remote
+    raise InvalidInput(f"no remote named {remote!r} (git config remote.{remote}.url) and no such path")
+
+
+def _client(repo, url: str, operation: str):
+    from dulwich.client import get_transport_and_path
+
+    try:
+        return get_transport_and_path(url, config=repo.get_config_stack(), operation=operation)
+    except Exception as e:
+        raise RemoteError(f"cannot reach {safe_url(url)}: {_why(e)}") from None
+
+
+def _why(e: BaseException) -> str:
+    import re
+
+    text = " ".join(str(e).split()) or type(e).__name__
+    text = re.sub(r"://[^/\s@'\"()]*@", "://", text)  # user:password@ wherever a URL appears
+    return text[:300]
+
+
+def fetch(store, remote: str = "origin") -> dict:
+    """Fetch the store branch and the notes ref; return the remote's refs."""
+    storage = store.storage
+    repo = storage.repo
+    url = remote_url(repo, remote)
+    client, path = _client(repo, url, "pull")
+    wanted = (storage.ref, NOTES_REF)
+
+    def determine_wants(refs, depth=None):
+        return [refs[r] for r in wanted if refs.get(r) and refs[r] not in repo.object_store]
+
+    for _ in range(5):
+        try:
+            result = client.fetch(path, repo, determine_wants=determine_wants)
+        except Exception as e:
+            raise RemoteError(f"fetch from {safe_url(url)} failed: {_why(e)}") from None
+        refs = {k: v for k, v in result.refs.items() if v is not None}
+        # The remote may have moved between telling its refs and sending objects: make sure
+        # we have what the refs we act on point at, else fetch again.
+        if all(refs[r] in repo.object_store for r in wanted if r in refs):
+            break
+    else:
+        raise RemoteError(f"fetch from {safe_url(url)}: the remote kept moving; try again")
+    if storage.ref in refs:
+        _track(repo, remote, storage.branch, refs[storage.ref])
+    return refs
+
+
+def _track(repo, remote: str, branch: str, sha: bytes) -> None:
+    """Keep refs/remotes/REMOTE/BRANCH, as git does, for a named remote."""
+    if "://" in remote or os.path.exists(remote) or remote.startswith("git@"):
+        return
+    repo.refs[b"refs/remotes/" + remote.encode() + b"/" + branch.encode()] = sha
+
+
+def _integrate(store, remote_head: bytes | None, what: str) -> tuple[str, bytes | None, bytes | None, int]:
+    """Bring the local branch onto `remote_head`: fast-forward, or replay local work on it.
+    Returns (action, old local, new local, replayed commits)."""
+    storage = store.storage
+    repo = storage.repo
+    for _ in range(10):
+        local = repo.refs[storage.ref] if storage.ref in repo.refs else None
+        if remote_head is None or local == remote_head:
+            return "up-to-date", local, local, 0
+        if local is None:
+            if storage.compare_and_swap(None, remote_head, "canonry pull"):
+                return "created", None, remote_head, 0
+            continue
+        if can_fast_forward(repo, remote_head, local):
+            return "ahead", local, local, 0
+        if can_fast_forward(repo, local, remote_head):
+            if storage.compare_and_swap(local, remote_head, "canonry pull: fast-forward"):
+                store._after_commit_sync_only(local, remote_head, _changed_paths(storage, local, remote_head))
+                return "fast-forward", local, remote_head, 0
+            continue
+        base = merge_base(repo, local, remote_head)
+        if base is None:
+            raise Conflict("the local and remote store branches share no history")
+        mine = first_parent_chain(storage, base, local)
+        new = rebase_commits(store, mine, base, remote_head, what)
+        if storage.compare_and_swap(local, new, "canonry: replay local commits on the remote's"):
+            store._after_commit_sync_only(local, new, _changed_paths(storage, local, new))
+            return "rebased", local, new, len(mine)
+    raise Conflict("the local branch kept moving; nothing was changed")
+
+
+def pull(store, remote: str = "origin") -> SyncResult:
+    refs = fetch(store, remote)
+    storage = store.storage
+    action, old, new, replayed = _integrate(store, refs.get(storage.ref), "your unpublished commits")
+    _merge_notes_from(store, refs.get(NOTES_REF))
+    if action == "ahead":
+        action = "up-to-date"
+    result = SyncResult(action, storage.branch, _hex(old), _hex(new), replayed,
+                        safe_url(remote_url(storage.repo, remote)))
+    if action == "rebased" and old and refs.get(storage.ref):
+        # what came in is the remote's part: from where the two lines met to the remote's head
+        result.incoming = f"{merge_base(storage.repo, old, refs[storage.ref]).decode()}..{refs[storage.ref].decode()}"
+    elif action in ("fast-forward", "created") and new:
+        result.incoming = f"{old.decode()}..{new.decode()}" if old else new.decode()
+    return result
+
+
+def push(store, remote: str = "origin", attempts: int = 10) -> SyncResult:
+    storage = store.storage
+    repo = storage.repo
+    url = remote_url(repo, remote)
+    replayed_total = 0
+    landed = None  # (remote head before, our head) once the remote's branch holds our commits
+    sent = None
+    for _ in range(attempts):
+        refs = fetch(store, remote)
+        remote_head = refs.get(storage.ref)
+        if sent and landed is None and remote_head and can_fast_forward(repo, sent[1], remote_head):
+            # An attempt we took for lost did land: another push built on it before we looked.
+            landed = sent
+        action, old, local, replayed = _integrate(store, remote_head, "your unpublished commits")
+        replayed_total += replayed
+        _merge_notes_from(store, refs.get(NOTES_REF))
+        notes = repo.refs[NOTES_REF] if NOTES_REF in repo.refs else None
+        updates = {}
+        if local is not None and local != remote_head:
+            updates[storage.ref] = (remote_head, local)
+        if notes is not None and notes != refs.get(NOTES_REF):
+            updates[NOTES_REF] = (refs.get(NOTES_REF), notes)
+        if not updates or _send(repo, url, updates):
+            if storage.ref in updates:
+                _track(repo, remote, storage.branch, local)
+                landed = (remote_head, local)
+            if landed:
+                return SyncResult("pushed", storage.branch, _hex(landed[0]), _hex(landed[1]),
+                                  replayed_total, safe_url(url))
+            return SyncResult("up-to-date", storage.branch, _hex(remote_head), _hex(remote_head),
+                              replayed_total, safe_url(url))
+        # The remote moved between our fetch and our push (or so it looks): go round again.
+        if storage.ref in updates:
+            sent = (remote_head, local)
+    raise Conflict(f"the remote {safe_url(url)} kept moving; pushed nothing after {attempts} attempts")
+
+
+class _Moved(Exception):
+    pass
+
+
+def _send(repo, url: str, updates: dict) -> bool:
+    """Update remote refs from expected old values; False if one of them moved (nothing sent)."""
+    client, path = _client(repo, url, "push")
+
+    def update_refs(refs):
+        new_refs = dict(refs)
+        for ref, (expected, new) in updates.items():
+            if refs.get(ref, ZERO) not in (expected or ZERO, expected):
+                raise _Moved(ref)
+            new_refs[ref] = new
+        return new_refs
+
+    try:
+        result = client.send_pack(path, update_refs, generate_pack_data=repo.generate_pack_data)
+    except _Moved:
+        return False
+    except FileLocked:  # a local remote's ref is being updated by another push: try again
+        return False
+    except Exception as e:
+        if ".lock" in str(e):
+            return False
+        raise RemoteError(f"push to {safe_url(url)} failed: {_why(e)}") from None
+    failed = {r: err for r, err in (result.ref_status or {}).items() if err}
+    if failed:
+        if any(r in updates for r in failed):
+            return False  # rejected (the ref moved under us, or a lock): fetch and retry
+    # Some servers (dulwich's own) answer `ok` even when their compare-and-swap failed: look.
+    try:
+        now = client.get_refs(path)
+        now = getattr(now, "refs", now)
+    except Exception:
+        return True
+    return all(now.get(ref) == new for ref, (_, new) in updates.items() if ref in now)
+
+
+def _merge_notes_from(store, remote_notes: bytes | None) -> None:
+    if remote_notes is None:
+        return
+    repo = store.storage.repo
+    local = repo.refs[NOTES_REF] if NOTES_REF in repo.refs else None
+    if local == remote_notes or (local and can_fast_forward(repo, remote_notes, local)):
+        return
+    if local is None or can_fast_forward(repo, local, remote_notes):
+        new = remote_notes
+    else:
+        new = merge_notes(store.storage, local, remote_notes, store.actor)
+    if local is None:
+        repo.refs.add_if_new(NOTES_REF, new)
+    else:
+        repo.refs.set_if_equals(NOTES_REF, local, new)
+
+
+def sync(store, remote: str = "origin") -> SyncResult:
+    pulled = pull(store, remote)
+    pushed = push(store, remote)
+    pushed.replayed += pulled.replayed
+    return pushed
+
+
+def clone(url: str, directory: str, branch: str | None = None, bare: bool = False):
+    """Clone a store with dulwich (the git CLI's `git clone` works as well)."""
+    from dulwich import porcelain
+
+    from canonry.store import open_store
+
+    if os.path.exists(directory) and os.listdir(directory):
+        raise InvalidInput(f"cannot clone into {directory}: it exists and is not empty")
+    if "://" not in url and os.path.exists(url):
+        url = os.path.abspath(url)  # as git records it: the clone must work from anywhere
+    try:
+        import io
+
+        from canonry.git.storage import DEFAULT_BRANCH
+
+        try:
+            porcelain.clone(url, directory, bare=bare, checkout=not bare, branch=branch or DEFAULT_BRANCH,
+                            errstream=io.BytesIO())
+        except Exception:
+            if branch:
+                raise
+            # no `main` there: the store lives on the remote's default branch (say, trunk)
+            import shutil
+
+            shutil.rmtree(directory, ignore_errors=True)
+            porcelain.clone(url, directory, bare=bare, checkout=not bare, errstream=io.BytesIO())
+    except Exception as e:
+        raise RemoteError(f"clone of {safe_url(url)} failed: {_why(e)}") from None
+    store = open_store(directory, branch)
+    try:
+        refs = fetch(store, "origin")
+        _merge_notes_from(store, refs.get(NOTES_REF))
+    except CanonryError:
+        pass  # the branch is what matters; the run log can be fetched later
+    return store
+
+
+def _hex(sha: bytes | None) -> str | None:
+    return sha.decode() if sha else None

@@ -1,0 +1,246 @@
+"""Replaying operations from commit trailers onto another state of the store.
+
+Used when histories diverge: a push that lost a race, a pull onto local unpublished work,
+`canonry merge BRANCH`. Each Canonry-Op record is re-applied through the normal operations,
+so every invariant holds on the result. New links and artifact versions may get other numbers
+than they had on their own line (link v3 there may become v5 here); later records of the same
+line are rewritten through that mapping. Where both lines changed one thing differently — both
+moved `production`, or the link an alias pointed at was unlinked meanwhile — replay stops with
+a MergeConflict and nothing is written.
+"""
+from __future__ import annotations
+
+from canonry import model as m
+from canonry import ops
+from canonry.errors import MergeConflict
+from canonry.automation.events import commit_actor_time
+from canonry.names import version_number
+from canonry.snapshot import View
+from canonry.git.storage import Identity
+
+
+def _identity(commit) -> Identity:
+    author = commit.author.decode("utf-8", "replace")
+    if "<" in author:
+        name, _, email = author[:-1].partition("<")
+        return Identity(name.strip(), email.strip())
+    return Identity(author, author)
+
+
+class Replayer:
+    def __init__(self, target: View, base: View, what: str):
+        self.target = target  # where records are re-applied (pending writes accumulate here)
+        self.base = base  # the common ancestor's state
+        self.what = what  # for messages: "branch promote/x", "your unpublished commits"
+        self.artifact_map: dict[str, str] = {}  # NAME:vK on the source line -> NAME:vJ here
+        self.link_map: dict[str, str] = {}  # REG/COLL:vN on the source line -> vM here
+
+    # ---- entry point ---------------------------------------------------------------------------
+    def replay(self, storage, commit_id: bytes, records: list[dict]) -> list[dict]:
+        commit = storage.commit(commit_id)
+        actor, when = commit_actor_time(commit)
+        ctx = ops.Context(_identity(commit), when)
+        source = View(storage, commit_id, self.target.cache)
+        out: list[dict] = []
+        for rec in records:
+            handler = getattr(self, "_" + rec["op"].replace(".", "_"), None)
+            if handler is None:
+                raise MergeConflict(f"cannot replay {rec['op']} of commit {commit_id.decode()[:10]}")
+            out += handler(rec, ctx, source, commit_id.decode()[:10])
+        return _fold_link_aliases(out)
+
+    # ---- helpers -------------------------------------------------------------------------------
+    def _art(self, ref: str) -> str:
+        return self.artifact_map.get(ref, ref)
+
+    def _map_link(self, coll: str, version: str | None) -> str | None:
+        if version is None:
+            return None
+        return self.link_map.get(f"{coll}:{version}", version)
+
+    def _conflict(self, sha: str, text: str):
+        raise MergeConflict(f"conflict replaying {self.what} (commit {sha}): {text}")
+
+    # ---- records -------------------------------------------------------------------------------
+    def _init(self, rec, ctx, source, sha):
+        self._conflict(sha, "it initializes a store: the two histories are unrelated")
+
+    def _registry_create(self, rec, ctx, source, sha):
+        name = rec["registry"]
+        wanted = source.read(m.registry_file(name))
+        here = self.target.read(m.registry_file(name))
+        if here is not None:
+            if here == wanted:
+                return []
+            self._conflict(sha, f"registry {name} was created on both sides with different settings")
+        self.target.write(m.registry_file(name), wanted)
+        return [rec]
+
+    def _registry_edit(self, rec, ctx, source, sha):
+        name = rec["registry"]
+        here = self.target.registry(name)
+        applied = {}
+        for field, (before, after) in rec["changes"].items():
+            current = here.get(field)
+            if field == "types":
+                if after == "all" or current == "all":
+                    merged = "all"
+                else:
+                    merged = list(dict.fromkeys(list(current) + list(after)))  # types only grow
+                if merged != current:
+                    applied[field] = [current, merged]
+                    here[field] = merged
+            elif current == after:
+                continue
+            elif current == before:
+                applied[field] = [current, after]
+                here[field] = after
+            else:
+                self._conflict(sha, f"registry {name}: {field} was changed on both sides "
+                                    f"({before!r} -> {current!r} here, -> {after!r} there)")
+        if not applied:
+            return []
+        self.target.write(m.registry_file(name), here)
+        return [{**rec, "changes": applied}]
+
+    def _log(self, rec, ctx, source, sha):
+        name, version = rec["artifact"].split(":")
+        original = source.read(m.artifact_version_file(name, version))
+        art = source.read(m.artifact_file(name))
+        here_art = self.target.read(m.artifact_file(name))
+        if here_art is not None and here_art["type"] != art["type"]:
+            self._conflict(sha, f"artifact {name} has type {here_art['type']} here and {art['type']} there")
+        versions = self.target.artifact_versions(name) if here_art else []
+        for v in reversed(versions):  # the same content logged on both sides: one version
+            if self.target.read(m.artifact_version_file(name, v), copy_=False)["digest"] == original["digest"] \
+                    and v == versions[-1]:
+                self.artifact_map[rec["artifact"]] = f"{name}:{v}"
+                return []
+        if here_art is None:
+            self.target.write(m.artifact_file(name), art)
+        new_version = f"v{version_number(versions[-1]) + 1}" if versions else "v0"
+        record = dict(original)
+        record["inputs"] = [self._art(i) for i in original.get("inputs", [])]
+        self.target.write(m.artifact_version_file(name, new_version), record)
+        new_ref = f"{name}:{new_version}"
+        self.artifact_map[rec["artifact"]] = new_ref
+        out = dict(rec, artifact=new_ref, inputs=record["inputs"])
+        if new_ref != rec["artifact"]:
+            out["summary"] = rec["summary"].replace(rec["artifact"], new_ref, 1)
+            out["replayed_from"] = rec["artifact"]
+        return [out]
+
+    def _link(self, rec, ctx, source, sha):
+        coll = rec["collection"]
+        reg, name = coll.split("/")
+        artifact = self._art(rec["artifact"])
+        try:
+            result, records = ops.link(self.target, ctx, artifact, reg, name, aliases=[])
+        except Exception as e:
+            self._conflict(sha, f"link {artifact} -> {coll}: {e}")
+        self.link_map[f"{coll}:{rec['version']}"] = result.version
+        # Keep the link's own fields (time, actor, description) from the source line.
+        original = source.read(m.link_file(reg, name, rec["version"]))
+        if result.created and original is not None:
+            linked = self.target.read(m.link_file(reg, name, result.version))
+            linked.update({k: original[k] for k in ("linked_at", "linked_by", "description", "tags")
+                           if k in original})
+            self.target.write(m.link_file(reg, name, result.version), linked)
+        for r in records:
+            if rec["version"] != result.version:
+                r["replayed_from"] = f"{coll}:{rec['version']}"
+        return records
+
+    def _unlink(self, rec, ctx, source, sha):
+        coll = rec["collection"]
+        reg, name = coll.split("/")
+        version = self._map_link(coll, rec["version"])
+        if self.target.link(reg, name, version) is None:
+            if version in self.base.link_versions(reg, name):
+                return []  # unlinked on both sides
+            self._conflict(sha, f"unlink {coll}:{version}: no such link here")
+        _, records = ops.unlink(self.target, ctx, reg, name, version)
+        return records
+
+    def _alias_set(self, rec, ctx, source, sha):
+        coll = rec["collection"]
+        reg, name = coll.split("/")
+        after = self._map_link(coll, rec["after"])
+        before = self._map_link(coll, rec.get("before"))
+        current = self.target.aliases(reg, name).get(rec["alias"])
+        if current == after:
+            return []
+        if current != before:
+            held = current or "nobody"
+            self._conflict(sha, f"{coll}: both sides moved {rec['alias']} — here it is on {held}, "
+                                f"there it moves {before or 'nowhere'} -> {after}")
+        if self.target.link(reg, name, after) is None:
+            self._conflict(sha, f"{coll}: {rec['alias']} -> {after}, but {coll}:{after} was unlinked here")
+        _, records = ops.alias_set(self.target, ctx, reg, name, after, rec["alias"])
+        return records
+
+    def _alias_rm(self, rec, ctx, source, sha):
+        coll = rec["collection"]
+        reg, name = coll.split("/")
+        before = self._map_link(coll, rec.get("before"))
+        current = self.target.aliases(reg, name).get(rec["alias"])
+        if current is None:
+            return []
+        if current != before:
+            self._conflict(sha, f"{coll}: {rec['alias']} was moved here to {current} and removed there")
+        _, records = ops.alias_remove(self.target, ctx, reg, name, rec["alias"])
+        return records
+
+    def _tag(self, rec, ctx, source, sha):
+        coll = rec["collection"]
+        reg, name = coll.split("/")
+        target = rec["target"]
+        ref = None
+        if ":" in target:
+            ref = self._map_link(coll, target.split(":", 1)[1])
+        added = [t for t in rec["after"] if t not in rec["before"]]
+        removed = [t for t in rec["before"] if t not in rec["after"]]
+        out = []
+        try:
+            if added:
+                out += ops.tag(self.target, ctx, reg, name, ref, add=added)[1]
+            if removed:
+                out += ops.tag(self.target, ctx, reg, name, ref, remove=removed)[1]
+        except Exception as e:
+            self._conflict(sha, f"tag {target}: {e}")
+        return out
+
+    _tag_add = _tag
+    _tag_rm = _tag
+
+    def _automations_set(self, rec, ctx, source, sha):
+        registry = rec.get("registry")
+        if registry:
+            wanted = source.registry(registry).get("automations", [])
+            here = self.target.registry(registry).get("automations", [])
+            base = self.base.registry(registry).get("automations", []) \
+                if self.base.exists(m.registry_file(registry)) else []
+        else:
+            wanted = source.store_config().get("automations", [])
+            here = self.target.store_config().get("automations", [])
+            base = self.base.store_config().get("automations", []) if self.base.commit else []
+        if here == wanted:
+            return []
+        if here != base:
+            self._conflict(sha, "automations were changed on both sides")
+        _, records = ops.automations_set(self.target, ctx, wanted, registry)
+        return records
+
+
+
+def _fold_link_aliases(records: list[dict]) -> list[dict]:
+    """Re-attach `[+alias]` to a replayed link's sentence when its aliases follow it."""
+    for i, rec in enumerate(records):
+        if rec.get("op") != "link" or "[+" in rec.get("summary", ""):
+            continue
+        aliases = [r["alias"] for r in records[i + 1:] if r.get("op") == "alias.set"
+                   and r.get("collection") == rec["collection"] and r.get("after") == rec["version"]]
+        if aliases:
+            rec["aliases"] = aliases
+            rec["summary"] += " [" + " ".join(f"+{a}" for a in aliases) + "]"
+    return records
