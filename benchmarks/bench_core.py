@@ -293,7 +293,7 @@ def build_store(path: str, links: int, log=print) -> dict:
 
 def validate_sample(path: str, collections: list[int]) -> int:
     """Read files through a View with no record cache: YAML parse + JSON Schema validation."""
-    from canonry.snapshot import ParseCache, View
+    from canonry.view import ParseCache, View
 
     store = canonry.open(path)
     view = View(store.storage, store.storage.head(), ParseCache(disk=None))

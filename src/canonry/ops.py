@@ -14,7 +14,7 @@ from canonry.errors import InvalidInput, InvalidName, NotFound, TypeNotAccepted
 from canonry.names import LATEST, check_alias, check_name, parse_artifact_version
 from canonry.schemas import FORMAT_VERSION
 from canonry.governance import check as check_role_for, check_store_admin, is_protected
-from canonry.snapshot import View
+from canonry.view import View
 from canonry.git.storage import Identity
 
 VISIBILITIES = ("restricted", "organization")

@@ -18,7 +18,7 @@ from canonry.errors import CanonryError, Conflict, IntegrityError, InvalidInput,
 from canonry.names import Address, parse, parse_collection, parse_link
 from canonry.schemas import FORMAT_VERSION
 from canonry.recordcache import RecordCache
-from canonry.snapshot import ParseCache, View
+from canonry.view import ParseCache, View
 from canonry.git.storage import DEFAULT_BRANCH, GitStorage, find_repo_path, head_commit_of, identity
 
 MAX_ATTEMPTS = 30

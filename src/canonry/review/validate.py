@@ -57,7 +57,7 @@ from dulwich.diff_tree import tree_changes
 from canonry import model as m
 from canonry.errors import CanonryError, SchemaError
 from canonry.names import LATEST, NAME_RE, VERSION_RE
-from canonry.snapshot import View
+from canonry.view import View
 
 _VERSION_FILE = re.compile(r"^v(0|[1-9][0-9]*)\.yaml$")
 _RESERVED_ALIAS = re.compile(r"^v[0-9]+$")

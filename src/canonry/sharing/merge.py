@@ -19,7 +19,7 @@ from dulwich.graph import can_fast_forward, find_merge_base
 from canonry import journal
 from canonry.errors import Conflict, InvalidInput, MergeConflict
 from canonry.sharing.replay import Replayer, _identity
-from canonry.snapshot import View
+from canonry.view import View
 
 
 @dataclass

@@ -15,7 +15,7 @@ from canonry import ops
 from canonry.errors import MergeConflict
 from canonry.automation.events import commit_actor_time
 from canonry.names import version_number
-from canonry.snapshot import View
+from canonry.view import View
 from canonry.git.storage import Identity
 
 

@@ -1,4 +1,4 @@
-"""A view of the store at one commit, with pending writes layered on top.
+"""The view: the store as it is at one commit, with pending writes layered on top.
 
 Operations read and write through a View; the View validates every record against its schema
 on the way in and out, so an invalid hand edit is reported with its file and field, and an
