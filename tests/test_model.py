@@ -4,6 +4,14 @@ import pytest
 from canonry import model as m
 
 
+class FileEntry(m.Record):
+    """A small record of three fields, to test Record itself."""
+
+    path: str
+    size: int
+    sha256: str
+
+
 def _link(**overrides):
     fields = dict(registry="model", collection="c", version="v0", artifact="a:v0", digest="sha256:x",
                   aliases=["production"], tags=[], description="", linked_at="t", linked_by="me")
@@ -25,9 +33,9 @@ def test_bad_fields_are_type_errors_naming_the_field():
     with pytest.raises(TypeError, match="no field 'colour'"):
         _link(colour="red")
     with pytest.raises(TypeError, match="field 'path' twice"):
-        m.FileEntry("a", path="b", size=1, sha256="x")
+        FileEntry("a", path="b", size=1, sha256="x")
     with pytest.raises(TypeError, match="takes 3 fields, got 4"):
-        m.FileEntry("a", 1, "x", "extra")
+        FileEntry("a", 1, "x", "extra")
 
 
 def test_a_fresh_default_container_per_record():
@@ -40,8 +48,8 @@ def test_a_fresh_default_container_per_record():
 
 def test_equality_repr_and_hash_as_a_mutable_dataclass():
     assert _link() == _link() and _link() != _link(version="v1")
-    assert _link() != m.FileEntry("a", 1, "x")
-    assert repr(m.FileEntry("a", 1, "x")) == "FileEntry(path='a', size=1, sha256='x')"
+    assert _link() != FileEntry("a", 1, "x")
+    assert repr(FileEntry("a", 1, "x")) == "FileEntry(path='a', size=1, sha256='x')"
     with pytest.raises(TypeError):
         hash(_link())
 

@@ -167,9 +167,6 @@ class Registry(Record):
     created_at: str
     created_by: str
 
-    def accepts(self, artifact_type: str) -> bool:
-        return self.types == "all" or artifact_type in self.types
-
 
 class Collection(Record):
     """A collection of linked versions of one artifact type, with its aliases."""
@@ -208,14 +205,6 @@ class LinkedVersion(Record):
     @property
     def address(self) -> str:
         return f"{self.registry}/{self.collection}:{self.version}"
-
-
-class FileEntry(Record):
-    """One file of an artifact version."""
-
-    path: str
-    size: int
-    sha256: str
 
 
 class ArtifactVersion(Record):

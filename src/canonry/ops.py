@@ -200,17 +200,14 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
         raise InvalidName("invalid collection name 'registry.yaml': reserved for registry settings")
     coll = view.read(m.collection_file(registry, collection))
     created_collection = coll is None
+    if coll is not None and coll["type"] != av["type"]:
+        raise TypeNotAccepted(f"collection {registry}/{collection} holds type {coll['type']!r}; "
+                              f"{ref} is of type {av['type']!r}")
+    if not accepts(reg, av["type"]):
+        raise TypeNotAccepted(_not_accepted(registry, reg, av["type"], ref))
     if coll is None:
-        if not (reg["types"] == "all" or av["type"] in reg["types"]):
-            raise TypeNotAccepted(_not_accepted(registry, reg, av["type"], ref))
         coll = {"format": FORMAT_VERSION, "type": av["type"], "description": "", "tags": [],
                 "next_version": 0, "created_at": ctx.now, "created_by": ctx.actor.actor}
-    else:
-        if coll["type"] != av["type"]:
-            raise TypeNotAccepted(f"collection {registry}/{collection} holds type {coll['type']!r}; "
-                                  f"{ref} is of type {av['type']!r}")
-        if not (reg["types"] == "all" or av["type"] in reg["types"]):
-            raise TypeNotAccepted(_not_accepted(registry, reg, av["type"], ref))
     where = f"{registry}/{collection}"
     index = _links_index(view, registry, collection)
     existing = index.get(ref)
@@ -264,6 +261,11 @@ def _alias_record(where: str, alias: str, before: str | None, after: str) -> dic
         summary = f"set alias {alias} on {where}:{after}"
     return {"op": "alias.set", "collection": where, "alias": alias, "before": before,
             "after": after, "summary": summary}
+
+
+def accepts(registry: dict, artifact_type: str) -> bool:
+    """Whether a registry record (registry.yaml) accepts artifacts of `artifact_type`."""
+    return registry["types"] == "all" or artifact_type in registry["types"]
 
 
 def _not_accepted(registry: str, reg: dict, type_: str, ref: str) -> str:

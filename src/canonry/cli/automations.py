@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from canonry.cli.common import UserError, branch_option, done, json_option, pass_ctx, plugins_without_store, say
+from canonry.cli.common import UserError, done, json_option, pass_ctx, plugins_without_store, say, store_options
 from canonry.errors import CanonryError
 
 
@@ -30,9 +30,7 @@ def plugins_cmd(c, as_json):
 
 @click.command()
 @click.argument("rev_range", metavar="REV_RANGE")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def events(c, rev_range, as_json):
     """List the events of the commits in REV_RANGE (A..B, or one commit), oldest first."""
     found = c.store().events(rev_range)
@@ -110,9 +108,7 @@ def automations_list(c, registry, as_json):
 @automations.command("set")
 @click.argument("file", type=click.File("r"))
 @click.option("--registry", metavar="R", help="Set the automations of registry R (default: store-wide).")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def automations_set(c, file, registry, as_json):
     """Replace the automations with the YAML list in FILE (- for stdin): one reviewed commit."""
     from canonry import yamlio

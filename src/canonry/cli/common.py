@@ -58,6 +58,11 @@ def branch_option(f):
                              "the first write: a proposal to review).")(f)
 
 
+def store_options(f):
+    """What a command on the store takes: `--json`, `--branch B`, and the context (`c`)."""
+    return json_option(branch_option(pass_ctx(f)))
+
+
 def say(message: str) -> None:
     click.echo(message, err=False)
 

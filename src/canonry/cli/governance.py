@@ -5,7 +5,7 @@ import os
 
 import click
 
-from canonry.cli.common import branch_option, done, json_option, pass_ctx, say
+from canonry.cli.common import done, json_option, pass_ctx, say, store_options
 
 
 @click.group()
@@ -48,9 +48,7 @@ def group_cmd(c, name, members, as_json):
 @click.option("--since", metavar="DATE", help="Only changes at or after DATE (2026-11-01 or ISO time).")
 @click.option("--registry", "registry_name", metavar="R", help="Only changes in registry R.")
 @click.option("--actor", metavar="EMAIL", help="Only changes made by EMAIL.")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def audit(c, since, registry_name, actor, as_json):
     """Who did what and when, across the store: newest first."""
     entries = c.store().audit(since=since, registry=registry_name, actor=actor)

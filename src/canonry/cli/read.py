@@ -5,14 +5,12 @@ import os
 
 import click
 
-from canonry.cli.common import branch_option, done, json_option, pass_ctx, say
+from canonry.cli.common import done, say, store_options
 
 
 @click.command()
 @click.argument("target")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def show(c, target, as_json):
     """Show everything known about a registry, collection, linked version or artifact version."""
     show_target(c.store(), target, as_json)
@@ -31,9 +29,7 @@ def show_target(store, target, as_json):  # also `registry show`
 
 @click.command()
 @click.argument("target", required=False, metavar="[REGISTRY[/COLLECTION]]")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def ls(c, target, as_json):
     """List registries, the collections of a registry, or the versions of a collection."""
     store = c.store()
@@ -64,9 +60,7 @@ def ls(c, target, as_json):
 @click.argument("target")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many entries.")
 @click.option("--actor", metavar="EMAIL", help="Only the changes made by EMAIL.")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def history(c, target, limit, actor, as_json):
     """Every change to TARGET, newest first: commit, time, actor, operation, before → after."""
     entries = c.store().history(target, limit=limit, actor=actor)
@@ -82,9 +76,7 @@ def history(c, target, limit, actor, as_json):
 @click.command()
 @click.argument("target")
 @click.option("--to", "dest", required=True, type=click.Path(file_okay=False), help="Directory to write to.")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def get(c, target, dest, as_json):
     """Restore the files of a version into DIR, verifying every sha256."""
     v = c.store().download(target, dest)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from canonry.cli.common import branch_option, done, json_option, pass_ctx, say
+from canonry.cli.common import done, say, store_options
 from canonry.cli.read import print_registries, show_target, types_text
 
 
@@ -19,9 +19,7 @@ def registry():
               show_default=True)
 @click.option("--type", "types", multiple=True, metavar="T",
               help="Accepted artifact type (repeatable; default: all types).")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def registry_create(c, name, description, visibility, types, as_json):
     """Create registry NAME."""
     reg = c.store().create_registry(name, description, visibility, list(types) or None)
@@ -30,9 +28,7 @@ def registry_create(c, name, description, visibility, types, as_json):
 
 
 @registry.command("list")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def registry_list(c, as_json):
     """List registries."""
     print_registries(c.store(), as_json)
@@ -40,9 +36,7 @@ def registry_list(c, as_json):
 
 @registry.command("show")
 @click.argument("name")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def registry_show(c, name, as_json):
     """Show registry NAME and its collections."""
     from canonry.names import check_name
@@ -57,9 +51,7 @@ def registry_show(c, name, as_json):
 @click.option("--visibility", type=click.Choice(["restricted", "organization"]), default=None)
 @click.option("--add-type", "add_types", multiple=True, metavar="T",
               help="Accept another artifact type (repeatable; 'all' accepts every type).")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def registry_edit(c, name, description, visibility, add_types, as_json):
     """Edit registry settings. Accepted types can be added, never removed."""
     store = c.store()
@@ -80,9 +72,7 @@ def registry_member():
 @click.argument("registry_name", metavar="REGISTRY")
 @click.argument("member", metavar="USER")
 @click.option("--role", required=True, type=click.Choice(["admin", "member", "viewer", "restricted_viewer", "restricted-viewer"]))
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def member_add(c, registry_name, member, role, as_json):
     """Give USER (an email, or group:NAME) ROLE in REGISTRY (changes the role if USER has one)."""
     r = c.store().set_member(registry_name, member, role)
@@ -94,9 +84,7 @@ def member_add(c, registry_name, member, role, as_json):
 @registry_member.command("rm")
 @click.argument("registry_name", metavar="REGISTRY")
 @click.argument("member", metavar="USER")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def member_rm(c, registry_name, member, as_json):
     """Remove USER from REGISTRY."""
     r = c.store().remove_member(registry_name, member)
@@ -105,9 +93,7 @@ def member_rm(c, registry_name, member, as_json):
 
 @registry_member.command("list")
 @click.argument("registry_name", metavar="REGISTRY")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def member_list(c, registry_name, as_json):
     """List the members of REGISTRY with their roles."""
     store = c.store()
@@ -130,9 +116,7 @@ def member_list(c, registry_name, as_json):
 @registry.command("protect")
 @click.argument("registry_name", metavar="REGISTRY")
 @click.argument("alias_name", metavar="ALIAS")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def registry_protect(c, registry_name, alias_name, as_json):
     """Protect ALIAS in REGISTRY: only admins may then add or remove it."""
     r = c.store().protect_alias(registry_name, alias_name)
@@ -143,9 +127,7 @@ def registry_protect(c, registry_name, alias_name, as_json):
 @registry.command("unprotect")
 @click.argument("registry_name", metavar="REGISTRY")
 @click.argument("alias_name", metavar="ALIAS")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def registry_unprotect(c, registry_name, alias_name, as_json):
     """Stop protecting ALIAS in REGISTRY."""
     r = c.store().unprotect_alias(registry_name, alias_name)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from canonry.cli.common import branch_option, done, json_option, pass_ctx
+from canonry.cli.common import done, store_options
 
 
 def _key_values(values, what: str, numeric: bool = False) -> dict:
@@ -37,9 +37,7 @@ def _key_values(values, what: str, numeric: bool = False) -> dict:
 @click.option("--input", "inputs", multiple=True, metavar="ARTIFACT:vK",
               help="An artifact version this one was made from (lineage; repeatable).")
 @click.option("--description", "-d", default="")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def log_cmd(c, path, name, type_, metadata, metric, inputs, description, as_json):
     """Log PATH (a file or directory) as a new version of artifact NAME."""
     store = c.store()
@@ -62,9 +60,7 @@ def log_cmd(c, path, name, type_, metadata, metric, inputs, description, as_json
 @click.argument("collection", metavar="REGISTRY/COLLECTION")
 @click.option("--alias", "-a", "aliases", multiple=True, metavar="A", help="Alias to set (repeatable).")
 @click.option("--description", "-d", default="")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def link(c, artifact, collection, aliases, description, as_json):
     """Link an artifact version into a collection (created if missing). No bytes are copied."""
     lv = c.store().link(artifact, collection, aliases=aliases, description=description)
@@ -80,9 +76,7 @@ def link(c, artifact, collection, aliases, description, as_json):
 
 @click.command()
 @click.argument("target", metavar="REGISTRY/COLLECTION:vN")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def unlink(c, target, as_json):
     """Remove a link (and the aliases it holds). The artifact version itself stays."""
     lv = c.store().unlink(target)
@@ -99,9 +93,7 @@ def alias():
 @alias.command("set")
 @click.argument("target", metavar="REGISTRY/COLLECTION:vN")
 @click.argument("name", metavar="ALIAS")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def alias_set(c, target, name, as_json):
     """Point ALIAS at a linked version, moving it if another version holds it."""
     ch = c.store().set_alias(target, name)
@@ -117,9 +109,7 @@ def alias_set(c, target, name, as_json):
 @alias.command("rm")
 @click.argument("collection", metavar="REGISTRY/COLLECTION")
 @click.argument("name", metavar="ALIAS")
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def alias_rm(c, collection, name, as_json):
     """Remove ALIAS from a collection."""
     ch = c.store().remove_alias(collection, name)
@@ -135,9 +125,7 @@ def tag():
 @tag.command("add")
 @click.argument("target", metavar="TARGET")
 @click.argument("tags", nargs=-1, required=True)
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def tag_add(c, target, tags, as_json):
     """Add TAGS to REGISTRY/COLLECTION or REGISTRY/COLLECTION:vN."""
     _tag_done(as_json, c.store().tag(target, *tags))
@@ -146,9 +134,7 @@ def tag_add(c, target, tags, as_json):
 @tag.command("rm")
 @click.argument("target", metavar="TARGET")
 @click.argument("tags", nargs=-1, required=True)
-@json_option
-@branch_option
-@pass_ctx
+@store_options
 def tag_rm(c, target, tags, as_json):
     """Remove TAGS from REGISTRY/COLLECTION or REGISTRY/COLLECTION:vN."""
     _tag_done(as_json, c.store().untag(target, *tags))

@@ -57,6 +57,7 @@ from dulwich.diff_tree import tree_changes
 from canonry import model as m
 from canonry.errors import CanonryError, SchemaError
 from canonry.names import LATEST, NAME_RE, VERSION_RE
+from canonry.ops import accepts
 from canonry.view import View
 
 _VERSION_FILE = re.compile(r"^v(0|[1-9][0-9]*)\.yaml$")
@@ -462,11 +463,10 @@ def _check_accepted(ctx: CommitCheck, reg: str, coll: str, collection: dict) -> 
     registry = ctx.record(m.registry_file(reg))
     if not _ok(registry):
         return
-    types = registry["types"]
-    if types != "all" and collection["type"] not in types:
+    if not accepts(registry, collection["type"]):
         ctx.add(m.collection_file(reg, coll), "type-accepted",
                 f"registry {reg} does not accept type {collection['type']!r} of collection {reg}/{coll} "
-                f"(it accepts: {', '.join(types)})")
+                f"(it accepts: {', '.join(registry['types'])})")
 
 
 def rule_artifacts(ctx: CommitCheck) -> None:
