@@ -15,6 +15,7 @@ from dulwich.diff_tree import tree_changes
 
 from canonry import model as m
 from canonry.errors import SchemaError
+from canonry.git.graph import can_fast_forward, first_parents
 
 KINDS = (
     "link.created", "link.removed",
@@ -210,8 +211,6 @@ def commits_in_range(storage, spec: str) -> list[bytes]:
     """Commits of `A..B` (or a single rev: that commit), oldest first, along B's first parents,
     down to the first one that A already has (as `git log --first-parent A..B`). A merge stands
     for what it brought in: its events are taken against its first parent."""
-    from dulwich.graph import can_fast_forward
-
     if ".." not in spec:
         return [storage.resolve_rev(spec)]
     base, _, head = spec.partition("..")
@@ -220,14 +219,11 @@ def commits_in_range(storage, spec: str) -> list[bytes]:
     base_id = storage.resolve_rev(base) if base else None
     head_id = storage.resolve_rev(head or storage.branch)
     out = []
-    current = head_id
-    while current is not None and current != base_id:
-        if base_id is not None and can_fast_forward(storage.repo, current, base_id):
+    for commit in first_parents(storage, head_id, stop=base_id):
+        if base_id is not None and can_fast_forward(storage, commit.id, base_id):
             break  # A already has it (A moved on, or was rebased onto it)
-        out.append(current)
-        parents = storage.commit(current).parents
-        current = parents[0] if parents else None
-    return list(reversed(out))
+        out.append(commit.id)
+    return out[::-1]
 
 
 __all__ = ["Event", "KINDS", "events_for_commit", "diff_events", "commits_in_range", "SchemaError"]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from canonry import model as m
 from canonry.errors import InvalidInput
+from canonry.git import graph
 from canonry.output import fmt
 
 MAX_METRICS = 8  # metrics shown per line in text and markdown (JSON has all of them)
@@ -120,14 +121,11 @@ def parse_range(storage, spec: str) -> tuple[bytes, bytes]:
 
 
 def merge_base(storage, base_id: bytes, head_id: bytes, spec: str = "") -> bytes:
-    from dulwich.graph import find_merge_base
-
-    if base_id == head_id:
-        return head_id
-    found = find_merge_base(storage.repo, [base_id, head_id])
-    if not found:
+    """graph.merge_base, refusing (with `spec` in the message) sides that share no history."""
+    found = graph.merge_base(storage, base_id, head_id)
+    if found is None:
         raise InvalidInput(f"{spec or 'BASE..HEAD'}: the two sides have no common history (no merge base)")
-    return found[0]
+    return found
 
 
 def describe(store, rev_range: str) -> Review:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dulwich.graph import can_fast_forward, find_merge_base
-
 from canonry import journal
 from canonry.errors import Conflict, InvalidInput, MergeConflict
+from canonry.git import graph
+from canonry.git.graph import can_fast_forward, first_parent_chain
 from canonry.sharing.replay import Replayer, _identity
 from canonry.view import View
 
@@ -36,19 +36,12 @@ class MergeResult:
 
 
 def merge_base(repo, a: bytes, b: bytes) -> bytes | None:
+    """Transitional: query/history and query/index import this (with a dulwich Repo) until they
+    walk with canonry.git.graph; remove it then. Everything else uses graph.merge_base."""
+    from dulwich.graph import find_merge_base
+
     bases = find_merge_base(repo, [a, b])
     return bases[0] if bases else None
-
-
-def first_parent_chain(storage, base: bytes | None, head: bytes) -> list[bytes]:
-    """Commits from `base` (exclusive) to `head`, oldest first, following first parents."""
-    out = []
-    current = head
-    while current is not None and current != base:
-        out.append(current)
-        parents = storage.commit(current).parents
-        current = parents[0] if parents else None
-    return list(reversed(out))
 
 
 def _records_or_refuse(storage, commit_id: bytes, what: str) -> list[dict]:
@@ -73,9 +66,9 @@ def merge_branch(store, branch: str, message: str | None = None, fast_forward: b
     for _ in range(attempts):
         head = storage.head()
         theirs = repo.refs[source_ref]
-        if head == theirs or can_fast_forward(repo, theirs, head):
+        if head == theirs or can_fast_forward(storage, theirs, head):
             return MergeResult(branch, "up-to-date", head.decode(), head.decode(), [])
-        if fast_forward and can_fast_forward(repo, head, theirs):
+        if fast_forward and can_fast_forward(storage, head, theirs):
             if storage.compare_and_swap(head, theirs, f"merge {branch}: fast-forward"):
                 paths = _changed_paths(storage, head, theirs)
                 store._after_commit(head, theirs, paths)
@@ -83,7 +76,7 @@ def merge_branch(store, branch: str, message: str | None = None, fast_forward: b
                                    [r for c in first_parent_chain(storage, head, theirs)
                                     for r in journal.records(storage.commit(c).message)])
             continue
-        base = merge_base(repo, head, theirs)
+        base = graph.merge_base(storage, head, theirs)
         if base is None:
             raise MergeConflict(f"{branch} and {storage.branch} share no history")
         target = View(storage, head, store.cache)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from dulwich.file import FileLocked
-from dulwich.graph import can_fast_forward
 
 from canonry.errors import CanonryError, Conflict, InvalidInput
-from canonry.sharing.merge import _changed_paths, first_parent_chain, merge_base, rebase_commits
+from canonry.git.graph import can_fast_forward, first_parent_chain, merge_base
+from canonry.sharing.merge import _changed_paths, rebase_commits
 from canonry.automation.runlog import NOTES_REF, merge_notes
 
 ZERO = b"0" * 40
@@ -136,14 +136,14 @@ def _integrate(store, remote_head: bytes | None, what: str) -> tuple[str, bytes 
             if storage.compare_and_swap(None, remote_head, "canonry pull"):
                 return "created", None, remote_head, 0
             continue
-        if can_fast_forward(repo, remote_head, local):
+        if can_fast_forward(storage, remote_head, local):
             return "ahead", local, local, 0
-        if can_fast_forward(repo, local, remote_head):
+        if can_fast_forward(storage, local, remote_head):
             if storage.compare_and_swap(local, remote_head, "canonry pull: fast-forward"):
                 store._after_commit_sync_only(local, remote_head, _changed_paths(storage, local, remote_head))
                 return "fast-forward", local, remote_head, 0
             continue
-        base = merge_base(repo, local, remote_head)
+        base = merge_base(storage, local, remote_head)
         if base is None:
             raise Conflict("the local and remote store branches share no history")
         mine = first_parent_chain(storage, base, local)
@@ -165,7 +165,7 @@ def pull(store, remote: str = "origin") -> SyncResult:
                         safe_url(remote_url(storage.repo, remote)))
     if action == "rebased" and old and refs.get(storage.ref):
         # what came in is the remote's part: from where the two lines met to the remote's head
-        result.incoming = f"{merge_base(storage.repo, old, refs[storage.ref]).decode()}..{refs[storage.ref].decode()}"
+        result.incoming = f"{merge_base(storage, old, refs[storage.ref]).decode()}..{refs[storage.ref].decode()}"
     elif action in ("fast-forward", "created") and new:
         result.incoming = f"{old.decode()}..{new.decode()}" if old else new.decode()
     return result
@@ -181,7 +181,7 @@ def push(store, remote: str = "origin", attempts: int = 10) -> SyncResult:
     for _ in range(attempts):
         refs = fetch(store, remote)
         remote_head = refs.get(storage.ref)
-        if sent and landed is None and remote_head and can_fast_forward(repo, sent[1], remote_head):
+        if sent and landed is None and remote_head and can_fast_forward(storage, sent[1], remote_head):
             # An attempt we took for lost did land: another push built on it before we looked.
             landed = sent
         action, old, local, replayed = _integrate(store, remote_head, "your unpublished commits")
@@ -250,14 +250,15 @@ def _send(repo, url: str, updates: dict) -> bool:
 def _merge_notes_from(store, remote_notes: bytes | None) -> None:
     if remote_notes is None:
         return
-    repo = store.storage.repo
+    storage = store.storage
+    repo = storage.repo
     local = repo.refs[NOTES_REF] if NOTES_REF in repo.refs else None
-    if local == remote_notes or (local and can_fast_forward(repo, remote_notes, local)):
+    if local == remote_notes or (local and can_fast_forward(storage, remote_notes, local)):
         return
-    if local is None or can_fast_forward(repo, local, remote_notes):
+    if local is None or can_fast_forward(storage, local, remote_notes):
         new = remote_notes
     else:
-        new = merge_notes(store.storage, local, remote_notes, store.actor)
+        new = merge_notes(storage, local, remote_notes, store.actor)
     if local is None:
         repo.refs.add_if_new(NOTES_REF, new)
     else:
