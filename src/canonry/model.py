@@ -12,7 +12,13 @@ Layout (one change touches few small files; a promotion is a one-line diff of al
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:  # type checkers see records as dataclasses; at run time nothing is imported
+    from typing_extensions import dataclass_transform
+else:
+    def dataclass_transform(**_kwargs):
+        return lambda cls: cls
 
 STORE_FILE = "canonry.yaml"
 REGISTRIES = "registries"
@@ -78,9 +84,20 @@ def kind_of_path(path: str) -> str | None:
     return None
 
 
+class Default:
+    """A field default made fresh for each record (a list, a dict), not shared."""
+
+    def __init__(self, *, factory: Callable[[], Any]):  # a keyword, as type checkers expect of a field specifier
+        self.factory = factory
+
+    def __call__(self):
+        return self.factory()
+
+
+@dataclass_transform(field_specifiers=(Default,))
 class Record:
     """A value record: its fields are its class's annotated attributes, in order; a field's
-    class attribute, if any, is its default (`Default(list)` for a fresh list each time).
+    class attribute, if any, is its default (`Default(factory=list)` for a fresh list each time).
     Records take fields by position or keyword, compare equal field by field, and
     `to_dict()` copies them out (containers copied, as dataclasses.asdict does).
 
@@ -126,23 +143,13 @@ class Record:
             return NotImplemented
         return all(getattr(self, n) == getattr(other, n) for n in self._fields)
 
-    __hash__ = None  # mutable, as a dataclass without frozen=True
+    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass without frozen=True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self._fields)})"
 
     def to_dict(self) -> dict[str, Any]:
         return {name: _copied(getattr(self, name)) for name in self._fields}
-
-
-class Default:
-    """A field default made fresh for each record (a list, a dict), not shared."""
-
-    def __init__(self, factory):
-        self.factory = factory
-
-    def __call__(self):
-        return self.factory()
 
 
 def _copied(value):
@@ -224,7 +231,7 @@ class ArtifactVersion(Record):
     created_at: str
     created_by: str
     created: bool = True  # False when logging found identical content in the newest version
-    links: list[dict] = Default(list)  # filled by show: where it is linked
+    links: list[dict] = Default(factory=list)  # filled by show: where it is linked
 
     @property
     def address(self) -> str:
