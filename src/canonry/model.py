@@ -12,7 +12,7 @@ Layout (one change touches few small files; a promotion is a one-line diff of al
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 if TYPE_CHECKING:  # type checkers see records as dataclasses; at run time nothing is imported
     from typing_extensions import dataclass_transform
@@ -84,20 +84,29 @@ def kind_of_path(path: str) -> str | None:
     return None
 
 
+_T = TypeVar("_T")
+
+
 class Default:
     """A field default made fresh for each record (a list, a dict), not shared."""
 
-    def __init__(self, *, factory: Callable[[], Any]):  # a keyword, as type checkers expect of a field specifier
+    def __init__(self, factory: Callable[[], Any]):
         self.factory = factory
 
     def __call__(self):
         return self.factory()
 
 
-@dataclass_transform(field_specifiers=(Default,))
+def fresh(*, factory: Callable[[], _T]) -> _T:
+    """A record field's default, made by `factory` for each record: `links: list = fresh(factory=list)`.
+    Typed as what the factory makes, so type checkers treat it as dataclasses.field(default_factory=…)."""
+    return Default(factory)  # type: ignore[return-value]
+
+
+@dataclass_transform(field_specifiers=(fresh,))
 class Record:
     """A value record: its fields are its class's annotated attributes, in order; a field's
-    class attribute, if any, is its default (`Default(factory=list)` for a fresh list each time).
+    class attribute, if any, is its default (`fresh(factory=list)` for a fresh list each time).
     Records take fields by position or keyword, compare equal field by field, and
     `to_dict()` copies them out (containers copied, as dataclasses.asdict does).
 
@@ -231,7 +240,7 @@ class ArtifactVersion(Record):
     created_at: str
     created_by: str
     created: bool = True  # False when logging found identical content in the newest version
-    links: list[dict] = Default(factory=list)  # filled by show: where it is linked
+    links: list[dict] = fresh(factory=list)  # filled by show: where it is linked
 
     @property
     def address(self) -> str:

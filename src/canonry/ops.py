@@ -7,7 +7,7 @@ simply run again on the new state.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from canonry import model as m
 from canonry.errors import InvalidInput, InvalidName, NotFound, TypeNotAccepted
@@ -122,7 +122,7 @@ def registry_edit(view: View, ctx: Context, name: str, description: str | None =
         if added == "all":
             new_types = "all"
         elif new_types != "all":
-            new_types = list(dict.fromkeys(list(new_types) + added))
+            new_types = list(dict.fromkeys([*new_types, *added]))
     if new_types != rec["types"]:
         if rec["types"] == "all":
             raise InvalidInput(f"registry {name} accepts all types; narrowing it to {new_types} would "
@@ -228,7 +228,7 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
     summary = f"link {ref} -> {where} as {new_version}"
     if aliases:
         summary += " [" + " ".join(f"+{a}" for a in aliases) + "]"
-    record = {"op": "link", "artifact": ref, "collection": where, "version": new_version,
+    record: dict[str, Any] = {"op": "link", "artifact": ref, "collection": where, "version": new_version,
               "aliases": list(aliases), "summary": summary}
     if created_collection:
         record["collection_created"] = True

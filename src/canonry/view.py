@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import stat
+from typing import Any
 
 from canonry import model as m
 from canonry.errors import NotFound, SchemaError
@@ -39,7 +40,7 @@ class ParseCache:
     """Records by (blob id, kind): in memory, backed by the on-disk RecordCache when given."""
 
     def __init__(self, disk=None, limit: int = 200_000):
-        self._data: dict[tuple[bytes, str], object] = {}
+        self._data: dict[tuple[bytes, str], Any] = {}
         self._limit = limit
         self.disk = disk
 
@@ -51,7 +52,7 @@ class ParseCache:
                 self._remember(sha, kind, rec)
         return rec
 
-    def get_field_many(self, shas: list[bytes], kind: str, field: str) -> dict[bytes, object]:
+    def get_field_many(self, shas: list[bytes], kind: str, field: str) -> dict[bytes, Any]:
         """`field` of the cached records among `shas` (memory first, then one disk query)."""
         found = {sha: rec[field] for sha in shas if (rec := self._data.get((sha, kind))) is not None}
         missing = [sha for sha in shas if sha not in found]

@@ -8,10 +8,12 @@ again, so `canonry automations run A..B` is safe to repeat (in CI after every me
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 import re
 import threading
 import time
+from typing import Any, Callable
 
 from canonry import model as m
 from canonry.automation.events import Event
@@ -108,12 +110,11 @@ def tags_of(event: Event, view) -> set[str]:
     return tags
 
 
-def receivers(store, event: Event, view) -> list[tuple[str, object]]:
+def receivers(store, event: Event, view) -> list[tuple[str, Callable[[], Any]]]:
     """(name, zero-argument callable) for everything that should receive `event`."""
-    out = []
+    out: list[tuple[str, Callable[[], Any]]] = []
     for plugin_name, fn, argnames in store.plugins.impls(EVENT_HOOKS[event.kind]):
-        out.append((f"plugin:{plugin_name}",
-                    lambda fn=fn, argnames=argnames: call(fn, argnames, event=event, store=store)))
+        out.append((f"plugin:{plugin_name}", functools.partial(call, fn, argnames, event=event, store=store)))
     actions = None
     for auto in configured(view, event.registry):
         if auto.get("action") == "policy" or not matches(auto, event, view):
@@ -128,7 +129,7 @@ def receivers(store, event: Event, view) -> list[tuple[str, object]]:
             out.append((name, missing))
         else:
             params = dict(auto.get("with", {}) or {})
-            out.append((name, lambda action=action, params=params: action(event, params, store)))
+            out.append((name, functools.partial(action, event, params, store)))
     return out
 
 

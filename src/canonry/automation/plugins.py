@@ -144,7 +144,7 @@ class Plugins:
         return any(self.impls(h) for h in hook_names)
 
     def actions(self) -> dict:
-        actions = {}
+        actions: dict = {}
         for name, fn, argnames in self.impls("automation_actions"):
             try:
                 actions.update(fn() or {})

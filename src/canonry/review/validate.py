@@ -50,7 +50,7 @@ import copy
 import re
 import stat
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
 from dulwich.diff_tree import tree_changes
 
@@ -59,6 +59,9 @@ from canonry.errors import CanonryError, SchemaError
 from canonry.names import LATEST, NAME_RE, VERSION_RE
 from canonry.ops import accepts
 from canonry.view import View
+
+if TYPE_CHECKING:
+    from canonry.automation.plugins import Plugins
 
 _VERSION_FILE = re.compile(r"^v(0|[1-9][0-9]*)\.yaml$")
 _RESERVED_ALIAS = re.compile(r"^v[0-9]+$")
@@ -153,14 +156,14 @@ class Loader:
 class CommitCheck:
     """Everything a rule needs about one commit (or about the whole store)."""
 
-    store: object
+    store: Any  # the Store: the facade above this layer, so not imported here
     loader: Loader
     commit: bytes | None  # the commit whose state is checked
     parent: bytes | None  # what it is compared with (None: a root commit, or whole-store mode)
     label: str | None  # commit hex named by findings; None in whole-store mode
     changes: list[Change]
     policy_config: bytes | None  # commit whose automations (policies) are in force
-    plugins: object  # plugins.Plugins with the check_change implementations to run
+    plugins: Plugins | None  # with the check_change implementations to run
     whole: bool = False
     findings: list[Finding] = field(default_factory=list)
     _seen: set = field(default_factory=set, repr=False)
@@ -229,7 +232,7 @@ class CommitCheck:
         return [c for c in self.changes if layout_kind(c.path) == kind]
 
     def touched_collections(self) -> list[tuple[str, str]]:
-        out = {}
+        out: dict = {}
         for c in self.changes:
             parts = c.path.split("/")
             if parts[0] == m.REGISTRIES and len(parts) >= 4 and layout_kind(c.path) is not None:
