@@ -167,21 +167,20 @@ def test_a_work_tree_locked_too_long_is_a_warning_and_the_commit_stands(store, s
     from dulwich.file import FileLocked
 
     from canonry import store as store_module
+    from canonry.git.locks import FileLock
 
     store.log_artifact(str(make_file("weights", "w.bin")), name="gem", type="model")
     lock = store_path / ".git" / "canonry" / "worktree.lock"
-    lock.parent.mkdir(exist_ok=True)
-    lock.write_text("")
+    other = FileLock(str(lock))  # its own descriptor: as exclusive as another process's
+    assert other.acquire()
     with pytest.raises(FileLocked):
-        with store.storage._worktree_lock(wait=0.05):
-            pass
+        store.storage.worktree_lock.acquire(wait=0.05)
     monkeypatch.setattr(store_module.time, "sleep", lambda s: None)  # the 20 retries, at once
-    original = store.storage._worktree_lock
-    monkeypatch.setattr(store.storage, "_worktree_lock", lambda wait=30.0: original(wait=0.01))
+    monkeypatch.setattr(store.storage.worktree_lock, "wait", 0.01)
     store.link("gem:v0", "model/c")
     assert "the git index stayed locked" in capfd.readouterr().err
-    assert lock.exists()  # not ours
-    lock.unlink()
+    assert other.held  # not ours
+    other.close()
     assert canonry.open(str(store_path)).resolve("model/c:latest").version == "v0"
 
 

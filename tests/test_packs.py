@@ -580,32 +580,3 @@ def test_a_growing_pack_merged_away_by_another_process_is_not_grown_again(tmp_pa
     assert {sha for sha, _o, _c in packs.read_index(second + ".idx")} == {Blob.from_string(b"two").sha().digest()}
     packs.remove_retired(replaced)
     _verify_with_git(repo)
-
-
-def test_the_gc_lock_excludes_across_processes_and_without_fcntl_falls_back_to_a_lock_file(tmp_path, monkeypatch):
-    import subprocess
-    import sys
-
-    from canonry.git.housekeeping import GcLock
-
-    path = tmp_path / "canonry" / "gc.lock"
-    mine = GcLock(str(path))
-    assert mine.acquire()
-    probe = ("import sys; sys.path[:0] = [sys.argv[2]]\nfrom canonry.git.housekeeping import GcLock\n"
-             "print(GcLock(sys.argv[1]).acquire())")
-    src = os.path.dirname(os.path.dirname(canonry.__file__))
-    other = lambda: subprocess.run([sys.executable, "-c", probe, str(path), src],  # noqa: E731
-                                   capture_output=True, text=True, timeout=60).stdout.strip()
-    assert other() == "False"
-    mine.release()
-    assert other() == "True"  # and that process's end released it
-    mine.close()
-
-    monkeypatch.setitem(sys.modules, "fcntl", None)  # as on Windows: `import fcntl` fails
-    fallback = tmp_path / "fallback.lock"
-    first, second = GcLock(str(fallback)), GcLock(str(fallback))
-    assert first.acquire() and fallback.exists()
-    assert not second.acquire()
-    first.release()
-    assert not fallback.exists() and second.acquire()
-    second.release()

@@ -2,7 +2,7 @@
 superseded, packing loose objects, merging small packs as they accumulate (tiered: see
 packs.py), and `canonry gc`.
 
-One process at a time does it, under the gc lock (GcLock); the others just go on. The packs
+One process at a time does it, under the gc lock (a locks.FileLock); the others just go on. The packs
 retired or merged away are hidden at once (their indexes renamed, see packs.retire_packs) and
 deleted by a background thread that holds the lock until it is done.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 import queue
 import threading
-import time
 
 from canonry.git import packs
+from canonry.git.locks import FileLock
 
 # Pack loose objects once the fan-out sample says there are about this many (git gc --auto: 6700).
 PACK_LOOSE_THRESHOLD = 4096
@@ -23,7 +23,8 @@ GC_LOCK_WAIT = 60.0  # seconds `canonry gc` waits for a merge under way elsewher
 class Housekeeping:
     def __init__(self, storage):
         self.storage = storage
-        self.lock = GcLock(os.path.join(storage.common_dir, "canonry", "gc.lock"))  # one object folder, one lock
+        # one object folder, one lock
+        self.lock = FileLock(os.path.join(storage.common_dir, "canonry", "gc.lock"))
         self._deleter: _Deleter | None = None
 
     def loose_object_estimate(self) -> int:
@@ -109,14 +110,15 @@ class Housekeeping:
         may be under way in this process or another, and a repack must not read a pack that
         is being deleted."""
         self.wait()
-        deadline = time.monotonic() + GC_LOCK_WAIT
-        while not self.lock.acquire():
-            if time.monotonic() > deadline:
-                from canonry.errors import Conflict
+        from dulwich.file import FileLocked
 
-                raise Conflict(f"another process has been packing objects for {GC_LOCK_WAIT:.0f} s "
-                               f"(lock {self.lock.path}): try again later")
-            time.sleep(0.02)
+        try:
+            self.lock.acquire(wait=GC_LOCK_WAIT)
+        except FileLocked:
+            from canonry.errors import Conflict
+
+            raise Conflict(f"another process has been packing objects for {GC_LOCK_WAIT:.0f} s "
+                           f"(lock {self.lock.path}): try again later") from None
         try:
             packs.remove_retired(packs.leftover_retired(self.storage.pack_dir))  # of an interrupted process
             store = self.storage.repo.object_store
@@ -135,66 +137,6 @@ class Housekeeping:
             self.lock.release()
 
 
-class GcLock:
-    """The lock one process holds while it merges packs, deletes retired ones, or runs gc.
-
-    An flock(2) on a lock file that stays: taking and releasing it are two system calls, where
-    creating and deleting a lock file cost ~0.4 ms here, and the housekeeping after every
-    commit takes it. A process that dies releases it with its file descriptor, so no lock is
-    ever left stale. Without fcntl (Windows), the file's existence is the lock."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._fd: int | None = None
-        self._pid = 0  # the process that opened _fd: a forked child shares its lock, so it opens its own
-
-    def acquire(self) -> bool:
-        """Take the lock if no one holds it; False at once if someone does."""
-        try:
-            import fcntl
-        except ImportError:
-            return self._create()
-        if self._fd is None or self._pid != os.getpid():
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            self._fd, self._pid = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644), os.getpid()
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
-        return True
-
-    def close(self) -> None:
-        """Release the lock (if held) and close its file."""
-        if self._fd is not None and self._pid == os.getpid():
-            os.close(self._fd)
-        self._fd = None
-
-    def release(self) -> None:
-        try:
-            import fcntl
-        except ImportError:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-            return
-        if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def _create(self) -> bool:
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        try:
-            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            try:
-                if time.time() - os.path.getmtime(self.path) > 600:  # left by a crashed process
-                    os.unlink(self.path)
-            except OSError:
-                pass
-            return False
-        return True
-
-
 class _Deleter:
     """A thread that deletes retired packs, then releases the gc lock it was handed. One per
     storage, kept while there is work (starting a thread per commit cost ~0.13 ms), ending
@@ -211,7 +153,7 @@ class _Deleter:
     def usable(self) -> bool:
         return self._pid == os.getpid()  # a forked child has no thread
 
-    def delete(self, retired: list[tuple[list[str], bool]], lock: GcLock) -> None:
+    def delete(self, retired: list[tuple[list[str], bool]], lock: FileLock) -> None:
         """Delete (packs.remove_retired) each (bases, extras) of `retired`, then release `lock`."""
         with self._mutex:
             self._jobs.put((retired, lock))

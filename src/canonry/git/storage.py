@@ -11,13 +11,13 @@ import stat
 import threading
 import time
 import weakref
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, NamedTuple
 
 from canonry.git import reader as gitread
 from canonry.git import packs
 from canonry.git import treebytes
 from canonry.git.housekeeping import Housekeeping
+from canonry.git.locks import FileLock
 from canonry.git.treebytes import FILE_MODE
 from canonry.errors import NotAStore
 
@@ -32,6 +32,7 @@ DEFAULT_BRANCH = "main"
 # take at most this much memory.
 RAW_LOOKUPS_BEFORE_PARSE = 16
 RAW_TREES_MAX_BYTES = 16 << 20
+WORKTREE_LOCK_WAIT = 30.0  # seconds a writer waits for another to finish updating the work tree
 _COMMIT, _TREE = 1, 2  # git's object type numbers
 
 
@@ -94,6 +95,9 @@ class GitStorage:
         self._raw_trees: dict[bytes, bytes] = {}  # trees not parsed (yet): see _entry
         self._raw_bytes = 0
         self.housekeeping = Housekeeping(self)
+        # One writer at a time brings index and files to the branch head (sync_worktree).
+        self.worktree_lock = FileLock(os.path.join(git_dir, "canonry", "worktree.lock"),
+                                      wait=WORKTREE_LOCK_WAIT, stale_after=120.0)
         self._raw_lookups: dict[bytes, int] = {}
         self._commits: dict[bytes, Commit] = {}
         self._objects = gitread.ObjectReader(objects_dir, fallback=lambda: self.repo.object_store)
@@ -132,6 +136,7 @@ class GitStorage:
     def close(self) -> None:
         """Close open pack files (the storage can still be used: they reopen)."""
         self.housekeeping.close()
+        self.worktree_lock.close()
         self._objects.close()
         if self._repo is not None:
             self._repo.close()
@@ -571,7 +576,7 @@ class GitStorage:
         from dulwich.index import index_entry_from_stat
 
         worktree = self.repo.path
-        with self._worktree_lock():
+        with self.worktree_lock:
             root = self.commit(self.repo.refs[self.ref]).tree
             index = self.repo.open_index()
             for rel in paths:
@@ -603,33 +608,6 @@ class GitStorage:
                 elif key in index:
                     del index[key]
             index.write()
-
-    @contextmanager
-    def _worktree_lock(self, wait: float = 30.0):
-        lock = os.path.join(self.git_dir, "canonry", "worktree.lock")
-        os.makedirs(os.path.dirname(lock), exist_ok=True)
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.close(fd)
-                break
-            except FileExistsError:
-                try:
-                    if time.time() - os.path.getmtime(lock) > 120:  # left by a crashed process
-                        os.unlink(lock)
-                        continue
-                except OSError:
-                    continue
-                if time.monotonic() > deadline:
-                    from dulwich.file import FileLocked
-
-                    raise FileLocked(lock, lock) from None
-                time.sleep(0.005)
-        try:
-            yield
-        finally:
-            os.unlink(lock)
 
 
 # Storages still open at exit are closed then: dulwich objects closed by the garbage collector

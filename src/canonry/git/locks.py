@@ -1,0 +1,177 @@
+"""Canonry's own locks between processes: one class, FileLock, an flock(2) on a file that stays.
+
+Two locks use it: the gc lock (`canonry/gc.lock` in the common git dir: one process at a time
+merges, deletes or repacks packs) and the work-tree lock (`canonry/worktree.lock` in the git
+dir: one writer at a time brings the index and files to the branch head).
+
+Why flock on a file that stays: taking and releasing it are two system calls, where creating
+and deleting a lock file cost ~0.4 ms, and the housekeeping after every commit takes the gc
+lock. A process that dies, even by SIGKILL, releases it with its file descriptor, so no lock is
+ever left stale and nobody has to guess when a lock file is old enough to break. Without fcntl
+(Windows) the file's existence is the lock; one left by a crashed process is broken after
+`stale_after` seconds.
+
+Not here, on purpose: the ref lock of `reader.update_ref` (git's `REF.lock`, created with
+O_EXCL and renamed over the ref) and the `index.lock` dulwich takes when it writes the index.
+Those are git's own protocol, shared with the git CLI and every other git tool working on the
+same repository, so they must stay exactly as git does them.
+"""
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from types import ModuleType
+
+__all__ = ["FileLock"]
+
+
+def _fcntl() -> ModuleType | None:
+    """fcntl where the platform has it (looked up at each use: cheap, and tests can hide it)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    return fcntl
+
+
+class FileLock:
+    """An exclusive lock between processes and between threads, on the file at `path`.
+
+    `acquire()` takes it if it is free (False at once if not); `acquire(wait=seconds)` waits
+    for it within that time budget and raises dulwich's FileLocked when the budget runs out
+    (the error the callers of git's own locks already handle). `with lock:` waits up to the
+    `wait` given to the constructor. `release()` may be called from another thread than the
+    one that acquired (a background thread finishes the work, then lets go).
+
+    The file descriptor belongs to the process that opened it: a forked child opens its own,
+    so it never believes it holds its parent's lock.
+
+    Args:
+      path: the lock file (created, with its folder, on first use; never deleted under flock).
+      wait: seconds `with lock:` waits before it raises FileLocked.
+      stale_after: without fcntl only, the age after which a lock file is taken for one left
+        by a crashed process and broken.
+    """
+
+    def __init__(self, path: str, wait: float = 30.0, stale_after: float = 600.0):
+        self.path = path
+        self.wait = wait
+        self.stale_after = stale_after
+        self._fd: int | None = None
+        self._pid = os.getpid()
+        # flock excludes open files, not threads: two threads on one descriptor would both
+        # "get" it. A plain Lock (not an RLock) can be released by another thread.
+        self._mutex = threading.Lock()
+        self._held = False
+
+    # ---- taking and letting go --------------------------------------------------------------
+    def acquire(self, wait: float = 0.0) -> bool:
+        """Take the lock.
+
+        Args:
+          wait: 0 — try once and return False if someone holds it; > 0 — try for up to this
+            many seconds (jittered polling), then raise FileLocked.
+        Returns:
+          True once held; False only when `wait` is 0 and the lock is held elsewhere.
+        """
+        self._after_fork()
+        deadline = time.monotonic() + wait
+        got = self._mutex.acquire(timeout=wait) if wait > 0 else self._mutex.acquire(blocking=False)
+        if not got:  # another thread of this process holds it
+            return self._timed_out(wait)
+        try:
+            delay = 0.002
+            while not self._try():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                time.sleep(min(remaining, random.uniform(delay / 2, delay)))
+                delay = min(delay * 2, 0.05)
+            else:
+                self._held = True
+                return True
+        except BaseException:
+            self._mutex.release()
+            raise
+        self._mutex.release()
+        return self._timed_out(wait)
+
+    def release(self) -> None:
+        """Let the lock go (from any thread of the process that holds it); no-op if not held."""
+        if not self._held or self._pid != os.getpid():
+            return
+        fcntl = _fcntl()
+        try:
+            if fcntl is None:
+                try:
+                    os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
+            elif self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._held = False
+            self._mutex.release()
+
+    def close(self) -> None:
+        """Release the lock if held, and close its file."""
+        self.release()
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this process holds the lock through this object."""
+        return self._held and self._pid == os.getpid()
+
+    def __enter__(self) -> FileLock:
+        self.acquire(wait=self.wait)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    # ---- inside ---------------------------------------------------------------------------------
+    def _after_fork(self) -> None:
+        if self._pid != os.getpid():
+            # The parent's descriptor and state are the parent's: start afresh (the inherited
+            # descriptor is left open, as the parent may still hold the lock through it).
+            self._fd, self._pid = None, os.getpid()
+            self._mutex, self._held = threading.Lock(), False
+
+    def _try(self) -> bool:
+        """One attempt, holding the mutex: True if the lock is now held."""
+        fcntl = _fcntl()
+        if fcntl is None:
+            return self._create()
+        if self._fd is None:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def _create(self) -> bool:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        try:
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            try:
+                if time.time() - os.path.getmtime(self.path) > self.stale_after:
+                    os.unlink(self.path)  # left by a crashed process
+            except OSError:
+                pass
+            return False
+        return True
+
+    def _timed_out(self, wait: float) -> bool:
+        if wait <= 0:
+            return False
+        from dulwich.file import FileLocked
+
+        raise FileLocked(self.path, self.path)
