@@ -1,11 +1,19 @@
 """Random stores for the search, index and lineage tests: real operations through the API, plus
-commits made by hand with the git CLI, from a seed (the same seed builds the same store)."""
+commits made by hand with the git CLI, from a seed (the same seed builds the same store); and the
+test oracles the fast paths are checked against: `matches` (a filter evaluated in pure Python,
+against the SQL canonry.query.search makes) and `reference_documents` (search documents built
+from the store itself, against the index)."""
 from __future__ import annotations
 
 import random
 
 import yaml
 
+from canonry import model as m
+from canonry import ops
+from canonry.query.history import walk
+from canonry.query.search import parse
+from canonry.query.values import regex_search, to_number
 from conftest import git
 
 TAGS = ["vision", "nlp", "team-a", "v2"]
@@ -165,8 +173,6 @@ def hand_commit(store, rng: random.Random) -> None:
 
 def vocabulary(store) -> list[str]:
     """Strings worth filtering on in this store: names, aliases, tags, refs, metadata strings."""
-    from canonry.query.search import reference_documents
-
     words = set(STRINGS) | set(TAGS) | set(ALIASES) | {"latest", "model", "dataset", "exp", "v0", "v1", "v2"}
     for kind in ("registries", "collections", "versions"):
         for d in reference_documents(store, kind):
@@ -174,3 +180,151 @@ def vocabulary(store) -> list[str]:
                 if isinstance(d.get(k), str):
                     words.add(d[k])
     return sorted(words)
+
+
+# ---- test oracle: the reference evaluator of filters ----------------------------------------------------
+def matches(filter, doc: dict, kind: str | None = None) -> bool:
+    """Does `doc` (a plain dict, as search returns them) match `filter`? Pure Python, no index:
+    the brute-force oracle the SQL translation is tested against."""
+    return evaluate(parse(filter, kind), doc)
+
+
+def evaluate(node, doc: dict) -> bool:
+    tag = node[0]
+    if tag == "true":
+        return True
+    if tag == "and":
+        return all(evaluate(n, doc) for n in node[1])
+    if tag == "or":
+        return any(evaluate(n, doc) for n in node[1])
+    if tag == "not":
+        return not evaluate(node[1], doc)
+    _, field, path, op, value = node
+    exists, values = lookup(doc, path)
+    if op == "exists":
+        return exists == value
+    if op == "eq":
+        return _eq_any(exists, values, value)
+    if op == "in":
+        return any(_eq_any(exists, values, v) for v in value)
+    if op == "regex":
+        return any(isinstance(c, str) and regex_search(value[0], value[1], c) for c in values)
+    if op == "contains":
+        return any(isinstance(c, str) and value in c for c in values)
+    return any(_ordered(c, op, value) for c in values)
+
+
+def lookup(doc: dict, path: str) -> tuple[bool, list]:
+    """(the dotted path is present, its scalar values) in a document."""
+    cur = doc
+    for seg in path.split("."):
+        if isinstance(cur, dict) and seg in cur:
+            cur = cur[seg]
+        else:
+            return False, []
+    if isinstance(cur, list):
+        return True, [x for x in cur if not isinstance(x, (list, dict))]
+    if isinstance(cur, dict):
+        return True, []
+    return True, [cur]
+
+
+def _kind(v) -> str:
+    if isinstance(v, bool):
+        return "b"
+    if isinstance(v, (int, float)):
+        return "n"
+    if isinstance(v, str):
+        return "s"
+    return "z" if v is None else "?"
+
+
+def _eq_any(exists: bool, values: list, v) -> bool:
+    if v is None:
+        return not exists or any(c is None for c in values)
+    return any(_eq(c, v) for c in values)
+
+
+def _eq(c, v) -> bool:
+    k = _kind(c)
+    if k != _kind(v):
+        return False
+    if k == "n":
+        return to_number(c) == to_number(v)
+    return c == v
+
+
+def _ordered(c, op: str, v) -> bool:
+    k = _kind(c)
+    if k != _kind(v) or k in ("z", "?"):
+        return False
+    if k == "n":
+        c, v = to_number(c), to_number(v)
+    if op == "gt":
+        return c > v
+    if op == "gte":
+        return c >= v
+    if op == "lt":
+        return c < v
+    return c <= v
+
+
+# ---- test oracle: documents straight from the store ------------------------------------------------------
+def reference_documents(store, kind: str) -> list[dict]:
+    """The documents of `kind` built from the store itself (View reads, a history walk for
+    updated_at): slow, independent of the index; what search results must equal."""
+    view = store.view()
+
+    def updated(target: str, floor: str | None) -> str | None:
+        times = [e.time for e in walk(store, target)]
+        best = max(times) if times else ""
+        return max(best, floor or "") or None
+
+    out = []
+    if kind == "registries":
+        for name in view.registry_names():
+            r = ops.registry_record(name, view.registry(name))
+            rec = view.registry(name)
+            keep = {k: rec.get(k) for k in ("description", "visibility", "types", "protected_aliases",
+                                              "members", "created_at", "created_by")}
+            out.append(drop_none({"kind": "registry", "address": name, "name": name,
+                                  "description": r.description, "visibility": r.visibility,
+                                  "type": ["all"] if r.types == "all" else list(r.types),
+                                  "created_at": r.created_at, "created_by": r.created_by,
+                                  "updated_at": updated(name, r.created_at), "record": keep}))
+        return out
+    for reg in view.registry_names():
+        for coll in view.collection_names(reg):
+            if kind == "collections":
+                c = ops.collection_record(view, reg, coll)
+                out.append(drop_none({"kind": "collection", "address": c.address, "registry": reg,
+                                      "name": coll, "collection": c.address, "type": c.type,
+                                      "description": c.description, "tags": c.tags,
+                                      "aliases": list(c.aliases), "alias_map": c.aliases,
+                                      "versions": c.versions, "next_version": c.next_version,
+                                      "created_at": c.created_at, "created_by": c.created_by,
+                                      "updated_at": updated(c.address, c.created_at)}))
+                continue
+            aliases = view.aliases(reg, coll)
+            versions = view.link_versions(reg, coll)
+            latest = versions[-1] if versions else None
+            for v in versions:
+                lv = ops.link_record(view, reg, coll, v, aliases=aliases, latest=latest)
+                name, _, kver = lv.artifact.partition(":")
+                av = view.read(m.artifact_version_file(name, kver))
+                doc = {"kind": "version", "address": lv.address, "registry": reg,
+                       "collection": f"{reg}/{coll}", "name": coll, "version": v, "artifact": lv.artifact,
+                       "note": lv.description, "digest": lv.digest, "tags": lv.tags, "aliases": lv.aliases,
+                       "inputs": [], "metadata": {}, "metrics": {}, "linked_at": lv.linked_at,
+                       "linked_by": lv.linked_by, "updated_at": updated(lv.address, lv.linked_at)}
+                if av is not None:
+                    doc.update({"type": av["type"], "description": av.get("description", ""),
+                                "inputs": list(av.get("inputs", [])), "metadata": av.get("metadata") or {},
+                                "metrics": av.get("metrics") or {}, "created_at": av["created_at"],
+                                "created_by": av["created_by"]})
+                out.append(drop_none(doc))
+    return out
+
+
+def drop_none(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if v is not None}

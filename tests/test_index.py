@@ -18,20 +18,69 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import canonry
-from canonry.query import index as index_mod
-from canonry.query.history import walk
+from canonry.query.commits import path_keys
+from canonry.query.history import history as index_history, walk
 from canonry.query.index import Index, for_store, index_path
-from canonry.query.search import KINDS, reference_documents
+from canonry.query.search import KINDS
+from canonry.query.trees import changed_entries
 
-from _query_helpers import build_random_store, hand_commit, rand_metadata, rand_metrics
+from _query_helpers import build_random_store, hand_commit, rand_metadata, rand_metrics, reference_documents
 from conftest import git, git_status
+
+
+def snapshot(idx: Index) -> dict:
+    """Everything the index holds, by natural keys (no row ids): what must equal a rebuild."""
+    def q(db):
+        out = {}
+        out["registries"] = db.execute(
+            "SELECT name, description, visibility, created_at, created_by, updated_at, rec "
+            "FROM registries ORDER BY name").fetchall()
+        out["collections"] = db.execute(
+            "SELECT registry, name, type, description, tags, aliases, versions, next_version, "
+            "created_at, created_by, updated_at FROM collections ORDER BY registry, name").fetchall()
+        out["aliases"] = db.execute("SELECT * FROM aliases ORDER BY 1, 2, 3").fetchall()
+        out["links"] = db.execute(
+            "SELECT l.registry, l.collection, l.num, l.version, l.artifact, a.ref, l.digest, l.note, "
+            "l.tags, l.aliases, l.linked_at, l.linked_by, l.updated_at FROM links l "
+            "LEFT JOIN avs a ON a.id = l.av ORDER BY 1, 2, 3").fetchall()
+        out["artifacts"] = db.execute("SELECT * FROM artifacts ORDER BY name").fetchall()
+        out["avs"] = db.execute(
+            "SELECT ref, artifact, num, type, digest, size, files, description, created_at, "
+            "created_by, updated_at, metadata, metrics, inputs, producer FROM avs ORDER BY ref").fetchall()
+        vals = []
+        for field, table, key in (("r.types", "registries", "name"),
+                                  ("c.tags", "collections", "registry || '/' || t.name"),
+                                  ("c.aliases", "collections", "registry || '/' || t.name"),
+                                  ("l.tags", "links", "registry || '/' || collection || ':' || num"),
+                                  ("l.aliases", "links", "registry || '/' || collection || ':' || num"),
+                                  ("a.inputs", "avs", "ref")):
+            vals += db.execute(f"SELECT v.field, {key}, v.value FROM vals v JOIN {table} t "
+                               f"ON t.id = v.item WHERE v.field = ? ORDER BY 2, 3", (field,)).fetchall()
+        out["vals"] = vals
+        out["vals_orphans"] = db.execute(
+            "SELECT count(*) FROM vals v WHERE NOT EXISTS (SELECT 1 FROM "
+            "(SELECT id FROM registries WHERE v.field = 'r.types' UNION ALL "
+            "SELECT id FROM collections WHERE v.field IN ('c.tags', 'c.aliases') UNION ALL "
+            "SELECT id FROM links WHERE v.field IN ('l.tags', 'l.aliases') UNION ALL "
+            "SELECT id FROM avs WHERE v.field = 'a.inputs') t WHERE t.id = v.item)").fetchone()[0]
+        out["kv"] = db.execute("SELECT a.ref, k.key, k.kind, k.num, k.txt FROM kv k LEFT JOIN avs a "
+                               "ON a.id = k.item ORDER BY 1, 2, 3, 4, 5").fetchall()
+        out["commits"] = db.execute("SELECT seq, id, main, time, email, author, parents, hand, many, "
+                                    "subject FROM commits ORDER BY seq").fetchall()
+        out["hist"] = db.execute("SELECT * FROM hist ORDER BY seq, pos").fetchall()
+        out["hkeys"] = db.execute("SELECT * FROM hkeys ORDER BY seq, pos, key").fetchall()
+        out["key_time"] = db.execute("SELECT * FROM key_time ORDER BY key").fetchall()
+        out["hpaths"] = db.execute("SELECT * FROM hpaths ORDER BY seq, path").fetchall()
+        return out
+
+    return idx.query(q)
 
 
 def fresh_snapshot(store, where) -> dict:
     """The snapshot of an index rebuilt from scratch (in its own file) at the store's head."""
     other = Index(store, path=str(where / f"rebuilt-{uuid.uuid4().hex}.sqlite"))
     other.rebuild()
-    snap = other.snapshot()
+    snap = snapshot(other)
     other.close()
     return snap
 
@@ -55,7 +104,7 @@ def history_targets(store) -> list:
 
 def assert_consistent(store, where, check_history: bool = True) -> None:
     idx = for_store(store)
-    snap = idx.snapshot()
+    snap = snapshot(idx)
     fresh = fresh_snapshot(store, where)
     for table in snap:
         assert snap[table] == fresh[table], f"table {table} differs from a rebuild"
@@ -63,8 +112,6 @@ def assert_consistent(store, where, check_history: bool = True) -> None:
     for kind in KINDS:
         assert store.search(None, kind=kind) == reference_documents(store, kind), kind
     if check_history:
-        from canonry.query.index import history as index_history
-
         for target in history_targets(store):
             assert index_history(store, target) == walk(store, target), target
         for reg in store.view().registry_names():
@@ -230,8 +277,6 @@ def test_merge_made_by_git_shows_the_side_commits(busy, tmp_path):
 
 def test_history_and_audit_agree_with_the_walk(busy, tmp_path, monkeypatch):
     s = busy
-    from canonry.query.index import history as index_history
-
     hand_commit(s, random.Random(1))
     monkeypatch.setenv("CANONRY_ACTOR", "Bob <bob@example.com>")
     bob = canonry.open(s.path)
@@ -393,19 +438,17 @@ def test_a_held_write_lock_only_delays(busy):
 
 def test_tree_diff_of_big_flat_directories():
     """The list diff skips the common head and tail and finds what is in between."""
-    from canonry.query.index import _changed
-
     a = [(f"n{i:05d}".encode(), 0o100644, f"{i:040x}".encode()) for i in range(1000)]
     b = list(a)
     b[500] = (b[500][0], 0o100644, b"f" * 40)
     b.insert(700, (b"n00700a", 0o100644, b"e" * 40))
     del b[100]
-    changed = _changed(a, b)
+    changed = changed_entries(a, b)
     assert [(n, x is None, y is None) for n, x, y in changed] == [
         (b"n00100", False, True), (b"n00500", False, False), (b"n00700a", True, False)]
-    assert _changed(a, a) == []
-    assert _changed(a, a[:-1]) == [(b"n00999", (0o100644, f"{999:040x}".encode()), None)]
-    assert index_mod.path_keys("registries/model/clf/links/v3.yaml") == {
+    assert changed_entries(a, a) == []
+    assert changed_entries(a, a[:-1]) == [(b"n00999", (0o100644, f"{999:040x}".encode()), None)]
+    assert path_keys("registries/model/clf/links/v3.yaml") == {
         "registry:model", "collection:model/clf", "link:model/clf:v3"}
 
 

@@ -1,5 +1,5 @@
-"""Search: the filter language against a brute-force evaluation (search.matches over documents
-built from the store itself, not from the index) on random stores, with hypothesis; malformed
+"""Search: the filter language against a brute-force evaluation (`matches` of _query_helpers over
+documents built from the store itself, not from the index) on random stores, with hypothesis; malformed
 filters; the Store API and the `canonry search` command."""
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import canonry
-from canonry.query.search import FilterError, KINDS, matches, parse, reference_documents
+from canonry.query.search import FilterError, KINDS, parse
 
-from _query_helpers import build_random_store, vocabulary
+from _query_helpers import build_random_store, lookup, matches, reference_documents, vocabulary
 from conftest import assert_one_line_error
 
 SEEDS = (1, 2)
@@ -59,10 +59,8 @@ def test_filtered_api_equals_unfiltered_api_for_an_empty_filter(random_store):
 
 # ---- hypothesis: the SQL translation against the reference evaluator -------------------------------------
 def _scalars_at(doc, field):
-    from canonry.query.search import _lookup
-
     name = {"tag": "tags", "alias": "aliases", "types": "type"}.get(field, field)
-    return _lookup(doc, name)[1]
+    return lookup(doc, name)[1]
 
 
 def field_values(docs, kind) -> dict:

@@ -600,7 +600,7 @@ class Store(_Operations):
                 actor: str | None = None) -> list[m.HistoryEntry]:
         """Every change to `target` (or to anything), newest first, read from commit trailers;
         `actor` keeps only the changes that email made."""
-        from canonry.query.index import history
+        from canonry.query.history import history
 
         return history(self, target, limit=limit, actor=actor)
 
@@ -608,13 +608,13 @@ class Store(_Operations):
               actor: str | None = None) -> list[m.HistoryEntry]:
         """Who did what and when, across the store (or one registry), newest first.
         `since` is a date or time (ISO 8601: 2026-11-01 or 2026-11-01T12:00:00Z)."""
-        from canonry.query.index import history
+        from canonry.query.history import history
 
         if registry:
             self.view().registry(registry)
         return history(self, None, actor=actor, since=_iso_since(since), registry=registry)
 
-    # ---- questions across the store (answered from the derived index, see index.py) -------------
+    # ---- questions across the store (answered from the derived index, see query/index.py) -------
     def search(self, filter: dict | None = None, kind: str = "versions", tag: str | None = None,
                alias: str | None = None, type: str | None = None, registry: str | None = None,
                limit: int | None = None) -> list[dict]:

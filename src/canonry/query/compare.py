@@ -4,6 +4,10 @@ sparkline in link order for the trend)."""
 from __future__ import annotations
 
 from canonry.errors import InvalidInput
+from canonry.names import parse_collection
+from canonry.query.search import query
+
+__all__ = ["BARS", "BAR_WIDTH", "SPARKS", "bar", "compare", "render_text", "sparkline"]
 
 BARS = " ▏▎▍▌▋▊▉█"
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -13,9 +17,6 @@ BAR_WIDTH = 24
 def compare(store, collection: str, metrics=None, ascending: bool = False) -> dict:
     """Versions of `collection` with aliases and metrics. Sorted by the first of `metrics`
     (highest first, or lowest with ascending=True; versions without it last), else by version."""
-    from canonry.names import parse_collection
-    from canonry.query.search import query
-
     addr = parse_collection(collection)
     store.view().collection(addr.registry, addr.collection)  # NotFound names the candidates
     docs = query(store, "versions", None, registry=addr.registry, collection=addr.collection)

@@ -1,19 +1,30 @@
-"""History of a target, read from commit trailers (no tree diffs for canonry's own commits).
+"""History and audit: the changes to a target (or to anything), newest first, read from the index.
 
-Commits made by hand (git CLI, a merged pull request without canonry trailers) carry no records;
-for those, and only those, we compare the target's tree entry with the parent's.
+Canonry's own commits say what they did in their Canonry-Op trailers (journal), so history reads
+commit messages, never tree diffs; the index keeps those records and the keys they touch
+(canonry.query.commits). Commits made by hand (git CLI, a merged pull request without canonry
+trailers) carry no records: for those, and only those, the paths they changed decide.
+
+`walk` finds the same entries without the index, walking commits one by one: the reference
+implementation that tests/test_index.py checks `history` against, and the fallback when the
+index is kept busy by other processes.
 """
 from __future__ import annotations
 
-import time
+import json
+from typing import Any
 
 from canonry import journal
 from canonry import model as m
 from canonry.model import HistoryEntry
 from canonry.names import LATEST, parse
+from canonry.query.index import IndexUnavailable, for_store
+from canonry.query.mainline import commit_author, commit_subject, commit_time, entry, mainline
+
+__all__ = ["history", "target_key_and_path", "walk"]
 
 
-def target_key_and_path(store, target: str) -> tuple[str, str]:
+def target_key_and_path(store: Any, target: str) -> tuple[str, str]:
     """Key matched against journal.keys(), and the store path hand-made commits are checked on."""
     view = store.view()
     addr = store._classify(view, parse(target))
@@ -23,7 +34,7 @@ def target_key_and_path(store, target: str) -> tuple[str, str]:
         return "collection:" + str(addr), m.collection_dir(addr.registry, addr.collection)
     if addr.kind == "link":
         where = addr.collection_path
-        if addr.ref == LATEST or addr.ref.startswith("v") and addr.ref[1:].isdigit():
+        if addr.ref == LATEST or (addr.ref.startswith("v") and addr.ref[1:].isdigit()):
             version = view.resolve_link_ref(addr.registry, addr.collection, addr.ref) \
                 if addr.ref == LATEST else addr.ref
             return f"link:{where}:{version}", m.link_file(addr.registry, addr.collection, version)
@@ -37,20 +48,97 @@ def target_key_and_path(store, target: str) -> tuple[str, str]:
     return f"av:{addr.artifact}:{version}", m.artifact_version_file(addr.artifact, version)
 
 
-def walk(store, target: str | None, limit: int | None = None, actor: str | None = None,
+def history(store: Any, target: str | None = None, limit: int | None = None, actor: str | None = None,
+            since: str | None = None, registry: str | None = None) -> list[HistoryEntry]:
+    """The same entries as `walk`, read from the index (no walk, no tree diff except for
+    hand-made commits that changed more paths than the index keeps)."""
+    key = path = None
+    if target:
+        key, path = target_key_and_path(store, target)
+    check_path = m.registry_dir(registry) if registry else path
+    idx = for_store(store)
+
+    def q(db):
+        where, args = [], []
+        if actor:
+            where.append("(c.email = ? OR c.author = ?)")
+            args += [actor, actor]
+        cutoff = 0
+        if since:
+            row = db.execute("SELECT max(seq) FROM commits c WHERE c.time < ? AND c.parents <= 1"
+                             + (" AND (c.email = ? OR c.author = ?)" if actor else ""),
+                             [since] + ([actor, actor] if actor else [])).fetchone()
+            cutoff = row[0] or 0
+            where.append("c.seq > ? AND c.time >= ?")
+            args += [cutoff, since]
+        cond = (" AND " + " AND ".join(where)) if where else ""
+        if key is not None or registry:
+            match_key = key if key is not None else f"registry:{registry}"
+            rows = db.execute(
+                "SELECT c.seq, h.pos, c.id, c.time, c.email, h.op, h.target, h.before, h.after, h.summary "
+                "FROM hkeys k JOIN hist h ON h.seq = k.seq AND h.pos = k.pos JOIN commits c ON c.seq = k.seq "
+                "WHERE k.key = ? AND k.pos >= 0" + cond, [match_key, *args]).fetchall()
+            if key is not None and registry:
+                reg_key = f"registry:{registry}"
+                rows = [r for r in rows if db.execute(
+                    "SELECT 1 FROM hkeys WHERE key = ? AND seq = ? AND pos = ?", (reg_key, r[0], r[1])).fetchone()]
+        else:
+            rows = db.execute(
+                "SELECT c.seq, h.pos, c.id, c.time, c.email, h.op, h.target, h.before, h.after, h.summary "
+                "FROM hist h JOIN commits c ON c.seq = h.seq WHERE 1" + cond, args).fetchall()
+        hand_sql = ("SELECT c.seq, c.id, c.time, c.email, c.subject, c.many FROM commits c "
+                    "INDEXED BY commits_hand WHERE c.hand = 1 AND c.parents <= 1" + cond)
+        hand = db.execute(hand_sql, args).fetchall()
+        if check_path is not None and hand:
+            touched = {s for (s,) in db.execute(
+                "SELECT DISTINCT seq FROM hpaths WHERE path = ? OR (path > ? AND path < ?)",
+                (check_path, check_path + "/", check_path + "0"))}
+            # a commit that changed more paths than the index keeps (`many`): look at its trees
+            hand = [h for h in hand if h[0] in touched
+                    or (h[5] and _touches(store.storage, store.storage.commit(h[1].encode()), check_path))]
+        return rows, hand
+
+    try:
+        rows, hand = idx.query(q)
+    except IndexUnavailable:  # kept busy too long: the walk gives the same answer, slower
+        return walk(store, target, limit=limit, actor=actor, since=since, registry=registry)
+    entries = []
+    for seq, pos, cid, stamp, email, op, tgt, before, after, summary in rows:
+        entries.append((-seq, pos, HistoryEntry(commit=cid, time=stamp, actor=email, op=op, target=tgt,
+                                                before=json.loads(before), after=json.loads(after),
+                                                summary=summary)))
+    for seq, cid, stamp, email, subject, _ in hand:
+        entries.append((-seq, 0, HistoryEntry(commit=cid, time=stamp, actor=email, op="commit",
+                                              target=target or "", before=None, after=None, summary=subject)))
+    entries.sort(key=lambda e: (e[0], e[1]))
+    out: list[HistoryEntry] = []
+    last_seq = None
+    for neg_seq, _, e in entries:
+        if limit and len(out) >= limit and neg_seq != last_seq:
+            break
+        out.append(e)
+        last_seq = neg_seq
+    if not out and target:
+        store.resolve(target)
+    return out
+
+
+def walk(store: Any, target: str | None, limit: int | None = None, actor: str | None = None,
          since: str | None = None, registry: str | None = None) -> list[HistoryEntry]:
+    """The reference implementation of `history`: the same entries, found by walking the commits
+    (canonry.query.mainline, each parsed in full by dulwich) and diffing the trees of hand-made
+    ones. Slow on a long history; tests/test_index.py checks the index's answers against it."""
     storage = store.storage
     head = storage.head()
     key = path = None
     if target:
         key, path = target_key_and_path(store, target)
     out: list[HistoryEntry] = []
-    for commit in _mainline(storage, head):
-        author = commit.author.decode("utf-8", "replace")
-        email = author[author.find("<") + 1:author.rfind(">")] if "<" in author else author
+    for commit, _ in mainline(storage, head):
+        email, author = commit_author(commit)
         if actor and actor not in (email, author):
             continue
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(commit.author_time))
+        stamp = commit_time(commit)
         if since and stamp < since:
             if len(commit.parents) <= 1:
                 break  # first-parent history is (nearly) time-ordered: older ones follow
@@ -63,12 +151,11 @@ def walk(store, target: str | None, limit: int | None = None, actor: str | None 
                     continue
                 if registry and f"registry:{registry}" not in keys:
                     continue
-                out.append(_entry(commit, stamp, email, rec))
+                out.append(entry(commit, stamp, email, rec))
         elif len(commit.parents) <= 1 and _touches(storage, commit, path if not registry
                                                           else m.registry_dir(registry)):
-            subject = commit.message.decode("utf-8", "replace").splitlines()[0] if commit.message else ""
             out.append(HistoryEntry(commit=commit.id.decode(), time=stamp, actor=email, op="commit",
-                                    target=target or "", before=None, after=None, summary=subject))
+                                    target=target or "", before=None, after=None, summary=commit_subject(commit)))
         if limit and len(out) >= limit:
             break
     if not out and target:
@@ -76,53 +163,11 @@ def walk(store, target: str | None, limit: int | None = None, actor: str | None 
     return out
 
 
-def _entry(commit, stamp: str, actor: str, rec: dict) -> HistoryEntry:
-    op = rec["op"]
-    target = rec.get("target") or rec.get("collection") or rec.get("registry") or rec.get("artifact") or ""
-    before = rec.get("before")
-    after = rec.get("after")
-    if op in ("link",):
-        target, before, after = f"{rec['collection']}:{rec['version']}", None, rec["artifact"]
-    elif op == "unlink":
-        target, before, after = f"{rec['collection']}:{rec['version']}", rec["artifact"], None
-    elif op.startswith("alias."):
-        target = f"{rec['collection']}:{rec['alias']}"
-    elif op == "log":
-        after = rec["artifact"]
-    elif op == "registry.edit":
-        before = {k: v[0] for k, v in rec["changes"].items()}
-        after = {k: v[1] for k, v in rec["changes"].items()}
-    return HistoryEntry(commit=commit.id.decode(), time=stamp, actor=actor, op=op, target=target,
-                        before=before, after=after, summary=rec.get("summary", ""))
-
-
-def _touches(storage, commit, path: str | None) -> bool:
+def _touches(storage: Any, commit: Any, path: str | None) -> bool:
+    """Whether `commit` changed `path` (a file or a folder) against its first parent."""
     if path is None:
         return True
     parent = commit.parents[0] if commit.parents else None
     now = storage.lookup(storage.root_tree(commit.id), path)
     before = storage.lookup(storage.root_tree(parent), path) if parent else None
     return now != before
-
-
-def _mainline(storage, head):
-    """Commits newest first along first parents. A merge with canonry records (canonry merge)
-    stands for its branch; a merge without them (made by git) is followed by the commits it
-    brought in, so hand-merged pull requests still show up in history."""
-    from canonry.sharing.merge import merge_base
-
-    current = head
-    while current is not None:
-        commit = storage.commit(current)
-        yield commit
-        if len(commit.parents) > 1 and not journal.records(commit.message):
-            base = merge_base(storage.repo, commit.parents[0], commit.parents[1])
-            side = []
-            c = commit.parents[1]
-            while c is not None and c != base:
-                side.append(c)
-                ps = storage.commit(c).parents
-                c = ps[0] if ps else None
-            for c in side:
-                yield storage.commit(c)
-        current = commit.parents[0] if commit.parents else None

@@ -16,6 +16,23 @@ from dataclasses import asdict, dataclass, field
 
 from canonry import model as m
 from canonry.errors import InvalidInput
+from canonry.query.index import for_store
+
+__all__ = [
+    "DIRECTIONS",
+    "FORMATS",
+    "Lineage",
+    "Node",
+    "layered_svg",
+    "layout",
+    "render",
+    "render_dot",
+    "render_mermaid",
+    "render_svg",
+    "render_tree",
+    "root_ref",
+    "trace",
+]
 
 DIRECTIONS = ("both", "upstream", "downstream")
 FORMATS = ("tree", "json", "mermaid", "dot", "svg")
@@ -40,7 +57,7 @@ class Node:
     def label_links(self) -> str:
         parts = []
         for link in self.links:
-            shown = [a for a in link["aliases"]]
+            shown = list(link["aliases"])
             parts.append(link["address"] + (f" [{', '.join(shown)}]" if shown else ""))
         return "; ".join(parts)
 
@@ -88,8 +105,6 @@ def trace(store, target: str, direction: str = "both", depth: int | None = None)
     if depth is not None and depth < 0:
         raise InvalidInput("--depth must be 0 or more")
     root = root_ref(store, target)
-    from canonry.query.index import for_store
-
     return for_store(store).query(lambda db: _walk(db, root, direction, depth))
 
 
@@ -223,7 +238,7 @@ def _ids(lineage: Lineage) -> dict[str, str]:
 def _short_label(node: Node) -> list[str]:
     lines = [node.ref + (f" ({node.type})" if node.type else "")]
     for link in node.links:
-        aliases = [a for a in link["aliases"]]
+        aliases = list(link["aliases"])
         lines.append(link["address"] + (f" [{', '.join(aliases)}]" if aliases else ""))
     commit = (node.producer or {}).get("git_commit")
     if commit:
@@ -295,8 +310,8 @@ def layout(lineage: Lineage) -> dict[str, tuple[float, float, float, float]]:
     """(x, y, width, height) per node: layers by longest path from the sources (left to
     right), order inside a layer by the mean position of the inputs (two sweeps)."""
     refs = sorted(lineage.nodes)
-    preds = {r: [] for r in refs}
-    succs = {r: [] for r in refs}
+    preds: dict[str, list[str]] = {r: [] for r in refs}
+    succs: dict[str, list[str]] = {r: [] for r in refs}
     for a, b in lineage.edges:
         preds[b].append(a)
         succs[a].append(b)
@@ -307,7 +322,7 @@ def layout(lineage: Lineage) -> dict[str, tuple[float, float, float, float]]:
             return layer[r]
         if r in stack:  # a cycle (hand-made inputs): cut it
             return 0
-        layer[r] = 0 if not preds[r] else 1 + max(depth_of(p, stack + (r,)) for p in preds[r])
+        layer[r] = 0 if not preds[r] else 1 + max(depth_of(p, (*stack, r)) for p in preds[r])
         return layer[r]
 
     for r in refs:
@@ -361,7 +376,7 @@ def layered_svg(lineage: Lineage) -> str:
            f'<rect width="{width:.0f}" height="{height:.0f}" fill="white"/>']
     for a, b in lineage.edges:
         ax, ay, aw, ah = boxes[a]
-        bx, by, bw, bh = boxes[b]
+        bx, by, _bw, bh = boxes[b]
         x1, y1, x2, y2 = ax + aw, ay + ah / 2, bx, by + bh / 2
         mid = (x1 + x2) / 2
         out.append(f'<path class="edge" d="M {x1:.1f} {y1:.1f} C {mid:.1f} {y1:.1f}, {mid:.1f} {y2:.1f}, '

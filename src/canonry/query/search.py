@@ -28,7 +28,8 @@ Fields (a name in parentheses is accepted too):
                  ARTIFACT:vK it was made from), metadata.PATH, metrics.PATH, created_at (logged),
                  linked_at, updated_at, created_by, linked_by
 
-Semantics (the same in SQL and in `matches`, the pure-Python reference evaluator):
+Semantics (the same in the SQL made here and in the pure-Python reference evaluator the tests
+check it against, `matches` in tests/_query_helpers.py):
 - A list field (tags, aliases, inputs, type of a registry; a list in metadata) matches when one
   of its elements does; `$ne`/`$nin` when none does. `$exists` is true for list fields.
 - Values compare within their kind only: numbers with numbers (as IEEE doubles), strings with
@@ -48,10 +49,32 @@ import re
 from dataclasses import dataclass
 
 from canonry.errors import InvalidInput
+from canonry.query.index import for_store
+from canonry.query.values import regex_search, to_number
+
+__all__ = [
+    "COMPARISONS",
+    "FIELDS",
+    "KINDS",
+    "OPERATORS",
+    "SYNONYMS",
+    "TRUE",
+    "Field",
+    "FilterError",
+    "combine",
+    "explain",
+    "parse",
+    "query",
+    "search",
+    "search_collections",
+    "search_registries",
+    "search_versions",
+    "to_sql",
+]
 
 KINDS = ("registries", "collections", "versions")
 COMPARISONS = ("$eq", "$ne", "$gt", "$gte", "$lt", "$lte")
-OPERATORS = COMPARISONS + ("$in", "$nin", "$and", "$or", "$not", "$regex", "$exists", "$contains")
+OPERATORS = (*COMPARISONS, "$in", "$nin", "$and", "$or", "$not", "$regex", "$exists", "$contains")
 
 
 class FilterError(InvalidInput):
@@ -121,11 +144,11 @@ SYNONYMS = {"tag": "tags", "alias": "aliases", "input": "inputs", "types": "type
 TRUE = ("true",)
 
 
-# ---- parsing (shared by SQL and the reference evaluator) ----------------------------------------------
+# ---- parsing (shared by SQL and the reference evaluator of the tests) ---------------------------------
 def parse(filter, kind: str | None = None):
     """The filter as a tree of ("and"|"or", [nodes]), ("not", node), ("true",) and
     ("cmp", field, path, op, value). `kind` (registries, collections, versions) checks field names
-    and normalizes times; None accepts any field (for `matches` on arbitrary documents)."""
+    and normalizes times; None accepts any field (for the tests' reference evaluator, on arbitrary documents)."""
     if kind is not None and kind not in KINDS:
         raise FilterError(f"unknown kind {kind!r}: use one of {', '.join(KINDS)}")
     if filter is None:
@@ -236,8 +259,6 @@ def _operator(field: Field, path: str, key: str, op: str, arg, options):
         if not isinstance(flags, str) or any(c not in "imsx" for c in flags):
             raise FilterError(f"field {key!r}: $options takes letters from 'imsx', got {_show(options)}")
         try:
-            from canonry.query.index import regex_search
-
             regex_search(arg, flags, "")
         except re.error as e:
             raise FilterError(f"field {key!r}: operator $regex: invalid regular expression {arg!r}: {e}") from None
@@ -306,98 +327,6 @@ def _show(v) -> str:
     except (TypeError, ValueError):
         text = repr(v)
     return text if len(text) <= 60 else text[:59] + "…"
-
-
-# ---- the reference evaluator ---------------------------------------------------------------------------
-def matches(filter, doc: dict, kind: str | None = None) -> bool:
-    """Does `doc` (a plain dict, as search returns them) match `filter`? Pure Python, no index:
-    the brute-force oracle the SQL translation is tested against."""
-    return evaluate(parse(filter, kind), doc)
-
-
-def evaluate(node, doc: dict) -> bool:
-    tag = node[0]
-    if tag == "true":
-        return True
-    if tag == "and":
-        return all(evaluate(n, doc) for n in node[1])
-    if tag == "or":
-        return any(evaluate(n, doc) for n in node[1])
-    if tag == "not":
-        return not evaluate(node[1], doc)
-    _, field, path, op, value = node
-    exists, values = _lookup(doc, path)
-    if op == "exists":
-        return exists == value
-    if op == "eq":
-        return _eq_any(exists, values, value)
-    if op == "in":
-        return any(_eq_any(exists, values, v) for v in value)
-    if op == "regex":
-        from canonry.query.index import regex_search
-
-        return any(isinstance(c, str) and regex_search(value[0], value[1], c) for c in values)
-    if op == "contains":
-        return any(isinstance(c, str) and value in c for c in values)
-    return any(_ordered(c, op, value) for c in values)
-
-
-def _lookup(doc: dict, path: str) -> tuple[bool, list]:
-    cur = doc
-    for seg in path.split("."):
-        if isinstance(cur, dict) and seg in cur:
-            cur = cur[seg]
-        else:
-            return False, []
-    if isinstance(cur, list):
-        return True, [x for x in cur if not isinstance(x, (list, dict))]
-    if isinstance(cur, dict):
-        return True, []
-    return True, [cur]
-
-
-def _kind(v) -> str:
-    if isinstance(v, bool):
-        return "b"
-    if isinstance(v, (int, float)):
-        return "n"
-    if isinstance(v, str):
-        return "s"
-    return "z" if v is None else "?"
-
-
-def _eq_any(exists: bool, values: list, v) -> bool:
-    if v is None:
-        return not exists or any(c is None for c in values)
-    return any(_eq(c, v) for c in values)
-
-
-def _eq(c, v) -> bool:
-    k = _kind(c)
-    if k != _kind(v):
-        return False
-    if k == "n":
-        from canonry.query.index import to_number
-
-        return to_number(c) == to_number(v)
-    return c == v
-
-
-def _ordered(c, op: str, v) -> bool:
-    k = _kind(c)
-    if k != _kind(v) or k in ("z", "?"):
-        return False
-    if k == "n":
-        from canonry.query.index import to_number
-
-        c, v = to_number(c), to_number(v)
-    if op == "gt":
-        return c > v
-    if op == "gte":
-        return c >= v
-    if op == "lt":
-        return c < v
-    return c <= v
 
 
 # ---- SQL -------------------------------------------------------------------------------------------
@@ -481,8 +410,6 @@ def _sql_list(field: Field, op: str, value, negated: bool) -> tuple[str, list]:
 
 
 def _sql_path(field: Field, path: str, op: str, value, negated: bool) -> tuple[str, list]:
-    from canonry.query.index import to_number
-
     def sub(cond):
         return _member(field, "SELECT item FROM kv WHERE key = ?" + (f" AND {cond}" if cond else ""), negated)
 
@@ -510,7 +437,7 @@ def _sql_path(field: Field, path: str, op: str, value, negated: bool) -> tuple[s
             args += a
         return ("(" + " OR ".join(parts) + ")", args) if parts else ("0", [])
     if op == "regex":
-        return sub("kind = 's' AND canonry_regex(?, ?, txt)"), [path] + list(value)
+        return sub("kind = 's' AND canonry_regex(?, ?, txt)"), [path, *value]
     if op == "contains":
         return sub("kind = 's' AND instr(txt, ?) > 0"), [path, value]
     if isinstance(value, bool):
@@ -536,7 +463,7 @@ def _map(text):
 
 def _version_doc(row) -> dict:
     (reg, coll, num, artifact, digest, note, tags, aliases, linked_at, linked_by, updated_at,
-     av, type_, description, created_at, created_by, metadata, metrics, inputs) = row
+     _av, type_, description, created_at, created_by, metadata, metrics, inputs) = row
     doc = {"kind": "version", "address": f"{reg}/{coll}:v{num}", "registry": reg,
            "collection": f"{reg}/{coll}", "name": coll, "version": f"v{num}", "artifact": artifact,
            "type": type_, "description": description, "note": note, "digest": digest,
@@ -614,8 +541,7 @@ _DOC = {"versions": _version_doc, "collections": _collection_doc, "registries": 
 def query(store, kind: str, filter=None, registry: str | None = None, collection: str | None = None,
           limit: int | None = None, make=None, columns: str | None = None) -> list:
     """Items of `kind` matching `filter` (within one registry or collection), made into result
-    objects by `make(row)` (default: the plain dict documents `matches` takes)."""
-    from canonry.query.index import for_store
+    objects by `make(row)` (default: the plain dict documents filters are evaluated on)."""
 
     node = parse(filter, kind)
     where, args = to_sql(node)
@@ -642,8 +568,8 @@ def query(store, kind: str, filter=None, registry: str | None = None, collection
 
 
 def explain(store, kind: str, filter=None) -> list:
-    """sqlite's query plan for a filter (to check which index drives it)."""
-    from canonry.query.index import for_store
+    """sqlite's query plan for a filter (to check which index drives it; benchmarks/bench_search.py
+    reports it)."""
 
     where, args = to_sql(parse(filter, kind))
     sql = "EXPLAIN QUERY PLAN " + _select(kind, where)
@@ -740,64 +666,3 @@ def search(store, filter=None, kind: str = "versions", tag: str | None = None, a
         encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
         return [encode(d) for d in docs]
     return docs
-
-
-# ---- brute-force documents, straight from the store (for tests and checks) ----------------------------
-def reference_documents(store, kind: str) -> list[dict]:
-    """The documents of `kind` built from the store itself (View reads, a history walk for
-    updated_at): slow, independent of the index; what search results must equal."""
-    from canonry import model as m
-    from canonry import ops
-    from canonry.query.history import walk
-
-    view = store.view()
-
-    def updated(target: str, floor: str | None) -> str | None:
-        times = [e.time for e in walk(store, target)]
-        best = max(times) if times else ""
-        return max(best, floor or "") or None
-
-    out = []
-    if kind == "registries":
-        for name in view.registry_names():
-            r = ops.registry_record(name, view.registry(name))
-            rec = view.registry(name)
-            keep = {k: rec.get(k) for k in ("description", "visibility", "types", "protected_aliases",
-                                              "members", "created_at", "created_by")}
-            out.append(_drop_none({"kind": "registry", "address": name, "name": name,
-                                   "description": r.description, "visibility": r.visibility,
-                                   "type": ["all"] if r.types == "all" else list(r.types),
-                                   "created_at": r.created_at, "created_by": r.created_by,
-                                   "updated_at": updated(name, r.created_at), "record": keep}))
-        return out
-    for reg in view.registry_names():
-        for coll in view.collection_names(reg):
-            if kind == "collections":
-                c = ops.collection_record(view, reg, coll)
-                out.append(_drop_none({"kind": "collection", "address": c.address, "registry": reg,
-                                       "name": coll, "collection": c.address, "type": c.type,
-                                       "description": c.description, "tags": c.tags,
-                                       "aliases": list(c.aliases), "alias_map": c.aliases,
-                                       "versions": c.versions, "next_version": c.next_version,
-                                       "created_at": c.created_at, "created_by": c.created_by,
-                                       "updated_at": updated(c.address, c.created_at)}))
-                continue
-            aliases = view.aliases(reg, coll)
-            versions = view.link_versions(reg, coll)
-            latest = versions[-1] if versions else None
-            for v in versions:
-                lv = ops.link_record(view, reg, coll, v, aliases=aliases, latest=latest)
-                name, _, kver = lv.artifact.partition(":")
-                av = view.read(m.artifact_version_file(name, kver))
-                doc = {"kind": "version", "address": lv.address, "registry": reg,
-                       "collection": f"{reg}/{coll}", "name": coll, "version": v, "artifact": lv.artifact,
-                       "note": lv.description, "digest": lv.digest, "tags": lv.tags, "aliases": lv.aliases,
-                       "inputs": [], "metadata": {}, "metrics": {}, "linked_at": lv.linked_at,
-                       "linked_by": lv.linked_by, "updated_at": updated(lv.address, lv.linked_at)}
-                if av is not None:
-                    doc.update({"type": av["type"], "description": av.get("description", ""),
-                                "inputs": list(av.get("inputs", [])), "metadata": av.get("metadata") or {},
-                                "metrics": av.get("metrics") or {}, "created_at": av["created_at"],
-                                "created_by": av["created_by"]})
-                out.append(_drop_none(doc))
-    return out
