@@ -35,15 +35,6 @@ class MergeResult:
                 "operations": [r.get("summary", r.get("op")) for r in self.records]}
 
 
-def merge_base(repo, a: bytes, b: bytes) -> bytes | None:
-    """Transitional: query/history and query/index import this (with a dulwich Repo) until they
-    walk with canonry.git.graph; remove it then. Everything else uses graph.merge_base."""
-    from dulwich.graph import find_merge_base
-
-    bases = find_merge_base(repo, [a, b])
-    return bases[0] if bases else None
-
-
 def _records_or_refuse(storage, commit_id: bytes, what: str) -> list[dict]:
     records = journal.records(storage.commit(commit_id).message)
     if not records:
