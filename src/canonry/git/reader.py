@@ -18,10 +18,7 @@ import struct
 import threading
 import zlib
 
-try:  # dulwich's compiled delta applier (a private module; dulwich itself falls back the same way)
-    from dulwich._pack import apply_delta as _apply_delta_fast
-except ImportError:  # pragma: no cover - depends on the dulwich build
-    _apply_delta_fast = None
+from canonry.git.compat import fast_apply_delta
 
 _OFS_DELTA, _REF_DELTA = 6, 7
 _IDX_MAGIC = b"\377tOc\x00\x00\x00\x02"
@@ -34,8 +31,8 @@ _BASE_CACHE = 256  # decoded delta bases kept per reader (trees of a few KB to ~
 def apply_delta(base: bytes, delta: bytes) -> bytes:
     """The object a git delta makes of `base` (Documentation/gitformat-pack, "Deltified
     representation")."""
-    if _apply_delta_fast is not None:
-        return b"".join(_apply_delta_fast(base, delta))
+    if fast_apply_delta is not None:  # dulwich's compiled applier (see compat)
+        return fast_apply_delta(base, delta)
     return apply_delta_py(base, delta)
 
 
@@ -136,7 +133,6 @@ class ObjectReader:
         self._fallback = fallback  # () -> dulwich object store, for what this reader cannot read
         self._packs: list[_Pack] = []
         self._known: set[str] = set()  # pack bases listed, readable or not
-        self._unreadable = False
         self._bases: dict[tuple[str, int], tuple[int, bytes]] = {}
         self._lock = threading.Lock()
         self._scan()
@@ -172,7 +168,7 @@ class ObjectReader:
                 try:
                     new.append((os.path.getmtime(base + ".idx"), _Pack(base)))
                 except _Unreadable:
-                    self._unreadable = True
+                    pass  # listed as known; its objects are left to dulwich (the fallback)
                 except (OSError, ValueError):  # vanished meanwhile, or an empty file being written
                     self._known.discard(base)
             if new:

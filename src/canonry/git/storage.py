@@ -13,6 +13,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, NamedTuple
 
+from canonry.git import compat
 from canonry.git import reader as gitread
 from canonry.git import packs
 from canonry.git import treebytes
@@ -109,8 +110,8 @@ class GitStorage:
         self.growing = packs.GrowingPack(self.pack_dir)
         self.superseded: list[str] = []  # packs the growing pack replaced, to retire (housekeeping)
         if repo is not None:
-            _serialize_pack_rescans(repo.object_store)
-            repo.object_store.fsync_object_files = self.fsync_packs
+            compat.serialize_pack_rescans(repo.object_store)
+            compat.set_object_fsync(repo.object_store, self.fsync_packs)
         _open_storages.add(self)
 
     @property
@@ -122,9 +123,9 @@ class GitStorage:
                     from dulwich.repo import Repo
 
                     repo = Repo(self.path)
-                    _serialize_pack_rescans(repo.object_store)
+                    compat.serialize_pack_rescans(repo.object_store)
                     # dulwich writes packs too (fetch, gc): harden them as ours
-                    repo.object_store.fsync_object_files = self.fsync_packs
+                    compat.set_object_fsync(repo.object_store, self.fsync_packs)
                     self._repo = repo
         return self._repo
 
@@ -492,11 +493,11 @@ class GitStorage:
         Never mutates a Tree that came from the object store (they are cached and shared)."""
         from dulwich.objects import Tree
 
-        tree = Tree()
         if tree_id is not None:
             # Copy the entry map wholesale: per-entry adds cost ~2 ms on a 1,000-entry tree.
-            tree._entries = dict(self.tree(tree_id)._entries)
-            tree._needs_serialization = True
+            tree = compat.tree_from_entries(dict(compat.tree_entries(self.tree(tree_id))))
+        else:
+            tree = Tree()
         nested: dict[str, dict] = {}
         touched: set[bytes] = set()  # names whose entry may differ from the base tree's
         for path, value in changes.items():
@@ -523,10 +524,11 @@ class GitStorage:
         if tree_id is not None:
             # Only touched names can differ: compare those, not all entries of a big tree.
             base = self.tree(tree_id)
-            if all(tree._entries.get(k) == base._entries.get(k) for k in touched):
+            entries, base_entries = compat.tree_entries(tree), compat.tree_entries(base)
+            if all(entries.get(k) == base_entries.get(k) for k in touched):
                 return tree_id
-            if len(tree._entries) > 32:
-                tree = treebytes.spliced(base, tree._entries, touched) or tree
+            if len(entries) > 32:
+                tree = treebytes.spliced(base, entries, touched) or tree
         out.append(tree)
         return tree.id
 
@@ -682,29 +684,6 @@ def _plain_git_dir(path: str) -> tuple[str | None, bool]:
     if os.path.exists(os.path.join(git_dir, "commondir")):
         return None, bare
     return git_dir, bare
-
-
-def _serialize_pack_rescans(object_store) -> None:
-    """Let one thread at a time rescan the pack folder of a shared object store.
-
-    Packs vanish whenever small ones are merged (by this process or another); two threads that
-    notice it together would both drop the same pack from dulwich's pack cache, and one of
-    them fails with KeyError. A lock around dulwich's rescan and eviction (instance attributes:
-    nothing global is patched) keeps a Store shared between threads working."""
-    if getattr(object_store, "_canonry_rescan_lock", None) is not None:
-        return
-    lock = threading.RLock()
-    for name in ("_update_pack_cache", "_evict_pack"):
-        original = getattr(object_store, name, None)
-        if original is None:
-            continue
-
-        def serialized(*args, _original=original, **kwargs):
-            with lock:
-                return _original(*args, **kwargs)
-
-        setattr(object_store, name, serialized)
-    object_store._canonry_rescan_lock = lock
 
 
 def _dirty(entry):

@@ -11,6 +11,8 @@ import binascii
 import stat
 from typing import TYPE_CHECKING
 
+from canonry.git import compat
+
 if TYPE_CHECKING:  # imported where trees are built: reading raw trees needs no dulwich
     from dulwich.objects import Tree
 
@@ -47,7 +49,7 @@ def spliced(base: Tree, entries: dict, touched: set[bytes]) -> Tree | None:
     """`base` with the entries among `touched` replaced, removed or added, made by splicing its
     raw bytes: re-serializing a 1,000-entry tree in Python costs ~4 ms per commit, this ~0.1 ms.
     None when unsure (an unusual mode, an entry not found once): the caller serializes."""
-    old = base._entries
+    old = compat.tree_entries(base)
     raw = base.as_raw_string()
     added = []
     for name in touched:
@@ -90,14 +92,8 @@ def spliced(base: Tree, entries: dict, touched: set[bytes]) -> Tree | None:
         if at is None:
             return None
         raw = raw[:at] + new + raw[at:]
-    from dulwich.objects import Tree
-
-    tree = Tree()
     # Set the parsed and the raw form together: parsing the bytes back would cost what we saved.
-    tree._entries = entries  # the caller's fresh map: no one else holds it
-    tree._chunked_text = [raw]
-    tree._needs_serialization = False
-    return tree
+    return compat.tree_from_entries(entries, raw)  # the caller's fresh map: no one else holds it
 
 
 def names(raw: bytes) -> list[str]:
