@@ -2,8 +2,8 @@
 
 The index is brought up to date from the tree diff between the commit it reflects and the
 branch head, and history keeps the paths each hand-made commit changed: both diff trees of up
-to tens of thousands of entries, so trees are read raw and parsed by dulwich's C parser, and
-unchanged subtrees are skipped by id.
+to tens of thousands of entries, so trees are read raw and parsed by dulwich's compiled parser
+(canonry.git.compat.parse_tree), and unchanged subtrees are skipped by id.
 """
 from __future__ import annotations
 
@@ -14,10 +14,7 @@ from collections.abc import Iterator
 from operator import ne
 from typing import Any
 
-try:  # the C parser; dulwich's Tree objects wrap every id and cost ~5x more on big trees
-    from dulwich._objects import parse_tree as _parse_tree
-except ImportError:  # pragma: no cover - dulwich without its extensions
-    from dulwich.objects import parse_tree as _parse_tree
+from canonry.git.compat import parse_tree
 
 __all__ = ["RawTrees", "changed_entries", "tree_diff"]
 
@@ -26,8 +23,9 @@ ModeSha = tuple[int, bytes]
 
 
 class RawTrees:
-    """Tree entries [(name, mode, hex sha)] straight from the object store, parsed by dulwich's C
-    parser, kept (up to `limit` bytes of raw trees) when `cache` is on."""
+    """Tree entries [(name, mode, hex sha)] straight from the object store, parsed by dulwich's
+    compiled parser (dulwich's Tree objects wrap every id and cost ~5x more on big trees), kept
+    (up to `limit` bytes of raw trees) when `cache` is on."""
 
     def __init__(self, storage: Any, cache: bool = True, limit: int = 64 << 20):
         self.objects = storage.repo.object_store
@@ -57,10 +55,7 @@ class RawTrees:
             if hit is not None:
                 return hit
         raw = self.raw(sha)
-        try:
-            entries = _parse_tree(raw, 20)
-        except TypeError:  # an older signature
-            entries = _parse_tree(raw)
+        entries = parse_tree(raw)
         if self.cache is not None:
             if self.size + len(raw) > self.limit:
                 self.cache.clear()
