@@ -378,23 +378,13 @@ class Store(_Operations):
             if reason:
                 raise PolicyRefused(f"refused by plugin {plugin_name}: {reason}")
 
-    def _after_commit_sync_only(self, old: bytes | None, new: bytes, paths: list[str]) -> None:
-        """After a pull moved the branch: refresh the work tree; automations are not fired
-        (run `canonry automations run OLD..NEW` where the team delivers them)."""
-        from dulwich.file import FileLocked
-
-        self.cache.flush()
-        try:
-            self.storage.sync_worktree(old, new, paths)
-        except (FileLocked, OSError) as e:
-            _warn(f"moved the branch, but could not update the work tree: {e}")
-
     # ---- sharing: branches and remotes ------------------------------------------------------------
     def merge(self, branch: str, message: str | None = None, fast_forward: bool = True):
         """Merge proposal branch BRANCH into the store branch (see merge.py)."""
         from canonry.sharing.merge import merge_branch
 
-        return merge_branch(self, branch, message=message, fast_forward=fast_forward)
+        return merge_branch(self, branch, message=message, fast_forward=fast_forward,
+                            check=self._check_policies, landed=self._after_commit)
 
     def push(self, remote: str = "origin"):
         from canonry.sharing.remote import push
@@ -700,6 +690,17 @@ def open_store(path: str | None = None, branch: str | None = None, plugins_dir: 
         raise NotAStore(f"not a canonry store: {top} has no {where}{m.STORE_FILE} on branch "
                         f"{storage.branch} (run `canonry init`)")
     return Store(storage, plugins_dir=plugins_dir, load_plugins=load_plugins)
+
+
+def clone_store(url: str, directory: str, branch: str | None = None, bare: bool = False) -> Store:
+    """Clone the store at `url` into `directory` and open it, with the remote's automation run
+    log (see sharing/remote.py)."""
+    from canonry.sharing import remote
+
+    remote.clone_repository(url, directory, branch=branch, bare=bare)
+    store = open_store(directory, branch)
+    remote.fetch_run_log(store, "origin")
+    return store
 
 
 def init_store(path: str, branch: str | None = None, bare: bool = False,

@@ -34,9 +34,10 @@ def merge(c, branch, message, no_ff, as_json):
 @json_option
 def clone(url, directory, branch, bare, as_json):
     """Clone the store at URL (path, file://, http(s)://, ssh) into DIRECTORY."""
-    from canonry.sharing.remote import clone as do_clone, safe_url
+    from canonry.sharing.remote import safe_url
+    from canonry.store import clone_store
 
-    store = do_clone(url, directory, branch=branch, bare=bare)
+    store = clone_store(url, directory, branch=branch, bare=bare)
     done(as_json, {"url": safe_url(url), "path": store.path, "branch": store.branch},
          f"cloned {safe_url(url)} into {directory} (branch {store.branch})")
 

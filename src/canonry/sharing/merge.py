@@ -12,14 +12,17 @@ stops with MergeConflict; nothing is written.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from canonry import journal
 from canonry.errors import Conflict, InvalidInput, MergeConflict
 from canonry.git import graph
 from canonry.git.graph import can_fast_forward, first_parent_chain
-from canonry.sharing.replay import Replayer, _identity
+from canonry.sharing.replay import Replayer, author_identity
 from canonry.view import View
+
+__all__ = ["MergeResult", "changed_paths", "merge_branch", "rebase_commits"]
 
 
 @dataclass
@@ -46,7 +49,21 @@ def _records_or_refuse(storage, commit_id: bytes, what: str) -> list[dict]:
 
 
 def merge_branch(store, branch: str, message: str | None = None, fast_forward: bool = True,
-                 attempts: int = 10) -> MergeResult:
+                 attempts: int = 10, *, check: Callable[[View, bytes], None],
+                 landed: Callable[[bytes | None, bytes, list[str]], None]) -> MergeResult:
+    """Merge `branch` into the store branch of `store` (see the module's docstring).
+
+    Args:
+      store: the Store merged into (its storage, record cache and actor are used).
+      branch: the proposal branch to merge.
+      message: the merge commit's subject (default: "merge BRANCH into STORE-BRANCH").
+      fast_forward: move the branch when it has not diverged, instead of a merge commit.
+      attempts: how many times to redo the merge when the store branch moved meanwhile.
+      check: `check(view, new)` before the branch moves to a merge commit: raises to refuse it
+        (the Store's policy plugins).
+      landed: `landed(old, new, paths)` once the branch moved (the Store's housekeeping: work
+        tree, packs, automations).
+    """
     storage = store.storage
     repo = storage.repo
     source_ref = b"refs/heads/" + branch.encode()
@@ -61,8 +78,8 @@ def merge_branch(store, branch: str, message: str | None = None, fast_forward: b
             return MergeResult(branch, "up-to-date", head.decode(), head.decode(), [])
         if fast_forward and can_fast_forward(storage, head, theirs):
             if storage.compare_and_swap(head, theirs, f"merge {branch}: fast-forward"):
-                paths = _changed_paths(storage, head, theirs)
-                store._after_commit(head, theirs, paths)
+                paths = changed_paths(storage, head, theirs)
+                landed(head, theirs, paths)
                 return MergeResult(branch, "fast-forward", head.decode(), theirs.decode(),
                                    [r for c in first_parent_chain(storage, head, theirs)
                                     for r in journal.records(storage.commit(c).message)])
@@ -81,9 +98,9 @@ def merge_branch(store, branch: str, message: str | None = None, fast_forward: b
         msg = journal.message(records or [{"op": "merge", "branch": branch, "summary": subject}],
                               subject=subject)
         new = storage.write_commit(head, target.pending, msg, store.actor, extra_parents=[theirs])
-        store._check_policies(target, new)
+        check(target, new)
         if storage.compare_and_swap(head, new, subject):
-            store._after_commit(head, new, list(target.pending))
+            landed(head, new, list(target.pending))
             return MergeResult(branch, "merge", head.decode(), new.decode(), records)
     raise Conflict(f"branch {storage.branch} kept moving while merging {branch}; nothing was written")
 
@@ -108,7 +125,7 @@ def rebase_commits(store, commits: list[bytes], base: bytes | None, onto: bytes,
             subject = original.message.decode("utf-8", "replace").splitlines()[0]
         msg = journal.message(new_records, subject=subject)
         # A replayed merge stays a merge: its branch remains merged.
-        head = storage.write_commit(head, view.pending, msg, _identity(original),
+        head = storage.write_commit(head, view.pending, msg, author_identity(original),
                                     when=original.author_time, committer=store.actor,
                                     extra_parents=original.parents[1:])
         replayed[commit_id] = head
@@ -140,7 +157,8 @@ def _carry_over_runs(store, replayed: dict) -> None:
         log.append(new.decode(), carried, store.actor)
 
 
-def _changed_paths(storage, old: bytes, new: bytes) -> list[str]:
+def changed_paths(storage, old: bytes, new: bytes) -> list[str]:
+    """Store paths whose entry differs between commits `old` and `new` (a tree diff)."""
     from dulwich.diff_tree import tree_changes
 
     out = []

@@ -11,15 +11,30 @@ never printed: messages show URLs without user info.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 from dulwich.file import FileLocked
 
+from canonry.automation.runlog import NOTES_REF, merge_notes
 from canonry.errors import CanonryError, Conflict, InvalidInput
 from canonry.git.graph import can_fast_forward, first_parent_chain, merge_base
-from canonry.sharing.merge import _changed_paths, rebase_commits
-from canonry.automation.runlog import NOTES_REF, merge_notes
+from canonry.sharing.merge import changed_paths, rebase_commits
+
+__all__ = [
+    "ZERO",
+    "RemoteError",
+    "SyncResult",
+    "clone_repository",
+    "fetch",
+    "fetch_run_log",
+    "pull",
+    "push",
+    "remote_url",
+    "safe_url",
+    "sync",
+]
 
 ZERO = b"0" * 40
 
@@ -140,7 +155,7 @@ def _integrate(store, remote_head: bytes | None, what: str) -> tuple[str, bytes 
             return "ahead", local, local, 0
         if can_fast_forward(storage, local, remote_head):
             if storage.compare_and_swap(local, remote_head, "canonry pull: fast-forward"):
-                store._after_commit_sync_only(local, remote_head, _changed_paths(storage, local, remote_head))
+                _after_pull(store, local, remote_head, changed_paths(storage, local, remote_head))
                 return "fast-forward", local, remote_head, 0
             continue
         base = merge_base(storage, local, remote_head)
@@ -149,9 +164,21 @@ def _integrate(store, remote_head: bytes | None, what: str) -> tuple[str, bytes 
         mine = first_parent_chain(storage, base, local)
         new = rebase_commits(store, mine, base, remote_head, what)
         if storage.compare_and_swap(local, new, "canonry: replay local commits on the remote's"):
-            store._after_commit_sync_only(local, new, _changed_paths(storage, local, new))
+            _after_pull(store, local, new, changed_paths(storage, local, new))
             return "rebased", local, new, len(mine)
     raise Conflict("the local branch kept moving; nothing was changed")
+
+
+def _after_pull(store, old: bytes | None, new: bytes, paths: list[str]) -> None:
+    """After a pull moved the branch: refresh the work tree; automations are not fired
+    (run `canonry automations run OLD..NEW` where the team delivers them)."""
+    from dulwich.file import FileLocked
+
+    store.cache.flush()
+    try:
+        store.storage.sync_worktree(old, new, paths)
+    except (FileLocked, OSError) as e:
+        sys.stderr.write(f"canonry: warning: moved the branch, but could not update the work tree: {e}\n")
 
 
 def pull(store, remote: str = "origin") -> SyncResult:
@@ -272,11 +299,11 @@ def sync(store, remote: str = "origin") -> SyncResult:
     return pushed
 
 
-def clone(url: str, directory: str, branch: str | None = None, bare: bool = False):
-    """Clone a store with dulwich (the git CLI's `git clone` works as well)."""
+def clone_repository(url: str, directory: str, branch: str | None = None, bare: bool = False) -> None:
+    """Clone the repository of a store with dulwich (the git CLI's `git clone` works as well);
+    the caller opens the store in it (canonry.store.clone_store) and then fetches its run log
+    (`fetch_run_log`)."""
     from dulwich import porcelain
-
-    from canonry.store import open_store
 
     if os.path.exists(directory) and os.listdir(directory):
         raise InvalidInput(f"cannot clone into {directory}: it exists and is not empty")
@@ -300,13 +327,16 @@ def clone(url: str, directory: str, branch: str | None = None, bare: bool = Fals
             porcelain.clone(url, directory, bare=bare, checkout=not bare, errstream=io.BytesIO())
     except Exception as e:
         raise RemoteError(f"clone of {safe_url(url)} failed: {_why(e)}") from None
-    store = open_store(directory, branch)
+
+
+def fetch_run_log(store, remote: str = "origin") -> None:
+    """Fetch the automation run log (the notes ref) of `remote` and merge it into the local one;
+    quietly nothing if that fails (the branch is what matters; the run log can come later)."""
     try:
-        refs = fetch(store, "origin")
+        refs = fetch(store, remote)
         _merge_notes_from(store, refs.get(NOTES_REF))
     except CanonryError:
-        pass  # the branch is what matters; the run log can be fetched later
-    return store
+        pass
 
 
 def _hex(sha: bytes | None) -> str | None:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from canonry import model as m
 from canonry import ops
-from canonry.errors import MergeConflict
 from canonry.automation.events import commit_actor_time
+from canonry.errors import MergeConflict
+from canonry.git.storage import Identity
 from canonry.names import version_number
 from canonry.view import View
-from canonry.git.storage import Identity
+
+__all__ = ["Replayer", "author_identity"]
 
 
-def _identity(commit) -> Identity:
+def author_identity(commit) -> Identity:
+    """Who authored a commit, as an Identity (a replayed operation keeps its author)."""
     author = commit.author.decode("utf-8", "replace")
     if "<" in author:
         name, _, email = author[:-1].partition("<")
@@ -39,7 +42,7 @@ class Replayer:
     def replay(self, storage, commit_id: bytes, records: list[dict]) -> list[dict]:
         commit = storage.commit(commit_id)
         actor, when = commit_actor_time(commit)
-        ctx = ops.Context(_identity(commit), when)
+        ctx = ops.Context(author_identity(commit), when)
         source = View(storage, commit_id, self.target.cache)
         out: list[dict] = []
         for rec in records:
