@@ -10,14 +10,13 @@ import threading
 import zlib
 
 import pytest
+from conftest import GIT, git
 from dulwich.object_store import DiskObjectStore
 from dulwich.objects import Tree
 from dulwich.repo import Repo
 
 from canonry.git import compat
 from canonry.git.reader import apply_delta_py, entry_header, offset_at
-
-from conftest import GIT, git
 
 _OFS_DELTA, _REF_DELTA = 6, 7
 

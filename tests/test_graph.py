@@ -5,12 +5,11 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from conftest import git
 from dulwich.repo import Repo
 
 from canonry.git.graph import can_fast_forward, first_parent_chain, first_parents, merge_base
 from canonry.git.storage import GitStorage
-
-from conftest import git
 
 
 def _git(*args, check=True) -> str:
@@ -125,7 +124,7 @@ def test_first_parent_chain_from_the_root(repo):
 
 
 def test_first_parents_is_lazy_and_takes_a_loader(repo):
-    path, storage, commits = repo
+    _path, storage, commits = repo
     loaded = []
 
     def load(storage, sha):

@@ -109,9 +109,8 @@ def test_waiting_ends_within_its_time_budget_with_file_locked(tmp_path, holder):
         mine.acquire(wait=0.3)
     took = time.monotonic() - started
     assert 0.3 <= took < 0.3 + 5  # the budget, plus at most a sleep and a loaded machine's delay
-    with pytest.raises(FileLocked):
-        with mine:
-            pass
+    with pytest.raises(FileLocked), mine:
+        pass
     assert not mine.held
     mine.close()
 

@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:  # imported where trees are built: reading needs no dulwich.objects
     from dulwich.objects import Tree
 
-__all__ = ["fast_apply_delta", "parse_tree", "tree_entries", "tree_from_entries",
-           "serialize_pack_rescans", "set_object_fsync"]
+__all__ = [
+    "fast_apply_delta",
+    "parse_tree",
+    "serialize_pack_rescans",
+    "set_object_fsync",
+    "tree_entries",
+    "tree_from_entries",
+]
 
 TreeEntry = tuple[bytes, int, bytes]  # (name, mode, hex id)
 
@@ -31,7 +37,7 @@ TreeEntry = tuple[bytes, int, bytes]  # (name, mode, hex id)
 # ---- delta applier ------------------------------------------------------------------------------
 def _load_fast_apply_delta() -> Callable[[bytes, bytes], bytes] | None:
     try:
-        from dulwich._pack import apply_delta
+        from dulwich._pack import apply_delta  # type: ignore[import-not-found]
     except ImportError:  # a dulwich built without its extensions
         return None
 
@@ -55,7 +61,7 @@ fresh `canonry show` reads objects through git/reader.py to avoid exactly that i
 # ---- tree parser --------------------------------------------------------------------------------
 def _load_parse_tree() -> Callable[..., list[TreeEntry]]:
     try:
-        from dulwich._objects import parse_tree as parse
+        from dulwich._objects import parse_tree as parse  # type: ignore[import-not-found]
     except ImportError:  # a dulwich built without its extensions: the same function, in Python
         from dulwich.objects import parse_tree as parse
     return parse
@@ -92,7 +98,7 @@ def tree_entries(tree: Tree) -> dict[bytes, tuple[int, bytes]]:
     Why: a copy of the whole map costs one dict copy, where rebuilding a 1,000-entry tree entry
     by entry through the public API costs ~2 ms per commit; comparing the few names a commit
     touched needs no iteration over items at all."""
-    return tree._entries
+    return cast("dict[bytes, tuple[int, bytes]]", tree._entries)
 
 
 def tree_from_entries(entries: dict[bytes, tuple[int, bytes]], raw: bytes | None = None) -> Tree:
@@ -111,7 +117,7 @@ def tree_from_entries(entries: dict[bytes, tuple[int, bytes]], raw: bytes | None
     from dulwich.objects import Tree
 
     tree = Tree()
-    tree._entries = entries
+    tree._entries = cast("Any", entries)  # ids as dulwich's ObjectID (bytes)
     if raw is None:
         tree._needs_serialization = True
     else:

@@ -17,9 +17,12 @@ means the same thing to history, the index, diffs, events, merges and remotes:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
-__all__ = ["merge_base", "can_fast_forward", "first_parents", "first_parent_chain"]
+if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
+
+__all__ = ["can_fast_forward", "first_parent_chain", "first_parents", "merge_base"]
 
 
 def merge_base(storage: Any, a: bytes, b: bytes) -> bytes | None:
@@ -35,7 +38,7 @@ def merge_base(storage: Any, a: bytes, b: bytes) -> bytes | None:
 
     if a == b:
         return a
-    bases = find_merge_base(storage.repo, [a, b])
+    bases = find_merge_base(storage.repo, [cast("ObjectID", a), cast("ObjectID", b)])
     return bases[0] if bases else None
 
 
@@ -44,7 +47,7 @@ def can_fast_forward(storage: Any, old: bytes, new: bytes) -> bool:
     its ancestors (any parent, not only first parents)."""
     from dulwich.graph import can_fast_forward as is_fast_forward
 
-    return is_fast_forward(storage.repo, old, new)
+    return is_fast_forward(storage.repo, cast("ObjectID", old), cast("ObjectID", new))
 
 
 def first_parents(storage: Any, head: bytes | None, stop: bytes | None = None,

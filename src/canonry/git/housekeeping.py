@@ -15,6 +15,8 @@ import threading
 from canonry.git import packs
 from canonry.git.locks import FileLock
 
+__all__ = ["GC_LOCK_WAIT", "PACK_LOOSE_THRESHOLD", "Housekeeping"]
+
 # Pack loose objects once the fan-out sample says there are about this many (git gc --auto: 6700).
 PACK_LOOSE_THRESHOLD = 4096
 GC_LOCK_WAIT = 60.0  # seconds `canonry gc` waits for a merge under way elsewhere

@@ -21,14 +21,38 @@ from __future__ import annotations
 
 # hashlib is imported where it hashes: loading OpenSSL costs ~3 ms of a fresh `canonry show`,
 # which hashes nothing.
-
 import binascii
 import itertools
 import os
 import struct
 import zlib
 
-from canonry.git.reader import apply_delta, entry_header as _entry_header, offset_at as _offset_at
+from canonry.git.reader import apply_delta, entry_header, offset_at
+
+__all__ = [
+    "AUTO_MERGE_LIMIT",
+    "DELTA_MIN_SIZE",
+    "GROW_MAX_BYTES",
+    "GROW_MAX_OBJECTS",
+    "RETIRED",
+    "SMALLEST_TIER",
+    "TIER_WIDTH",
+    "GrowingPack",
+    "PackContent",
+    "leftover_retired",
+    "make_delta",
+    "merge",
+    "merge_packs",
+    "merge_plan",
+    "object_count",
+    "read_index",
+    "remove_packs",
+    "remove_retired",
+    "retire_packs",
+    "tier",
+    "write",
+    "write_pack",
+]
 
 TIER_WIDTH = 8  # packs per tier before they are merged into one
 SMALLEST_TIER = 64  # objects: packs below this are tier 0; each tier is TIER_WIDTH times larger
@@ -477,10 +501,10 @@ def merge_packs(object_store, bases: list[str], fsync: bool = False) -> tuple[st
         for (off, sha), end in zip(by_offset, ends):
             if sha in out:
                 continue
-            type_num, size, at = _entry_header(data, off)
+            type_num, size, at = entry_header(data, off)
             delta = base_sha = compressed = None
             if type_num == _OFS_DELTA:
-                distance, at = _offset_at(data, at)
+                distance, at = offset_at(data, at)
                 compressed = data[at:end]
                 delta, base_sha = zlib.decompress(compressed), sha_at.get(off - distance)
                 known = decoded.get(off - distance)

@@ -20,6 +20,16 @@ import zlib
 
 from canonry.git.compat import fast_apply_delta
 
+__all__ = [
+    "ObjectReader",
+    "apply_delta",
+    "apply_delta_py",
+    "entry_header",
+    "offset_at",
+    "read_ref",
+    "update_ref",
+]
+
 _OFS_DELTA, _REF_DELTA = 6, 7
 _IDX_MAGIC = b"\377tOc\x00\x00\x00\x02"
 _FANOUT = 8

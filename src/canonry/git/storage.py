@@ -13,17 +13,29 @@ import time
 import weakref
 from typing import TYPE_CHECKING, NamedTuple
 
-from canonry.git import compat
+from canonry.errors import NotAStore
+from canonry.git import compat, packs, treebytes
 from canonry.git import reader as gitread
-from canonry.git import packs
-from canonry.git import treebytes
 from canonry.git.housekeeping import Housekeeping
 from canonry.git.locks import FileLock
 from canonry.git.treebytes import FILE_MODE
-from canonry.errors import NotAStore
 
 if TYPE_CHECKING:  # dulwich.objects is imported where objects are built: a fresh `show` needs none
     from dulwich.objects import Commit, ShaFile, Tree
+
+__all__ = [
+    "DEFAULT_BRANCH",
+    "RAW_LOOKUPS_BEFORE_PARSE",
+    "RAW_TREES_MAX_BYTES",
+    "STORE_FILE",
+    "WORKTREE_LOCK_WAIT",
+    "GitStorage",
+    "Identity",
+    "find_repo_path",
+    "fsync_components",
+    "head_commit_of",
+    "identity",
+]
 
 STORE_FILE = "canonry.yaml"
 DEFAULT_BRANCH = "main"
@@ -263,11 +275,11 @@ class GitStorage:
 
     def resolve_rev(self, rev: str) -> bytes:
         """A commit id for a branch, tag, sha (abbreviated too), HEAD, `rev~N`, …"""
+        import re
+
         from dulwich.objectspec import parse_commit
 
         from canonry.errors import NotFound
-
-        import re
 
         base, suffix = re.match(r"^(.*?)((?:[~^][0-9]*)*)$", rev).groups()
         try:

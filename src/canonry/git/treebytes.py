@@ -16,6 +16,8 @@ from canonry.git import compat
 if TYPE_CHECKING:  # imported where trees are built: reading raw trees needs no dulwich
     from dulwich.objects import Tree
 
+__all__ = ["AMBIGUOUS", "FILE_MODE", "find_entry", "names", "spliced"]
+
 FILE_MODE = 0o100644
 
 _MODE_TEXT = {stat.S_IFDIR: b"40000", FILE_MODE: b"100644"}
