@@ -54,8 +54,9 @@ deltas in Python).
 
 Relies on: the private module `dulwich._pack` having `apply_delta(base: bytes, delta: bytes)`
 that returns a list of byte chunks (dulwich.pack.apply_delta is the same function when the
-extension is built, but importing dulwich.pack costs ~20 ms, `dulwich._pack` under 1 ms: a
-fresh `canonry show` reads objects through git/reader.py to avoid exactly that import)."""
+extension is built, but importing dulwich.pack costs many times more than `dulwich._pack`,
+and a fresh `canonry show` reads objects through git/reader.py to avoid exactly that import;
+figures in docs/performance.md)."""
 
 
 # ---- tree parser --------------------------------------------------------------------------------
@@ -76,9 +77,9 @@ def parse_tree(raw: bytes) -> list[TreeEntry]:
     Relies on: the private module `dulwich._objects` having `parse_tree(text, sha_len)` that
     returns (name, mode, hex id) tuples, `sha_len` being 20 for SHA-1 repositories (the
     argument was added with SHA-256 support; older versions take `text` alone). Why: parsing
-    into plain tuples in compiled code is ~5x cheaper than dulwich's Tree objects on trees of
-    10,000 entries, and `dulwich._objects` imports in under 1 ms where dulwich.objects takes
-    ~12 ms.
+    into plain tuples in compiled code is several times cheaper than into dulwich's Tree objects
+    on trees of 10,000 entries, and `dulwich._objects` imports in a fraction of the time
+    dulwich.objects takes (figures in docs/performance.md).
     """
     global _parse_tree
     if _parse_tree is None:
@@ -96,7 +97,7 @@ def tree_entries(tree: Tree) -> dict[bytes, tuple[int, bytes]]:
 
     Relies on: `Tree._entries` being that dict, kept current by `Tree.add` and `del tree[name]`.
     Why: a copy of the whole map costs one dict copy, where rebuilding a 1,000-entry tree entry
-    by entry through the public API costs ~2 ms per commit; comparing the few names a commit
+    by entry through the public API costs milliseconds per commit; comparing the few names a commit
     touched needs no iteration over items at all."""
     return cast("dict[bytes, tuple[int, bytes]]", tree._entries)
 
@@ -111,8 +112,8 @@ def tree_from_entries(entries: dict[bytes, tuple[int, bytes]], raw: bytes | None
         the Tree serializes its entries when first asked for its bytes or id.
     Relies on: `Tree._entries` (the entry map), `ShaFile._chunked_text` (the raw form as a list
     of chunks) and `ShaFile._needs_serialization` (whether the raw form must be rebuilt from
-    the entries). Why: re-serializing a 1,000-entry tree in Python costs ~4 ms per commit,
-    splicing its bytes ~0.1 ms (see treebytes.py).
+    the entries). Why: splicing a big tree's bytes costs a fraction of re-serializing it in
+    Python (see treebytes.py; figures in docs/performance.md).
     """
     from dulwich.objects import Tree
 

@@ -4,9 +4,9 @@ Two locks use it: the gc lock (`canonry/gc.lock` in the common git dir: one proc
 merges, deletes or repacks packs) and the work-tree lock (`canonry/worktree.lock` in the git
 dir: one writer at a time brings the index and files to the branch head).
 
-Why flock on a file that stays: taking and releasing it are two system calls, where creating
-and deleting a lock file cost ~0.4 ms, and the housekeeping after every commit takes the gc
-lock. A process that dies, even by SIGKILL, releases it with its file descriptor, so no lock is
+Why flock on a file that stays: taking and releasing it are two system calls, far cheaper
+than creating and deleting a lock file (docs/performance.md), and the housekeeping after every
+commit takes the gc lock. A process that dies, even by SIGKILL, releases it with its file descriptor, so no lock is
 ever left stale and nobody has to guess when a lock file is old enough to break. Without fcntl
 (Windows) the file's existence is the lock; one left by a crashed process is broken after
 `stale_after` seconds.
