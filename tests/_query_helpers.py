@@ -199,7 +199,7 @@ def evaluate(node, doc: dict) -> bool:
         return any(evaluate(n, doc) for n in node[1])
     if tag == "not":
         return not evaluate(node[1], doc)
-    _, field, path, op, value = node
+    _, _field, path, op, value = node
     exists, values = lookup(doc, path)
     if op == "exists":
         return exists == value
