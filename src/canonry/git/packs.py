@@ -462,7 +462,7 @@ def read_index(idx_path: str) -> list[tuple[bytes, int, int]] | None:
     at += 4 * count
     offsets = [struct.unpack_from(">Q", data, at + 8 * (off & 0x7FFFFFFF))[0] if off & 0x80000000 else off
                for off in small]
-    return list(zip(names, offsets, crcs))
+    return list(zip(names, offsets, crcs, strict=True))
 
 
 def merge(object_store, bases: list[str], fsync: bool = False) -> str | None:
@@ -498,7 +498,7 @@ def merge_packs(object_store, bases: list[str], fsync: bool = False) -> tuple[st
         sha_at = dict(by_offset)
         ends = [off for off, _ in by_offset[1:]] + [len(data) - 20]
         decoded: dict[int, tuple[int, bytes]] = {}  # offset -> large trees, bases of later deltas
-        for (off, sha), end in zip(by_offset, ends):
+        for (off, sha), end in zip(by_offset, ends, strict=True):
             if sha in out:
                 continue
             type_num, size, at = entry_header(data, off)

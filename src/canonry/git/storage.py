@@ -55,7 +55,7 @@ class Identity(NamedTuple):
 
     @property
     def git(self) -> bytes:
-        return f"{self.name} <{self.email}>".encode("utf-8")
+        return f"{self.name} <{self.email}>".encode()
 
     @property
     def actor(self) -> str:
@@ -157,7 +157,7 @@ class GitStorage:
     # ---- opening ---------------------------------------------------------------------------
     @classmethod
     def open(cls, path: str, branch: str | None = None, start: str | None = None,
-             store_branch: str | None = None) -> "GitStorage":
+             store_branch: str | None = None) -> GitStorage:
         git_dir, bare = _plain_git_dir(path)
         if git_dir is None:  # a linked worktree, a .git file, …: let dulwich work it out
             from dulwich.errors import NotGitRepository
@@ -235,7 +235,7 @@ class GitStorage:
             rel = os.path.relpath(os.path.abspath(start), self.path).replace(os.sep, "/")
             parts = [] if rel == "." or rel.startswith("..") else rel.split("/")
             while parts:
-                if self.lookup(tree, "/".join(parts + [STORE_FILE])):
+                if self.lookup(tree, "/".join([*parts, STORE_FILE])):
                     return "/".join(parts)
                 parts.pop()
         if self.lookup(tree, STORE_FILE):
@@ -379,7 +379,7 @@ class GitStorage:
             return tree
         raw = self._raw_trees.get(tree_id)
         if raw is None:
-            type_num, raw = self._objects.get_raw(tree_id)
+            _type_num, raw = self._objects.get_raw(tree_id)
         lookups = self._raw_lookups.get(tree_id, 0)
         if lookups >= RAW_LOOKUPS_BEFORE_PARSE:
             self._raw_bytes -= len(self._raw_trees.pop(tree_id, b""))
@@ -626,7 +626,7 @@ class GitStorage:
 
 # Storages still open at exit are closed then: dulwich objects closed by the garbage collector
 # during interpreter shutdown print "Exception ignored in __del__" noise to stderr.
-_open_storages: "weakref.WeakSet[GitStorage]" = weakref.WeakSet()
+_open_storages: weakref.WeakSet[GitStorage] = weakref.WeakSet()
 _repo_opening = threading.RLock()
 
 

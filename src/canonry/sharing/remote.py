@@ -144,7 +144,7 @@ def _integrate(store, remote_head: bytes | None, what: str) -> tuple[str, bytes 
     storage = store.storage
     repo = storage.repo
     for _ in range(10):
-        local = repo.refs[storage.ref] if storage.ref in repo.refs else None
+        local = _ref(repo, storage.ref)
         if remote_head is None or local == remote_head:
             return "up-to-date", local, local, 0
         if local is None:
@@ -211,10 +211,10 @@ def push(store, remote: str = "origin", attempts: int = 10) -> SyncResult:
         if sent and landed is None and remote_head and can_fast_forward(storage, sent[1], remote_head):
             # An attempt we took for lost did land: another push built on it before we looked.
             landed = sent
-        action, old, local, replayed = _integrate(store, remote_head, "your unpublished commits")
+        _action, _old, local, replayed = _integrate(store, remote_head, "your unpublished commits")
         replayed_total += replayed
         _merge_notes_from(store, refs.get(NOTES_REF))
-        notes = repo.refs[NOTES_REF] if NOTES_REF in repo.refs else None
+        notes = _ref(repo, NOTES_REF)
         updates = {}
         if local is not None and local != remote_head:
             updates[storage.ref] = (remote_head, local)
@@ -262,9 +262,8 @@ def _send(repo, url: str, updates: dict) -> bool:
             return False
         raise RemoteError(f"push to {safe_url(url)} failed: {_why(e)}") from None
     failed = {r: err for r, err in (result.ref_status or {}).items() if err}
-    if failed:
-        if any(r in updates for r in failed):
-            return False  # rejected (the ref moved under us, or a lock): fetch and retry
+    if any(r in updates for r in failed):
+        return False  # rejected (the ref moved under us, or a lock): fetch and retry
     # Some servers (dulwich's own) answer `ok` even when their compare-and-swap failed: look.
     try:
         now = client.get_refs(path)
@@ -279,7 +278,7 @@ def _merge_notes_from(store, remote_notes: bytes | None) -> None:
         return
     storage = store.storage
     repo = storage.repo
-    local = repo.refs[NOTES_REF] if NOTES_REF in repo.refs else None
+    local = _ref(repo, NOTES_REF)
     if local == remote_notes or (local and can_fast_forward(storage, remote_notes, local)):
         return
     if local is None or can_fast_forward(storage, local, remote_notes):
@@ -337,6 +336,11 @@ def fetch_run_log(store, remote: str = "origin") -> None:
         _merge_notes_from(store, refs.get(NOTES_REF))
     except CanonryError:
         pass
+
+
+def _ref(repo, ref: bytes) -> bytes | None:
+    """The commit a local ref names, None if there is no such ref."""
+    return repo.refs[ref] if ref in repo.refs else None  # noqa: SIM401 (dulwich's refs have no .get)
 
 
 def _hex(sha: bytes | None) -> str | None:

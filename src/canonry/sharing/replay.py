@@ -41,7 +41,7 @@ class Replayer:
     # ---- entry point ---------------------------------------------------------------------------
     def replay(self, storage, commit_id: bytes, records: list[dict]) -> list[dict]:
         commit = storage.commit(commit_id)
-        actor, when = commit_actor_time(commit)
+        _actor, when = commit_actor_time(commit)
         ctx = ops.Context(author_identity(commit), when)
         source = View(storage, commit_id, self.target.cache)
         out: list[dict] = []
