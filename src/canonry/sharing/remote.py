@@ -11,7 +11,9 @@ never printed: messages show URLs without user info.
 from __future__ import annotations
 
 import os
+import random
 import sys
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -198,14 +200,25 @@ def pull(store, remote: str = "origin") -> SyncResult:
     return result
 
 
-def push(store, remote: str = "origin", attempts: int = 10) -> SyncResult:
+PUSH_BUDGET_S = 15.0  # how long a push keeps retrying lost races before it reports the remote moving
+
+
+def push(store, remote: str = "origin", budget: float = PUSH_BUDGET_S) -> SyncResult:
+    """Send the store branch (and the run log) to `remote`, replaying onto what others pushed.
+
+    A lost race (the remote moved, or another push holds its ref lock) means fetch, integrate
+    and send again, with a short jittered pause, until `budget` seconds have passed: a time
+    budget, not an attempt count, so a busy machine and a fast one retry for the same time."""
     storage = store.storage
     repo = storage.repo
     url = remote_url(repo, remote)
     replayed_total = 0
     landed = None  # (remote head before, our head) once the remote's branch holds our commits
     sent = None
-    for _ in range(attempts):
+    deadline = time.monotonic() + budget
+    attempts = 0
+    while True:
+        attempts += 1
         refs = fetch(store, remote)
         remote_head = refs.get(storage.ref)
         if sent and landed is None and remote_head and can_fast_forward(storage, sent[1], remote_head):
@@ -232,7 +245,10 @@ def push(store, remote: str = "origin", attempts: int = 10) -> SyncResult:
         # The remote moved between our fetch and our push (or so it looks): go round again.
         if storage.ref in updates:
             sent = (remote_head, local)
-    raise Conflict(f"the remote {safe_url(url)} kept moving; pushed nothing after {attempts} attempts")
+        if time.monotonic() > deadline and attempts >= 3:
+            raise Conflict(f"the remote {safe_url(url)} kept moving; pushed nothing after {attempts} "
+                           f"attempts in {budget:g} s")
+        time.sleep(random.uniform(0.005, min(0.2, 0.01 * 2 ** min(attempts, 5))))
 
 
 class _Moved(Exception):
