@@ -1,6 +1,12 @@
 """Domain errors. Each one renders as a single line for the CLI (see cli.main)."""
 from __future__ import annotations
 
+__all__ = [
+    "CanonryError", "Conflict", "IntegrityError", "InvalidAddress", "InvalidInput", "InvalidName",
+    "MergeConflict", "NotAStore", "NotFound", "PolicyRefused", "ReservedAlias", "SchemaError",
+    "TypeNotAccepted",
+]
+
 
 class CanonryError(Exception):
     """Base class: a user-facing failure. The store is left unchanged."""

@@ -19,6 +19,11 @@ from __future__ import annotations
 
 from canonry.errors import CanonryError
 
+__all__ = [
+    "NEEDS", "PermissionDenied", "RANK", "ROLES", "WHAT", "allowed", "check", "check_member_key",
+    "check_role", "check_store_admin", "groups_of", "is_protected", "role_in", "store_admins",
+]
+
 ROLES = ("restricted_viewer", "viewer", "member", "admin")
 RANK = {r: i for i, r in enumerate(ROLES)}
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 
+__all__ = ["TRAILER", "keys", "message", "records"]
+
 TRAILER = "Canonry-Op"
 _PREFIX = TRAILER + ": "
 

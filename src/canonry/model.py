@@ -14,6 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
+__all__ = [
+    "ARTIFACTS", "AliasChange", "Artifact", "ArtifactVersion", "Collection", "Default", "HistoryEntry",
+    "LinkedVersion", "REGISTRIES", "Record", "Registry", "STORE_FILE", "TagChange", "aliases_file",
+    "artifact_dir", "artifact_file", "artifact_version_file", "collection_dir", "collection_file", "fresh",
+    "kind_of_path", "link_file", "links_dir", "registry_dir", "registry_file",
+]
+
 if TYPE_CHECKING:  # type checkers see records as dataclasses; at run time nothing is imported
     from typing_extensions import dataclass_transform
 else:

@@ -17,6 +17,12 @@ from canonry.governance import check as check_role_for, check_store_admin, is_pr
 from canonry.view import View
 from canonry.git.storage import Identity
 
+__all__ = [
+    "Context", "OPS", "VISIBILITIES", "accepts", "alias_remove", "alias_set", "artifact_version_record",
+    "automations_set", "collection_record", "group_set", "link", "link_record", "log", "member_set",
+    "protect", "registry_create", "registry_edit", "registry_record", "store_admin", "tag", "unlink",
+]
+
 VISIBILITIES = ("restricted", "organization")
 
 

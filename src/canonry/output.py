@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+__all__ = ["block", "change", "emit_json", "fmt", "human_size", "table"]
+
 
 def emit_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")

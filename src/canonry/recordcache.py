@@ -12,6 +12,8 @@ import os
 
 from canonry.schemas import FORMAT_VERSION
 
+__all__ = ["RecordCache"]
+
 _SCHEMA = "CREATE TABLE IF NOT EXISTS records (sha BLOB, kind TEXT, body TEXT, PRIMARY KEY (sha, kind))"
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from canonry.errors import SchemaError
 
+__all__ = ["FORMAT_VERSION", "KINDS", "load_schema", "schema_dir", "validate"]
+
 FORMAT_VERSION = 1
 KINDS = ("store", "registry", "collection", "aliases", "link", "artifact", "artifact_version")
 

@@ -21,6 +21,11 @@ from canonry.recordcache import RecordCache
 from canonry.view import ParseCache, View
 from canonry.git.storage import DEFAULT_BRANCH, GitStorage, find_repo_path, head_commit_of, identity
 
+__all__ = [
+    "DEFAULT_REGISTRIES", "DEFAULT_ROLES", "MAX_ATTEMPTS", "Store", "Transaction", "clone_store",
+    "init_store", "open_store",
+]
+
 MAX_ATTEMPTS = 30
 DEFAULT_REGISTRIES = {
     "model": ("Models: the organization's trained models", ["model"]),
@@ -186,6 +191,7 @@ class Store(_Operations):
         self._plugins = None
         self.blobs = blob_store_for(storage.git_dir, storage.config(b"canonry", b"blobs"))
         self.cache = ParseCache(RecordCache(storage.git_dir))
+        self.query_index = None  # the derived SQLite index (canonry.query.index.for_store), made on first use
         self._store = self
         self._actor = None
 
@@ -301,13 +307,18 @@ class Store(_Operations):
                 self._plugins = plugins.Plugins()
         return self._plugins
 
-    def _read_record(self, sha: bytes, path: str):
+    def read_record(self, sha: bytes, path: str) -> dict:
+        """The record stored in blob `sha` at store path `path`: parsed, validated, cached by blob id.
+
+        Raises:
+            SchemaError: the blob is not a valid record of the kind its path says.
+        """
         from canonry.model import kind_of_path
 
         kind = kind_of_path(path) or "other"
         rec = self.cache.get(sha, kind)
         if rec is None:
-            rec = View(self.storage, None, self.cache)._parse(path, self.storage.blob(sha))
+            rec = View(self.storage, None, self.cache).parse_record(path, self.storage.blob(sha))
             self.cache.put(sha, kind, rec, persist=kind != "other")
         return rec
 
@@ -317,13 +328,13 @@ class Store(_Operations):
 
         out = []
         for commit in commits_in_range(self.storage, rev_range):
-            out += events_for_commit(self.storage, commit, self._read_record)
+            out += events_for_commit(self.storage, commit, self.read_record)
         return out
 
     def events_between(self, old: bytes | None, new: bytes, paths=None) -> list:
         from canonry.automation.events import events_for_commit
 
-        return events_for_commit(self.storage, new, self._read_record, paths)
+        return events_for_commit(self.storage, new, self.read_record, paths)
 
     def _wants_events(self, commit: bytes) -> bool:
         """Whether plugins or the settings at `commit` want events."""
@@ -367,7 +378,7 @@ class Store(_Operations):
         if not impls:
             return
         actor = self.actor.actor
-        events = LazyEvents(lambda: diff_events(self.storage, view.commit, new, self._read_record, actor,
+        events = LazyEvents(lambda: diff_events(self.storage, view.commit, new, self.read_record, actor,
                                                 _now(), new.decode(), paths=list(view.pending)))
         after = View(self.storage, new, self.cache)
         for plugin_name, fn, argnames in impls:
@@ -491,7 +502,7 @@ class Store(_Operations):
     def resolve(self, target: str):
         """What an address names now: Registry, Collection, LinkedVersion, Artifact or ArtifactVersion."""
         view = self.view()
-        addr = self._classify(view, parse(target))
+        addr = self.classify(view, parse(target))
         if addr.kind == "registry":
             return ops.registry_record(addr.registry, view.registry(addr.registry))
         if addr.kind == "collection":
@@ -505,8 +516,9 @@ class Store(_Operations):
         version, rec = view.artifact_version(addr.artifact, addr.ref)
         return ops.artifact_version_record(addr.artifact, version, rec)
 
-    def _classify(self, view: View, addr: Address) -> Address:
-        """Settle a bare NAME: a registry if one has that name, else an artifact."""
+    def classify(self, view: View, addr: Address) -> Address:
+        """Settle a bare NAME at `view`: a registry if one has that name, else an artifact (NotFound:
+        neither). Other addresses are returned as they are."""
         if addr.kind != "name":
             return addr
         if view.exists(m.registry_file(addr.registry)):
@@ -519,7 +531,7 @@ class Store(_Operations):
     def show(self, target: str) -> dict:
         """Everything known about a target, as plain data (the shape of `canonry show --json`)."""
         view = self.view()
-        addr = self._classify(view, parse(target))
+        addr = self.classify(view, parse(target))
         obj = self.resolve(target)
         data = {"kind": addr.kind, **obj.to_dict()}
         if addr.kind == "registry":

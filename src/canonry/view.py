@@ -17,6 +17,8 @@ from canonry.names import LATEST, is_version, version_number
 from canonry.schemas import validate
 from canonry.git.storage import GitStorage
 
+__all__ = ["ParseCache", "View"]
+
 _VERSION_FILE = re.compile(r"^v(0|[1-9][0-9]*)\.yaml$")
 
 
@@ -100,11 +102,11 @@ class View:
             kind = m.kind_of_path(path) or "other"
             rec = self.cache.get(entry[1], kind)
             if rec is None:
-                rec = self._parse(path, self.storage.blob(entry[1]))
+                rec = self.parse_record(path, self.storage.blob(entry[1]))
                 self.cache.put(entry[1], kind, rec, persist=kind != "other")
         return _clone(rec) if copy_ and rec is not None else rec
 
-    def _parse(self, path: str, data: bytes) -> dict:
+    def parse_record(self, path: str, data: bytes) -> dict:
         from canonry import yamlio  # only on a cache miss: most reads never parse YAML
 
         try:

@@ -5,6 +5,8 @@ import re
 
 import yaml
 
+__all__ = ["dump", "load"]
+
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 

@@ -21,6 +21,11 @@ from canonry.automation.hookspecs import EVENT_HOOKS
 from canonry.automation.plugins import call
 from canonry.automation.runlog import RunLog
 
+__all__ = [
+    "DEFAULT_TIMEOUT", "configured", "deliver", "matches", "receivers", "run_isolated", "settings_key",
+    "summary", "tags_of",
+]
+
 DEFAULT_TIMEOUT = 30.0
 _depth = threading.local()
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import sys
 
+__all__ = ["entry_point_plugins_may_exist"]
+
 
 def entry_point_plugins_may_exist() -> bool:
     """Whether a distribution on sys.path may declare entry points in group `canonry`. A yes

@@ -17,6 +17,8 @@ from canonry import model as m
 from canonry.errors import SchemaError
 from canonry.git.graph import can_fast_forward, first_parents
 
+__all__ = ["KINDS", "Event", "LazyEvents", "commit_actor_time", "commits_in_range", "diff_events", "events_for_commit"]
+
 KINDS = (
     "link.created", "link.removed",
     "alias.added", "alias.moved", "alias.removed",
@@ -225,5 +227,3 @@ def commits_in_range(storage, spec: str) -> list[bytes]:
         out.append(commit.id)
     return out[::-1]
 
-
-__all__ = ["Event", "KINDS", "events_for_commit", "diff_events", "commits_in_range", "SchemaError"]

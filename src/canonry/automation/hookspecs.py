@@ -9,6 +9,12 @@ from __future__ import annotations
 
 import pluggy
 
+__all__ = [
+    "EVENT_HOOKS", "alias_added", "alias_moved", "alias_removed", "artifact_logged", "automation_actions",
+    "check_change", "collection_changed", "hookimpl", "hookspec", "link_created", "link_removed", "register_commands",
+    "registry_changed", "tags_changed",
+]
+
 hookspec = pluggy.HookspecMarker("canonry")
 hookimpl = pluggy.HookimplMarker("canonry")
 

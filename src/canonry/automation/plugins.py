@@ -22,6 +22,8 @@ import pluggy
 
 from canonry.automation import hookspecs
 
+__all__ = ["PluginInfo", "Plugins", "builtin_dir", "call", "load"]
+
 
 @dataclass
 class PluginInfo:

@@ -14,6 +14,8 @@ import time
 
 from dulwich.file import FileLocked
 
+__all__ = ["NOTES_REF", "RunLog", "merge_notes"]
+
 NOTES_REF = b"refs/notes/canonry-automations"
 
 

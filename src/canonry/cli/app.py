@@ -20,6 +20,8 @@ from canonry.automation.entrypoints import entry_point_plugins_may_exist
 from canonry.cli.messages import os_error_message
 from canonry.errors import CanonryError
 
+__all__ = ["CanonryGroup", "cli", "load_builtin_command", "main"]
+
 def load_builtin_command(name: str) -> click.Command:
     module, attribute, _short_help = BUILTIN_COMMANDS[name]
     return getattr(importlib.import_module(module), attribute)

@@ -6,6 +6,11 @@ import click
 from canonry.cli.common import UserError, done, json_option, pass_ctx, plugins_without_store, say, store_options
 from canonry.errors import CanonryError
 
+__all__ = [
+    "automations", "automations_list", "automations_log", "automations_run", "automations_set", "events",
+    "plugins_cmd",
+]
+
 
 @click.command("plugins")
 @json_option

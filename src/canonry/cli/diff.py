@@ -1,6 +1,8 @@
 """`canonry diff BASE..HEAD`: what a branch changes, in registry terms (review.py does the work)."""
 import click
 
+__all__ = ["diff_cmd"]
+
 
 @click.command("diff")
 @click.argument("rev_range", metavar="BASE..HEAD")

@@ -7,6 +7,8 @@ import click
 
 from canonry.cli.common import done, json_option, pass_ctx, say, store_options
 
+__all__ = ["admin", "admin_add", "admin_rm", "audit", "codeowners", "group_cmd"]
+
 
 @click.group()
 def admin():

@@ -12,6 +12,11 @@ from __future__ import annotations
 import os
 import sys
 
+__all__ = [
+    "BUILTIN_COMMANDS", "GLOBAL_OPTIONS", "GROUP_HELP", "MAX_CONTENT_WIDTH", "PLUGINS_DIR_OPTION_HELP",
+    "STORE_OPTION_HELP", "short_help", "terminal_columns", "top_level_help",
+]
+
 # name -> (module, attribute, short help). The short help is the first sentence of the command's
 # docstring, the text click would shorten for the listing: tests/test_cli_lazy.py checks that
 # they agree, so a changed docstring fails a test rather than drifting from `canonry --help`.

@@ -6,6 +6,8 @@ import click
 
 from canonry.cli.common import branch_option
 
+__all__ = ["compare_cmd", "lineage_cmd", "render_results", "search_cmd"]
+
 
 def _store(c):
     if c is not None:

@@ -10,6 +10,8 @@ import tempfile
 
 from canonry.errors import InvalidInput
 
+__all__ = ["run"]
+
 
 def run(directory: str, say) -> None:
     from canonry.store import init_store

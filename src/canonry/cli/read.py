@@ -7,6 +7,8 @@ import click
 
 from canonry.cli.common import done, say, store_options
 
+__all__ = ["get", "history", "ls", "print_registries", "show", "show_target", "types_text"]
+
 
 @click.command()
 @click.argument("target")

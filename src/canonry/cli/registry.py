@@ -6,6 +6,11 @@ import click
 from canonry.cli.common import done, say, store_options
 from canonry.cli.read import print_registries, show_target, types_text
 
+__all__ = [
+    "member_add", "member_list", "member_rm", "registry", "registry_create", "registry_edit",
+    "registry_list", "registry_member", "registry_protect", "registry_show", "registry_unprotect",
+]
+
 
 @click.group()
 def registry():

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 from canonry.output import block, change, fmt, human_size, table
 
+__all__ = [
+    "collections_table", "events_table", "history_table", "render_show", "runs_table", "versions_table",
+]
+
 
 def _aliases(aliases) -> str:
     return fmt([a for a in aliases]) if aliases else "-"

@@ -5,6 +5,8 @@ import click
 
 from canonry.cli.common import done, json_option, pass_ctx
 
+__all__ = ["clone", "merge", "pull", "push", "sync"]
+
 
 @click.command()
 @click.argument("branch")

@@ -5,6 +5,8 @@ import click
 
 from canonry.cli.common import json_option, pass_ctx, say
 
+__all__ = ["gc", "init", "quickstart"]
+
 
 @click.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False))

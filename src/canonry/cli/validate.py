@@ -1,6 +1,8 @@
 """`canonry validate [BASE..HEAD]`: the CI gate (the checks are in validate.py)."""
 import click
 
+__all__ = ["validate_cmd"]
+
 
 @click.command("validate")
 @click.argument("rev_range", metavar="[BASE..HEAD]", required=False)

@@ -5,6 +5,8 @@ import click
 
 from canonry.cli.common import done, store_options
 
+__all__ = ["alias", "alias_rm", "alias_set", "link", "log_cmd", "tag", "tag_add", "tag_rm", "unlink"]
+
 
 def _key_values(values, what: str, numeric: bool = False) -> dict:
     import json

@@ -15,6 +15,8 @@ import tempfile
 
 from canonry.errors import IntegrityError, InvalidInput
 
+__all__ = ["CHUNK", "LocalBlobStore", "blob_store_for"]
+
 CHUNK = 1 << 20
 
 

@@ -9,6 +9,8 @@ import os
 from canonry.files.blobs import LocalBlobStore
 from canonry.errors import InvalidInput
 
+__all__ = ["collect_files", "digest", "store_files"]
+
 
 def collect_files(path: str) -> list[tuple[str, str]]:
     """(relative posix path, absolute path) of every regular file under `path`, sorted."""

@@ -27,7 +27,7 @@ __all__ = ["history", "target_key_and_path", "walk"]
 def target_key_and_path(store: Any, target: str) -> tuple[str, str]:
     """Key matched against journal.keys(), and the store path hand-made commits are checked on."""
     view = store.view()
-    addr = store._classify(view, parse(target))
+    addr = store.classify(view, parse(target))
     if addr.kind == "registry":
         return "registry:" + addr.registry, m.registry_dir(addr.registry)
     if addr.kind == "collection":

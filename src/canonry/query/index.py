@@ -46,12 +46,10 @@ class IndexUnavailable(CanonryError):
 
 
 def for_store(store: Any) -> Index:
-    """The Index of a Store (one per Store object)."""
-    idx = store.__dict__.get("_canonry_index")
-    if idx is None:
-        idx = Index(store)
-        store.__dict__["_canonry_index"] = idx
-    return idx
+    """The Index of a Store: one per Store object, kept in its `query_index` attribute."""
+    if store.query_index is None:
+        store.query_index = Index(store)
+    return store.query_index
 
 
 def index_path(store: Any) -> str:

@@ -141,7 +141,7 @@ class Records:
         if body is not None:
             return json.loads(body)
         try:
-            return self.store._read_record(sha, path)
+            return self.store.read_record(sha, path)
         except (SchemaError, KeyError):
             return None
 

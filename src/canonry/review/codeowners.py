@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from canonry import model as m
 
+__all__ = ["render"]
+
 
 def _people(config: dict, members: dict, roles: set[str]) -> list[str]:
     out = []

@@ -138,7 +138,7 @@ def describe(store, rev_range: str) -> Review:
     before, after = store.view(mb), store.view(head_id)
     changes: list[Change] = []
     if mb != head_id:
-        events = diff_events(storage, mb, head_id, store._read_record, "", "", head_id.decode())
+        events = diff_events(storage, mb, head_id, store.read_record, "", "", head_id.decode())
         changes = [_change(e, before, after) for e in events]
         changes = [c for c in changes if c is not None]
         changes += _untracked_changes(store, mb, head_id)
@@ -230,8 +230,8 @@ def _untracked_changes(store, old_commit: bytes, new_commit: bytes) -> list[Chan
         path = (ch.new.path if ch.new is not None and ch.new.path else ch.old.path).decode()
         kind = m.kind_of_path(path)
         if kind == "store" and old_sha and new_sha:
-            before = store._read_record(old_sha, path)
-            after = store._read_record(new_sha, path)
+            before = store.read_record(old_sha, path)
+            after = store.read_record(new_sha, path)
             changes = _setting_changes(before, after, skip=("format",))
             if changes:
                 out.append(Change(kind="store.changed", group=STORE_GROUP, changes=changes,
@@ -239,12 +239,12 @@ def _untracked_changes(store, old_commit: bytes, new_commit: bytes) -> list[Chan
         elif kind == "artifact_version" and old_sha:
             parts = path.split("/")
             ref = f"{parts[1]}:{parts[2][:-5]}"
-            before = store._read_record(old_sha, path)
+            before = store.read_record(old_sha, path)
             if new_sha is None:
                 out.append(Change(kind="artifact.removed", group=ARTIFACTS_GROUP, previous_artifact=ref,
                                   version=parts[2][:-5], target=ref))
                 continue
-            after = store._read_record(new_sha, path)
+            after = store.read_record(new_sha, path)
             changes = _setting_changes(before, after)
             if changes:
                 out.append(Change(kind="artifact.changed", group=ARTIFACTS_GROUP, artifact=ref,

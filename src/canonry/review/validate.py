@@ -60,6 +60,12 @@ from canonry.names import LATEST, NAME_RE, VERSION_RE
 from canonry.ops import accepts
 from canonry.view import View
 
+__all__ = [
+    "Change", "CommitCheck", "Finding", "Loader", "PolicyView", "RULES", "Report", "layout_kind",
+    "load_policy_plugins", "rule_artifacts", "rule_collections", "rule_files", "rule_history", "rule_links",
+    "rule_parents", "rule_policies", "rule_roles", "signature_findings", "validate",
+]
+
 if TYPE_CHECKING:
     from canonry.automation.plugins import Plugins
 
@@ -134,7 +140,7 @@ class Loader:
         if key in self._errors:
             return _INVALID
         try:
-            return self.store._read_record(sha, path)
+            return self.store.read_record(sha, path)
         except SchemaError as e:
             self._errors[key] = _strip_path(str(e), path)
         except Exception as e:  # an unreadable blob, a decoding error: never an exception out of validate
