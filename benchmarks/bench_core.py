@@ -54,11 +54,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "src"))  # run from a che
 
 os.environ.setdefault("CANONRY_ACTOR", "Bench Runner <bench@example.com>")
 
+from dulwich.objects import Blob, Commit, Tree  # noqa: E402
+
 import canonry  # noqa: E402
 from canonry import model as m  # noqa: E402
 from canonry import yamlio  # noqa: E402
 from canonry.schemas import FORMAT_VERSION  # noqa: E402
-from dulwich.objects import Blob, Commit, Tree  # noqa: E402
 
 LINKS_PER_COLLECTION = 100
 VERSIONS_PER_ARTIFACT = 10

@@ -42,11 +42,11 @@ import tracemalloc
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import bench_core as core  # noqa: E402  (also puts ../src on sys.path and sets CANONRY_ACTOR)
+from dulwich.objects import Blob, Commit, Tree  # noqa: E402
 
 import canonry  # noqa: E402
 from canonry import journal, yamlio  # noqa: E402
 from canonry.schemas import FORMAT_VERSION  # noqa: E402
-from dulwich.objects import Blob, Commit, Tree  # noqa: E402
 
 LINKS_PER_COLLECTION = 100
 VERSIONS_PER_ARTIFACT = 10
@@ -508,7 +508,7 @@ def bench_processes(path: str, info: dict, runs: int) -> dict:
 def bench_history_inprocess(path: str, info: dict, runs: int) -> dict:
     store = canonry.open(path)
     out = {}
-    for label, target in (("quiet", info["commits"]["quiet"]), ("busiest", info["commits"]["busiest"])):
+    for _label, target in (("quiet", info["commits"]["quiet"]), ("busiest", info["commits"]["busiest"])):
         n = len(store.history(target))
         out[f"history {target}"] = stats([_timed(lambda t=target: store.history(t)) for _ in range(runs)]) | \
             {"entries": n}

@@ -31,9 +31,24 @@ ACTOR = "Ada Lovelace <ada@example.com>"
 ACTOR_EMAIL = "ada@example.com"
 
 __all__ = [
-    "GIT", "ACTOR", "ACTOR_EMAIL", "plugin_env", "mkstore", "plugin_dir", "write_plugin",
-    "git", "head", "invoke", "run_canonry", "Hooks", "WebhookServer", "webhook_server",
-    "signature", "artifact_file", "one_line_error", "event_summary",
+    "ACTOR",
+    "ACTOR_EMAIL",
+    "GIT",
+    "Hooks",
+    "WebhookServer",
+    "artifact_file",
+    "event_summary",
+    "git",
+    "head",
+    "invoke",
+    "mkstore",
+    "one_line_error",
+    "plugin_dir",
+    "plugin_env",
+    "run_canonry",
+    "signature",
+    "webhook_server",
+    "write_plugin",
 ]
 
 
@@ -203,7 +218,7 @@ class WebhookServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - http.server's naming
+            def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 body = self.rfile.read(length)
                 headers = {k.lower(): v for k, v in self.headers.items()}

@@ -8,13 +8,13 @@ from __future__ import annotations
 import random
 
 import yaml
+from conftest import git
 
 from canonry import model as m
 from canonry import ops
 from canonry.query.history import walk
 from canonry.query.search import parse
 from canonry.query.values import regex_search, to_number
-from conftest import git
 
 TAGS = ["vision", "nlp", "team-a", "v2"]
 ALIASES = ["production", "staging", "best", "champion"]
@@ -71,14 +71,14 @@ def build_random_store(store, workdir, seed: int, n_ops: int = 30, hand: bool = 
         name = rng.choice(NAMES[type_])
         inputs = rng.sample(made["versions"], min(len(made["versions"]), rng.randrange(0, 3)))
         v = store.log_artifact(new_file(), name=name, type=type_, metadata=rand_metadata(rng),
-                               metrics=rand_metrics(rng), inputs=[i for i in inputs],
+                               metrics=rand_metrics(rng), inputs=list(inputs),
                                description=rng.choice(["", "baseline", "fine-tuned on vision"]))
         made["versions"].append(v.address)
         return v
 
     for _ in range(4):
         log(rng.choice(["model", "dataset"]))
-    for step in range(n_ops):
+    for _step in range(n_ops):
         action = rng.randrange(10)
         try:
             if action <= 1:

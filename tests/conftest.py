@@ -145,7 +145,7 @@ def from_template(_templates, store_path):
     build(store, workdir) filled once per session. Saves rebuilding the same store for every
     test that only reads it or checks one failure against it."""
 
-    def make(name: str, build) -> "canonry.store.Store":
+    def make(name: str, build) -> canonry.store.Store:
         paths = _templates["paths"]
         if name not in paths:
             work = _templates["root"] / name

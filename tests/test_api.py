@@ -8,13 +8,20 @@ import socket
 
 import pytest
 import yaml
+from conftest import ACTOR_EMAIL, commit_count, git, head_of, show_file
 
 import canonry
 from canonry import model as m
-from canonry.errors import (CanonryError, IntegrityError, InvalidAddress, InvalidInput,
-                            InvalidName, NotFound, ReservedAlias, TypeNotAccepted)
-
-from conftest import ACTOR_EMAIL, commit_count, git, head_of, show_file
+from canonry.errors import (
+    CanonryError,
+    IntegrityError,
+    InvalidAddress,
+    InvalidInput,
+    InvalidName,
+    NotFound,
+    ReservedAlias,
+    TypeNotAccepted,
+)
 
 
 def sha256(data: bytes) -> str:
@@ -647,18 +654,16 @@ def test_transaction_reads_its_own_writes(store, make_file):
 def test_transaction_exception_writes_nothing(store, store_path, make_file):
     store.log_artifact(str(make_file("a")), name="gem", type="model")
     head = head_of(store_path)
-    with pytest.raises(RuntimeError):
-        with store.transaction() as tx:
-            tx.link("gem:v0", "model/c", aliases=["production"])
-            raise RuntimeError("changed my mind")
+    with pytest.raises(RuntimeError), store.transaction() as tx:
+        tx.link("gem:v0", "model/c", aliases=["production"])
+        raise RuntimeError("changed my mind")
     assert head_of(store_path) == head
     with pytest.raises(NotFound):
         store.collection("model/c")
     # a failing operation inside the block aborts the whole transaction too
-    with pytest.raises(ReservedAlias):
-        with store.transaction() as tx:
-            tx.link("gem:v0", "model/c")
-            tx.set_alias("model/c:v0", "latest")
+    with pytest.raises(ReservedAlias), store.transaction() as tx:
+        tx.link("gem:v0", "model/c")
+        tx.set_alias("model/c:v0", "latest")
     assert head_of(store_path) == head
 
 
@@ -727,7 +732,7 @@ def test_history_of_removed_alias_and_unlinked_version(store, make_file):
     assert [(e.op, e.before, e.after) for e in alias_hist] == [
         ("alias.rm", "v1", None), ("alias.set", "v0", "v1"), ("alias.set", None, "v0")]
     link_hist = store.history("model/c:v0")
-    assert [(e.op, e.before, e.after) for e in link_hist][0] == ("unlink", "gem:v0", None)
+    assert next((e.op, e.before, e.after) for e in link_hist) == ("unlink", "gem:v0", None)
     ops = [e.op for e in link_hist]
     assert ops.count("link") == 1 and ops.count("unlink") == 1
     assert ("alias.set", None, "v0") in [(e.op, e.before, e.after) for e in link_hist]

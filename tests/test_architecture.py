@@ -117,7 +117,7 @@ def test_no_module_level_import_circle():
         stack.append(m)
         for n in sorted(graph[m]):
             if state.get(n) == 1:
-                raise AssertionError("import circle: " + " -> ".join(stack[stack.index(n):] + [n]))
+                raise AssertionError("import circle: " + " -> ".join([*stack[stack.index(n):], n]))
             if n not in state:
                 visit(n)
         stack.pop()

@@ -9,12 +9,11 @@ import sys
 import time
 
 import pytest
+from _plugin_helpers import *
 
 import canonry
-from canonry.errors import PolicyRefused
 from canonry.automation.runlog import NOTES_REF
-
-from _plugin_helpers import *  # noqa: F401,F403 - fixtures and helpers
+from canonry.errors import PolicyRefused
 
 NOTES = "canonry-automations"
 
@@ -218,7 +217,7 @@ def test_a_failed_delivery_is_retried_by_the_next_run_then_delivered_once(plugin
     s = canonry.open(str(path))
     s.log_artifact(artifact_file(tmp_path), name="m", type="model")
     s.link("m:v0", "model/coll", aliases=["production"])
-    event_id = [e.id for e in s.events("HEAD") if e.kind == "alias.added"][0]
+    event_id = next(e.id for e in s.events("HEAD") if e.kind == "alias.added")
     first = invoke("-C", path, "--plugins-dir", plugin_dir, "automations", "run", "HEAD~1..HEAD")
     assert first.exit_code == 1 and "deliveries failed" in first.stderr
     flag.write_text("")
@@ -297,10 +296,9 @@ def test_policy_plugin_refuses_a_change_through_the_api(plugin_dir, mkstore, tmp
     assert not (path / "registries/model/mnist/aliases.yaml").exists()
     assert "production" not in _aliases(s, "model/mnist")
     assert rec.calls() == []  # nothing committed, so no event delivered
-    with pytest.raises(PolicyRefused):
-        with s.transaction("promote and tag") as tx:
-            tx.tag("model/mnist:v1", "approved")
-            tx.set_alias("model/mnist:v1", "production")
+    with pytest.raises(PolicyRefused), s.transaction("promote and tag") as tx:
+        tx.tag("model/mnist:v1", "approved")
+        tx.set_alias("model/mnist:v1", "production")
     assert head(path) == before
     # other changes pass
     s.set_alias("model/mnist:v1", "staging")

@@ -7,12 +7,25 @@ from __future__ import annotations
 import json
 
 import pytest
+from _remote_helpers import (
+    ALICE,
+    BOB,
+    aliases,
+    env_var,
+    git,
+    invoke,
+    is_ancestor,
+    links,
+    ok,
+    open_as,
+    parents,
+    rev,
+    status,
+    unique_file,
+)
+from conftest import assert_one_line_error
 
 import canonry
-
-from conftest import assert_one_line_error
-from _remote_helpers import (ALICE, BOB, aliases, env_var, git, invoke, is_ancestor, links, ok, open_as,
-                             parents, rev, status, unique_file)
 
 BRANCH = "promote/mnist-v7"
 
@@ -24,7 +37,7 @@ def store(tmp_path):
     path = tmp_path / "store"
     with env_var("CANONRY_ACTOR", ALICE):
         s = canonry.init(str(path))
-        s.actor
+        s.actor  # noqa: B018 - read once, while CANONRY_ACTOR is set
     for i in range(4):
         s.log_artifact(unique_file(tmp_path, "w"), name="gemma-finetuned", type="model",
                        metrics={"accuracy": round(0.5 + 0.1 * i, 2)})

@@ -14,13 +14,28 @@ from __future__ import annotations
 import json
 
 import pytest
+from _plugin_helpers import WebhookServer
+from _remote_helpers import (
+    ALICE,
+    BOB,
+    CAROL,
+    NOTES_REF,
+    aliases,
+    env_var,
+    fsck,
+    git,
+    hand_commit,
+    invoke,
+    is_ancestor,
+    ok,
+    parents,
+    rev,
+    run_process,
+    status,
+    unique_file,
+)
 
 import canonry
-
-from _plugin_helpers import WebhookServer
-from _remote_helpers import (ALICE, BOB, CAROL, NOTES_REF, aliases, env_var, fsck, git, hand_commit,
-                             invoke, is_ancestor, ok, parents, rev, run_process, status,
-                             unique_file)
 
 SECRET_ENV = "DEPLOY_SECRET"
 SECRET = "whsec-ci-flow-9f2c-never-in-the-repo"

@@ -6,11 +6,19 @@ import os
 
 import pytest
 import yaml
+from conftest import (
+    ACTOR_EMAIL,
+    assert_one_line_error,
+    commit_count,
+    git,
+    git_status,
+    head_of,
+    run_process,
+    show_file,
+    write_checkpoint,
+)
 
 import canonry
-
-from conftest import (ACTOR_EMAIL, assert_one_line_error, commit_count, git, git_status, head_of,
-                      run_process, show_file, write_checkpoint)
 
 
 def _build_populated(store, work):

@@ -11,11 +11,9 @@ import textwrap
 
 import click
 import pytest
-
-import canonry.cli.app
-from canonry.cli.app import BUILTIN_COMMANDS, load_builtin_command
-
 from conftest import run_process
+
+from canonry.cli.app import BUILTIN_COMMANDS, load_builtin_command
 
 COMMAND_MODULES = sorted({module for module, _attribute, _short_help in BUILTIN_COMMANDS.values()})
 

@@ -3,10 +3,9 @@ with a bar chart and a sparkline of it."""
 from __future__ import annotations
 
 import pytest
+from conftest import assert_one_line_error
 
 from canonry.query.compare import bar, sparkline
-
-from conftest import assert_one_line_error
 
 
 def _candidates(s, work):

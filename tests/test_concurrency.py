@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import assert_one_line_error, fsck, git, git_status, head_of, show_file
 
 import canonry
 from canonry.errors import CanonryError
-
-from conftest import assert_one_line_error, fsck, git, git_status, head_of, show_file
 
 N = 8  # link + 2 alias operations per round, per writer
 
@@ -51,7 +50,7 @@ def _writer_thread(path, who, n, errors, barrier, shared_store=None):
             lv = store.link(f"{who}:v{j}", "model/shared")
             store.set_alias(lv.address, f"last-{who}")
             store.set_alias(lv.address, "champion")
-    except BaseException as e:  # noqa: BLE001 - reported by the test
+    except BaseException as e:
         errors.append(repr(e))
 
 
@@ -159,7 +158,7 @@ def test_two_cli_processes_at_once(store, store_path, tmp_path):
     procs = [subprocess.Popen(["sh", "-c", script.format(w=w)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for w in writers]
     for p in procs:
-        out, err = p.communicate(timeout=120)
+        _out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
         assert "Traceback" not in err
     store = canonry.open(str(store_path))
@@ -201,10 +200,9 @@ def test_replayed_transaction_fails_cleanly_when_replay_is_impossible(store, sto
     store.log_artifact(str(make_file("a")), name="gem", type="model")
     store.link("gem:v0", "model/c")
     other = canonry.open(str(store_path))
-    with pytest.raises(CanonryError):
-        with store.transaction() as tx:
-            tx.set_alias("model/c:v0", "production")
-            other.unlink("model/c:v0")  # the version the transaction aliased is gone
+    with pytest.raises(CanonryError), store.transaction() as tx:
+        tx.set_alias("model/c:v0", "production")
+        other.unlink("model/c:v0")  # the version the transaction aliased is gone
     assert store.collection("model/c").aliases == {}
     assert store.versions("model/c") == []
 
@@ -280,7 +278,7 @@ def test_index_update_of_one_writer_is_not_lost_to_another(linked, store_path):
     def writer_a():
         try:
             store.set_alias("model/first-collection:v0", "staging")  # touches aliases.yaml
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             errors.append(repr(e))
 
     thread = threading.Thread(target=writer_a)
@@ -297,7 +295,7 @@ def test_index_update_of_one_writer_is_not_lost_to_another(linked, store_path):
     def writer_b():
         try:
             other.tag("model/first-collection:v0", "reviewed")  # touches links/v0.yaml only
-        except BaseException as e:  # noqa: BLE001
+        except BaseException as e:
             b_errors.append(repr(e))
 
     thread_b = threading.Thread(target=writer_b)

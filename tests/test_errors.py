@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import assert_one_line_error, git, head_of
 
 import canonry
-
-from conftest import assert_one_line_error, git, head_of
 
 
 def _build_ready(store, work):

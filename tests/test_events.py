@@ -6,11 +6,10 @@ import dataclasses
 import re
 
 import pytest
+from _plugin_helpers import *
 
 import canonry
 from canonry.automation.events import KINDS, Event
-
-from _plugin_helpers import *  # noqa: F401,F403 - fixtures and helpers
 
 
 def _kinds(events):

@@ -6,11 +6,9 @@ import os
 
 import pytest
 import yaml
+from conftest import ACTOR, ACTOR_EMAIL, commit_count, fsck, git, git_status, head_of, run_process, show_file
 
 import canonry
-
-from conftest import (ACTOR, ACTOR_EMAIL, commit_count, fsck, git, git_status, head_of,
-                      run_process, show_file)
 
 
 def _busy_store(store, make_file, links: int = 6):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 
+from conftest import fsck, git
 from dulwich.repo import Repo
 
 import canonry
-from canonry.git import reader as gitread
 from canonry.git import packs
-from conftest import fsck, git
+from canonry.git import reader as gitread
 
 
 def _git_repo_with_history(path, commits: int = 12) -> None:

@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ACTOR_EMAIL, assert_one_line_error, git, git_status, head_of
 
 import canonry
 from canonry.errors import InvalidInput
 from canonry.governance import RANK, PermissionDenied
-
-from conftest import ACTOR_EMAIL, assert_one_line_error, git, git_status, head_of
 
 ADA = ACTOR_EMAIL  # created the store: store admin, admin of every registry she creates
 RADMIN = "radmin@example.com"  # admin of registry `secure` (not a store admin)
@@ -833,7 +832,7 @@ def test_audit_json_lists_everyones_changes_newest_first(roles, store_path, monk
     times = [e["time"] for e in entries]
     assert times == sorted(times, reverse=True)
     commits = git("-C", store_path, "rev-list", "main").split()
-    assert [c for c in dict.fromkeys(e["commit"] for e in entries)] == commits  # every commit, newest first
+    assert list(dict.fromkeys(e["commit"] for e in entries)) == commits  # every commit, newest first
     assert {e["actor"] for e in entries} == {ADA, MEMBER, RADMIN, OUTSIDER, VIEWER}
     # the table form
     table = run_cli("-C", store_path, "audit")

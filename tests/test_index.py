@@ -15,17 +15,18 @@ import time
 import uuid
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from _query_helpers import build_random_store, hand_commit, rand_metadata, rand_metrics, reference_documents
+from conftest import git, git_status
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import canonry
 from canonry.query.commits import path_keys
-from canonry.query.history import history as index_history, walk
+from canonry.query.history import history as index_history
+from canonry.query.history import walk
 from canonry.query.index import Index, for_store, index_path
 from canonry.query.search import KINDS
 from canonry.query.trees import changed_entries
-
-from _query_helpers import build_random_store, hand_commit, rand_metadata, rand_metrics, reference_documents
-from conftest import git, git_status
 
 
 def snapshot(idx: Index) -> dict:

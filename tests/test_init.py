@@ -5,11 +5,10 @@ import os
 
 import pytest
 import yaml
+from conftest import ACTOR_EMAIL, commit_count, git, git_status, head_of, show_file
 
 import canonry
 from canonry.errors import NotAStore
-
-from conftest import ACTOR_EMAIL, commit_count, git, git_status, head_of, show_file
 
 
 def _tree(path, rev="main"):

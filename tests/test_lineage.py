@@ -6,10 +6,9 @@ import json
 import xml.etree.ElementTree as ET
 
 import pytest
+from conftest import assert_one_line_error
 
 from canonry.query.lineage import Lineage, layered_svg, layout, render
-
-from conftest import assert_one_line_error
 
 
 def _diamond(s, work):

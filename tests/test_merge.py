@@ -6,14 +6,30 @@ brought, once. Real repositories, the git CLI for every check of history."""
 from __future__ import annotations
 
 import pytest
+from _plugin_helpers import WebhookServer
+from _remote_helpers import (
+    ALICE,
+    BOB,
+    aliases,
+    env_var,
+    fsck,
+    git,
+    hand_commit,
+    invoke,
+    is_ancestor,
+    links,
+    ok,
+    open_as,
+    parents,
+    rev,
+    status,
+    subject,
+    unique_file,
+)
+from conftest import assert_one_line_error
 
 import canonry
 from canonry.errors import MergeConflict
-
-from conftest import assert_one_line_error
-from _plugin_helpers import WebhookServer
-from _remote_helpers import (ALICE, BOB, aliases, env_var, fsck, git, hand_commit, invoke, is_ancestor, links,
-                             ok, open_as, parents, rev, status, subject, unique_file)
 
 BRANCH = "promote/mnist"
 

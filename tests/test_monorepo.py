@@ -5,11 +5,25 @@ canonry from its root, from inside registry/ and from another folder. Real repos
 from __future__ import annotations
 
 import pytest
+from _remote_helpers import (
+    ALICE,
+    BOB,
+    HAND,
+    aliases,
+    fsck,
+    git,
+    invoke,
+    is_ancestor,
+    links,
+    ok,
+    open_as,
+    parents,
+    rev,
+    status,
+    unique_file,
+)
 
 import canonry
-
-from _remote_helpers import (ALICE, BOB, HAND, aliases, fsck, git, invoke, is_ancestor, links, ok,
-                             open_as, parents, rev, status, unique_file)
 
 CODE = {"src/app.py": "print('serving')\n", "README.md": "# the product\n"}
 
@@ -69,7 +83,7 @@ def test_init_with_prefix_keeps_the_store_under_the_folder_on_the_code_branch(mo
 
 
 def test_code_work_in_progress_survives_canonry_writes(mono, tmp_path):
-    path, code_commit = mono
+    path, _code_commit = mono
     (path / "src" / "app.py").write_text("print('staged change')\n")
     git("-C", path, "add", "src/app.py")
     (path / "README.md").write_text("# unstaged change\n")
@@ -138,7 +152,7 @@ def test_a_git_clone_works_from_the_root_inside_registry_and_elsewhere(mono, tmp
 
 
 def test_proposal_review_and_merge_inside_a_monorepo(mono, tmp_path):
-    path, code_commit = mono
+    path, _code_commit = mono
     s = open_as(path, ALICE)
     s.log_artifact(unique_file(tmp_path), name="ranker", type="model", metrics={"ndcg": 0.7})
     s.log_artifact(unique_file(tmp_path), name="ranker", type="model", metrics={"ndcg": 0.75})

@@ -4,8 +4,15 @@ from __future__ import annotations
 import pytest
 
 from canonry.errors import CanonryError, InvalidAddress, InvalidName, ReservedAlias
-from canonry.names import check_alias, check_name, is_version, parse, parse_artifact_version, \
-    parse_collection, parse_link
+from canonry.names import (
+    check_alias,
+    check_name,
+    is_version,
+    parse,
+    parse_artifact_version,
+    parse_collection,
+    parse_link,
+)
 
 
 @pytest.mark.parametrize("name", ["a", "model", "gemma-finetuned", "A9", "x.y_z-1", "0abc",

@@ -4,17 +4,17 @@ from __future__ import annotations
 import os
 import stat
 
+import pytest
+from conftest import fsck, git
 from dulwich.objects import Blob, Tree
 from dulwich.pack import apply_delta
 from dulwich.repo import Repo
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import canonry
-from canonry.git import reader as gitread
 from canonry.git import packs
-from conftest import fsck, git
+from canonry.git import reader as gitread
 
 
 def _pack_dir(repo_path) -> str:
@@ -115,7 +115,7 @@ def test_packs_written_by_git_with_deltas_are_merged_whole(tmp_path):
     mine = packs.write_pack(_pack_dir(repo), [Blob.from_string(b"extra")])
     theirs = [os.path.join(_pack_dir(repo), n[:-4]) for n in os.listdir(_pack_dir(repo))
               if n.endswith(".idx") and os.path.join(_pack_dir(repo), n[:-4]) != mine]
-    merged = packs.merge(Repo(str(work)).object_store, theirs + [mine])
+    merged = packs.merge(Repo(str(work)).object_store, [*theirs, mine])
     assert _packs(repo) == [os.path.basename(merged) + ".pack"]
     assert sorted(os.listdir(_pack_dir(repo))) == sorted(  # git's .rev went with its pack
         os.path.basename(merged) + ext for ext in (".idx", ".pack"))
@@ -185,7 +185,8 @@ _NAMES = st.text(alphabet="ab .-_1v", min_size=1, max_size=6).filter(lambda n: n
                                min_size=1, max_size=30),
        probe=_NAMES)
 def test_raw_entry_search_agrees_with_parsing(entries, probe):
-    from canonry.git.treebytes import AMBIGUOUS as _AMBIGUOUS, find_entry as _find_entry
+    from canonry.git.treebytes import AMBIGUOUS as _AMBIGUOUS
+    from canonry.git.treebytes import find_entry as _find_entry
 
     tree = Tree()
     for name, (is_dir, sha) in entries.items():
@@ -195,7 +196,7 @@ def test_raw_entry_search_agrees_with_parsing(entries, probe):
         found = _find_entry(raw, name.encode())
         if found is _AMBIGUOUS:
             continue  # the caller parses: always right
-        expected = tree[name.encode()] if name.encode() in tree else None
+        expected = tree[name.encode()] if name.encode() in tree else None  # noqa: SIM401 - a Tree has no get()
         assert found == (tuple(expected) if expected else None), name
 
 
@@ -236,7 +237,7 @@ def test_build_tree_gives_the_ids_git_would(tmp_path_factory, size, edits):
     base_objects: list = [blob(str(i)) for i in range(size)]
     base_tree = storage.build_tree(None, {k: (0o100644, v) for k, v in base.items()}, base_objects)
     storage.write_objects(base_objects)
-    expected = dict((k, (0o100644, v)) for k, v in base.items())
+    expected = {k: (0o100644, v) for k, v in base.items()}
     changes = {}
     for n, kind in edits:
         name = f"n{n:03d}.yaml"
@@ -263,7 +264,7 @@ def test_build_tree_gives_the_ids_git_would(tmp_path_factory, size, edits):
             reference.add(name.encode(), *value)
     assert new_id == reference.id
     if new_id != base_tree:  # else nothing changed and nothing new was written
-        assert [o for o in out if o.id == new_id][0].as_raw_string() == reference.as_raw_string()
+        assert next(o for o in out if o.id == new_id).as_raw_string() == reference.as_raw_string()
 
 
 def test_a_long_lived_reader_follows_a_writer_whose_merges_remove_packs(tmp_path, model_file):
@@ -441,8 +442,8 @@ def test_gc_waits_for_a_merge_under_way_and_says_so_when_it_lasts(tmp_path, mode
     import threading
     import time
 
-    from canonry.git import housekeeping
     from canonry.errors import Conflict
+    from canonry.git import housekeeping
 
     path = tmp_path / "s.git"
     store = canonry.init(str(path), bare=True)
@@ -497,7 +498,7 @@ def test_a_writer_grows_one_pack_and_retires_the_one_it_replaces(tmp_path, model
     v = store.log_artifact(str(model_file), name="gem", type="model")
     store.storage.wait_for_housekeeping()
     settled = set(_indexes(path))
-    previous = None
+    previous, kept = None, set()
     for c in range(6):
         store.link(v.address, f"model/c{c}", aliases=["candidate"])
         store.storage.wait_for_housekeeping()
@@ -573,7 +574,7 @@ def test_a_growing_pack_merged_away_by_another_process_is_not_grown_again(tmp_pa
     first, _ = growing.write([Blob.from_string(b"one")], fsync=False)
     # Another process merges it with other small packs and retires it.
     others = [packs.write_pack(_pack_dir(repo), [Blob.from_string(f"other {k}".encode())]) for k in range(3)]
-    merged, replaced = packs.merge_packs(gitread.ObjectReader(str(repo / "objects")), [first, *others])
+    _merged, replaced = packs.merge_packs(gitread.ObjectReader(str(repo / "objects")), [first, *others])
     assert first in replaced and packs.retire_packs(replaced) == replaced
     second, superseded = growing.write([Blob.from_string(b"two")], fsync=False)
     assert superseded is None  # started afresh: "one" is in the merged pack already

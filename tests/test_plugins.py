@@ -7,10 +7,9 @@ import os
 import sys
 
 import pytest
+from _plugin_helpers import *
 
 import canonry
-
-from _plugin_helpers import *  # noqa: F401,F403 - fixtures and helpers
 
 BUILTINS = {"webhook", "command", "policy", "auto_alias"}
 
@@ -55,7 +54,7 @@ def test_broken_plugins_are_reported_and_the_rest_load(broken_dir, mkstore, tmp_
     out = invoke("-C", path, "--plugins-dir", broken_dir, "plugins", "--json")
     assert out.exit_code == 0, out
     infos = _by_name(out.json())
-    assert BUILTINS <= set(infos)
+    assert set(infos) >= BUILTINS
     for name in BUILTINS | {"good", "recorder"}:
         assert infos[name]["loaded"] is True and infos[name]["error"] is None, infos[name]
     for name in ("syntax_error", "raises_on_import", "misspelled"):
@@ -255,7 +254,7 @@ def test_broken_store_plugin_is_reported(mkstore, tmp_path):
     assert infos["bad_local"]["loaded"] is False
     assert "no_such_module_here" in infos["bad_local"]["error"]
     assert "_private" not in infos
-    assert BUILTINS <= {n for n, i in infos.items() if i["loaded"]}
+    assert {n for n, i in infos.items() if i["loaded"]} >= BUILTINS
 
 
 # ---- entry points (a real distribution's metadata on sys.path) -------------------------------------
@@ -270,7 +269,7 @@ def _site_with_entry_points(tmp_path, modules: dict, extra_entries: str = "") ->
     (dist / "entry_points.txt").write_text("[canonry]\n" + entries + extra_entries)
     for name, code in modules.items():
         write_plugin(site, f"canonry_extra_{name}", code)
-    return {"PYTHONPATH": os.pathsep.join([str(site)] + sys.path)}
+    return {"PYTHONPATH": os.pathsep.join([str(site), *sys.path])}
 
 
 def test_entry_point_plugins(tmp_path, mkstore):

@@ -16,15 +16,34 @@ import threading
 import time
 
 import pytest
+from _plugin_helpers import WebhookServer
+from _remote_helpers import (  # noqa: F401
+    ALICE,
+    BOB,
+    NOTES_REF,
+    aliases,
+    free_port,
+    fsck,
+    git,
+    git_http,
+    git_http_backend,
+    hand_commit,
+    invoke,
+    is_ancestor,
+    links,
+    ok,
+    open_as,
+    parents,
+    rev,
+    status,
+    subject,
+    unique_file,
+    world,
+)
+from conftest import assert_one_line_error
 
 import canonry
 from canonry.errors import MergeConflict
-
-from conftest import assert_one_line_error
-from _plugin_helpers import WebhookServer
-from _remote_helpers import (ALICE, BOB, NOTES_REF, aliases, free_port, fsck, git, git_http,  # noqa: F401
-                             git_http_backend, hand_commit, invoke, is_ancestor, links, ok, open_as, parents, rev,
-                             status, subject, unique_file, world)
 
 SECRET = "s3cret-Pa55word"
 
@@ -571,7 +590,7 @@ def test_automations_that_ran_on_a_local_commit_are_not_run_again_after_its_repl
         assert open_as(a, ALICE).push().replayed == 1
         assert len(server.requests) == 2  # each link delivered once, when it was made
 
-        ci, ci_path = w.remote_store()
+        ci, _ci_path = w.remote_store()
         delivered = ci.run_automations(f"{w.base}..main")
         assert delivered == [], [(d["target"], d["status"]) for d in delivered]
         assert len(server.requests) == 2
@@ -652,7 +671,7 @@ def test_fetch_while_the_remote_keeps_moving_never_crashes(world):
                     pulled += 1
             except CanonryError as e:
                 gave_up.append(str(e))
-            except Exception as e:  # noqa: BLE001 - any crash is the finding
+            except Exception as e:
                 crashes.append(f"{type(e).__name__}: {e}")
     finally:
         stop.set()

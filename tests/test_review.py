@@ -8,12 +8,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _plugin_helpers import WebhookServer
+from conftest import ACTOR_EMAIL, assert_one_line_error, git, head_of, run_process
 
 import canonry
 from canonry.review.diff import Review, describe, render_markdown, render_text
-
-from conftest import ACTOR_EMAIL, assert_one_line_error, git, head_of, run_process
-from _plugin_helpers import WebhookServer
 
 DOCS_CI = Path(__file__).resolve().parent.parent / "docs" / "ci"
 BRANCH = "promote/mnist"
@@ -50,7 +49,7 @@ def promoted(mnist):
 
 # ---- the alias move ----------------------------------------------------------------------------
 def test_alias_move_text(promoted):
-    path, s, _ = promoted
+    _path, s, _ = promoted
     review = s.diff(f"main..{BRANCH}")
     assert isinstance(review, Review) and len(review) == 1
     text = render_text(review)
@@ -59,7 +58,7 @@ def test_alias_move_text(promoted):
 
 
 def test_alias_move_markdown(promoted):
-    path, s, _ = promoted
+    _path, s, _ = promoted
     md = render_markdown(s.diff(f"main..{BRANCH}"))
     lines = md.splitlines()
     assert lines[0] == f"### Registry changes (`main..{BRANCH}`)"
@@ -72,7 +71,7 @@ def test_alias_move_markdown(promoted):
 
 
 def test_alias_move_json(promoted):
-    path, s, _ = promoted
+    _path, s, _ = promoted
     [change] = s.diff(f"main..{BRANCH}").to_list()
     assert change["kind"] == "alias.moved"
     assert change["collection"] == "model/mnist" and change["alias"] == "production"
@@ -98,14 +97,14 @@ def test_alias_move_through_the_cli(promoted, cli):
 def test_metrics_of_either_side_are_shown(mnist, make_file):
     """Old metrics read at the merge base, new at the head; a metric only one side has shows
     '-' for the other."""
-    path, s, branch = mnist
+    _path, s, branch = mnist
     s.log_artifact(str(make_file("w2")), name="gemma-finetuned", type="model",
                    metrics={"accuracy": 0.97, "f1": 0.8})
     b = branch()
     b.link("gemma-finetuned:v2", "model/mnist")
     b.set_alias("model/mnist:v2", "production")
     review = s.diff(f"main..{BRANCH}")
-    moved = [c for c in review if c.kind == "alias.moved"][0]
+    moved = next(c for c in review if c.kind == "alias.moved")
     assert moved.metrics == {"accuracy": [0.91, 0.97], "f1": [None, 0.8]}
     assert ("model/mnist: production v0 → v2 (gemma-finetuned:v2, accuracy 0.91 → 0.97, f1 - → 0.8)"
             in render_text(review).splitlines())
@@ -113,7 +112,7 @@ def test_metrics_of_either_side_are_shown(mnist, make_file):
 
 def test_net_change_over_several_commits(mnist, make_file):
     """Moving production twice on the branch reads as one move from the base to the head."""
-    path, s, branch = mnist
+    _path, s, branch = mnist
     s.log_artifact(str(make_file("w2")), name="gemma-finetuned", type="model", metrics={"accuracy": 0.99})
     b = branch()
     b.set_alias("model/mnist:v1", "production")
@@ -127,7 +126,7 @@ def test_net_change_over_several_commits(mnist, make_file):
 
 # ---- every kind of change ----------------------------------------------------------------------
 def test_alias_added_and_removed(mnist):
-    path, s, branch = mnist
+    _path, s, branch = mnist
     s.set_alias("model/mnist:v1", "staging")
     b = branch()
     b.remove_alias("model/mnist", "staging")
@@ -142,7 +141,7 @@ def test_alias_added_and_removed(mnist):
 
 
 def test_links_added_and_removed(mnist, make_file):
-    path, s, branch = mnist
+    _path, s, branch = mnist
     b = branch()
     b.log_artifact(str(make_file("w2")), name="gemma-finetuned", type="model", metrics={"accuracy": 0.95})
     b.link("gemma-finetuned:v2", "model/mnist")
@@ -165,14 +164,14 @@ def test_links_added_and_removed(mnist, make_file):
     assert "- \\- v0 `gemma-finetuned:v0`" in md
     assert "**artifact versions**" in md
     data = review.to_list()
-    created = [c for c in data if c["kind"] == "link.created"][0]
-    removed = [c for c in data if c["kind"] == "link.removed"][0]
+    created = next(c for c in data if c["kind"] == "link.created")
+    removed = next(c for c in data if c["kind"] == "link.removed")
     assert (created["to"], created["artifact"]) == ("v2", "gemma-finetuned:v2")
     assert (removed["from"], removed["previous_artifact"]) == ("v0", "gemma-finetuned:v0")
 
 
 def test_tags_on_collections_and_linked_versions(mnist):
-    path, s, branch = mnist
+    _path, s, branch = mnist
     s.tag("model/mnist", "old", "vision")
     b = branch()
     b.tag("model/mnist", "mnist")
@@ -190,7 +189,7 @@ def test_tags_on_collections_and_linked_versions(mnist):
 
 
 def test_registry_settings_and_new_things(mnist, make_file):
-    path, s, branch = mnist
+    _path, s, branch = mnist
     b = branch()
     b.edit_registry("model", visibility="restricted", add_types=["checkpoint"])
     b.create_registry("eval", types=["eval-report"])
@@ -202,7 +201,7 @@ def test_registry_settings_and_new_things(mnist, make_file):
     assert "registry eval: new registry (restricted; types: eval-report)" in lines
     assert "eval/mnist: new collection (eval-report)" in lines
     assert "eval/mnist: + v0 mnist-eval:v0 (top1 0.9)" in lines
-    edit = [c for c in review.to_list() if c["kind"] == "registry.changed"][0]
+    edit = next(c for c in review.to_list() if c["kind"] == "registry.changed")
     assert edit["registry"] == "model"
     assert edit["changes"] == {"visibility": ["organization", "restricted"],
                                "types": [["model"], ["model", "checkpoint"]]}
@@ -211,7 +210,7 @@ def test_registry_settings_and_new_things(mnist, make_file):
 
 
 def test_store_settings_are_shown(mnist):
-    path, s, branch = mnist
+    _path, s, branch = mnist
     branch().set_automations([{"name": "keep-best", "on": "link.created", "action": "auto-alias",
                                "with": {"alias": "best", "metric": "accuracy"}}])
     review = s.diff(f"main..{BRANCH}")
@@ -246,7 +245,7 @@ def test_diff_across_a_git_merge(promoted):
 
 # ---- the merge base --------------------------------------------------------------------------------
 def test_changes_made_on_main_after_branching_are_not_in_the_diff(promoted, make_file):
-    path, s, branch = promoted
+    path, s, _branch = promoted
     fork_point = head_of(path)
     s.tag("model/mnist", "main-only")
     s.set_alias("model/mnist:v0", "staging")
@@ -274,7 +273,7 @@ def test_branch_authors_only(promoted, monkeypatch):
 
 # ---- nothing to say --------------------------------------------------------------------------------
 def test_empty_diff(mnist, cli):
-    path, s, branch = mnist
+    _path, _s, branch = mnist
     b = branch()
     b.set_alias("model/mnist:v1", "staging")  # two commits that cancel out: no net change
     b.remove_alias("model/mnist", "staging")
@@ -290,7 +289,7 @@ def test_empty_diff(mnist, cli):
 
 
 def test_branch_behind_main_has_nothing_to_propose(promoted):
-    path, s, branch = promoted
+    path, s, _branch = promoted
     git("-C", path, "branch", "old", "main~1")
     assert len(s.diff("main..old")) == 0
 
@@ -441,7 +440,7 @@ def test_ci_flow_end_to_end_against_a_bare_remote(tmp_path, make_file, monkeypat
 
 
 def test_markdown_escapes_free_text(mnist):
-    path, s, branch = mnist
+    _path, s, branch = mnist
     branch().edit_registry("model", description="the *best* <b>models</b>")
     review = s.diff(f"main..{BRANCH}")
     md = render_markdown(review)

@@ -6,13 +6,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import git, show_file
 from jsonschema import Draft202012Validator
 
 from canonry import model as m
 from canonry.errors import SchemaError
 from canonry.schemas import FORMAT_VERSION, KINDS, schema_dir, validate
-
-from conftest import git, show_file
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
@@ -73,7 +72,7 @@ def test_validate_names_file_and_field():
         validate("aliases", {"format": 2, "aliases": {}}, "x/aliases.yaml")
     with pytest.raises(SchemaError, match="mapping"):
         validate("link", ["not", "a", "mapping"], "x/links/v0.yaml")
-    with pytest.raises(SchemaError, match="alias name|does not match|latest"):
+    with pytest.raises(SchemaError, match=r"alias name|does not match|latest"):
         validate("aliases", {"format": 1, "aliases": {"../x": "v0"}}, "x/aliases.yaml")
 
 

@@ -7,13 +7,13 @@ import datetime as dt
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
-
-import canonry
-from canonry.query.search import FilterError, KINDS, parse
-
 from _query_helpers import build_random_store, lookup, matches, reference_documents, vocabulary
 from conftest import assert_one_line_error
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import canonry
+from canonry.query.search import KINDS, FilterError, parse
 
 SEEDS = (1, 2)
 
@@ -245,7 +245,7 @@ def test_malformed_filters_are_clear_errors(store, flt, words):
 
 
 def test_fields_are_checked_per_kind(store):
-    with pytest.raises(FilterError, match="unknown field 'metrics.acc' for collections"):
+    with pytest.raises(FilterError, match=r"unknown field 'metrics\.acc' for collections"):
         store.collections(filter={"metrics.acc": 1})
     with pytest.raises(FilterError, match="unknown field 'tags' for registries"):
         store.registries(filter={"tags": "x"})

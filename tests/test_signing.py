@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import ACTOR_EMAIL, git, head_of
 
 import canonry
-
-from conftest import ACTOR_EMAIL, git, head_of
 
 SIGNER = "signer@example.com"
 

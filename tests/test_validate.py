@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import git
 
 import canonry
 from canonry.review.validate import RULES, Finding, validate
-
-from conftest import git
 
 HAND = ("-c", "user.name=Hand Editor", "-c", "user.email=hand@example.com")
 ALIASES = "registries/model/c/aliases.yaml"
@@ -192,7 +191,7 @@ def test_renumbered_link(promoted, store_path):
     branch(store_path)
     edit_yaml(store_path, LINK0, lambda d: d.update(artifact=v1["artifact"], digest=v1["digest"]))
     sha = hand_commit(store_path, "re-point v0")
-    finding = [f for f in promoted.validate("main..review") if f.rule == "link-renumbered"][0]
+    finding = next(f for f in promoted.validate("main..review") if f.rule == "link-renumbered")
     assert (finding.commit, finding.path) == (sha, LINK0)
     assert "g:v0 -> g:v1" in finding.message
 
@@ -379,7 +378,7 @@ def test_rules_can_be_extended(promoted, store_path):
     edit_yaml(store_path, ALIASES, lambda d: d["aliases"].update(staging="v1"))
     hand_commit(store_path)
     assert promoted.validate("main..review") == []
-    assert rules(validate(promoted, "main..review", rules=RULES + [author_rule])) == {"role"}
+    assert rules(validate(promoted, "main..review", rules=[*RULES, author_rule])) == {"role"}
 
 
 def test_a_commit_repairing_a_broken_file_is_still_policy_checked(promoted, store_path):

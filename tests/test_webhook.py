@@ -7,10 +7,9 @@ import socket
 import subprocess
 
 import pytest
+from _plugin_helpers import *
 
 import canonry
-
-from _plugin_helpers import *  # noqa: F401,F403 - fixtures and helpers
 
 SECRET = "whsec-Zq8v1T4mKx9-not-in-the-repo"
 SECRET_ENV = "DEPLOY_HOOK_SECRET"
@@ -166,7 +165,7 @@ def test_webhook_network_errors_are_retried_and_recorded(promoted, webhook_serve
 
 def test_slack_format(webhook_server, promoted):
     server = webhook_server(secret=SECRET)
-    s, _ = promoted(server, format="slack")
+    _s, _ = promoted(server, format="slack")
     assert all(r["signature_valid"] for r in server.requests)
     added, moved = server.bodies()
     assert set(added) == {"text"} and set(moved) == {"text"}
@@ -194,7 +193,7 @@ def test_unsigned_webhook_without_secret_env(webhook_server, promoted):
     server = webhook_server()
     auto = _deploy_automation(server.url)
     auto["with"].pop("secret_env")
-    s, _ = promoted(server, automation=auto)
+    _s, _ = promoted(server, automation=auto)
     assert len(server.requests) == 2
     assert all("x-canonry-signature-256" not in r["headers"] for r in server.requests)
 

@@ -33,7 +33,7 @@ def __dir__() -> list[str]:
     return sorted(__all__)
 
 
-def open(path: "str | None" = None, branch: "str | None" = None,  # noqa: A001 - mirrors the CLI verb
+def open(path: "str | None" = None, branch: "str | None" = None,
          plugins_dir: "str | None" = None, load_plugins: bool = True) -> "Store":
     """Open an existing store (found from `path` upwards, like git finds a repository).
 

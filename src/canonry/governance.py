@@ -20,8 +20,20 @@ from __future__ import annotations
 from canonry.errors import CanonryError
 
 __all__ = [
-    "NEEDS", "PermissionDenied", "RANK", "ROLES", "WHAT", "allowed", "check", "check_member_key",
-    "check_role", "check_store_admin", "groups_of", "is_protected", "role_in", "store_admins",
+    "NEEDS",
+    "RANK",
+    "ROLES",
+    "WHAT",
+    "PermissionDenied",
+    "allowed",
+    "check",
+    "check_member_key",
+    "check_role",
+    "check_store_admin",
+    "groups_of",
+    "is_protected",
+    "role_in",
+    "store_admins",
 ]
 
 ROLES = ("restricted_viewer", "viewer", "member", "admin")

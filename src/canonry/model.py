@@ -12,13 +12,35 @@ Layout (one change touches few small files; a promotion is a one-line diff of al
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 __all__ = [
-    "ARTIFACTS", "AliasChange", "Artifact", "ArtifactVersion", "Collection", "Default", "HistoryEntry",
-    "LinkedVersion", "REGISTRIES", "Record", "Registry", "STORE_FILE", "TagChange", "aliases_file",
-    "artifact_dir", "artifact_file", "artifact_version_file", "collection_dir", "collection_file", "fresh",
-    "kind_of_path", "link_file", "links_dir", "registry_dir", "registry_file",
+    "ARTIFACTS",
+    "REGISTRIES",
+    "STORE_FILE",
+    "AliasChange",
+    "Artifact",
+    "ArtifactVersion",
+    "Collection",
+    "Default",
+    "HistoryEntry",
+    "LinkedVersion",
+    "Record",
+    "Registry",
+    "TagChange",
+    "aliases_file",
+    "artifact_dir",
+    "artifact_file",
+    "artifact_version_file",
+    "collection_dir",
+    "collection_file",
+    "fresh",
+    "kind_of_path",
+    "link_file",
+    "links_dir",
+    "registry_dir",
+    "registry_file",
 ]
 
 if TYPE_CHECKING:  # type checkers see records as dataclasses; at run time nothing is imported
@@ -122,11 +144,11 @@ class Record:
 
     _fields: tuple[str, ...] = ()
     _field_set: frozenset[str] = frozenset()
-    _field_defaults: dict[str, Any] = {}
+    _field_defaults: ClassVar[dict[str, Any]] = {}
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        own = [name for name in cls.__dict__.get("__annotations__", {}) if name not in cls._fields]
+        own = [name for name in cls.__dict__.get("__annotations__", {}) if name not in cls._fields]  # noqa: RUF063 - inspect costs ~10 ms to import
         cls._fields = cls._fields + tuple(own)
         cls._field_set = frozenset(cls._fields)
         cls._field_defaults = {**cls._field_defaults, **{n: cls.__dict__[n] for n in own if n in cls.__dict__}}

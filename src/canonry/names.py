@@ -7,8 +7,19 @@ from typing import NamedTuple
 from canonry.errors import InvalidAddress, InvalidName, ReservedAlias
 
 __all__ = [
-    "Address", "LATEST", "NAME_RE", "VERSION_RE", "check_alias", "check_branch", "check_name", "is_version",
-    "parse", "parse_artifact_version", "parse_collection", "parse_link", "version_number",
+    "LATEST",
+    "NAME_RE",
+    "VERSION_RE",
+    "Address",
+    "check_alias",
+    "check_branch",
+    "check_name",
+    "is_version",
+    "parse",
+    "parse_artifact_version",
+    "parse_collection",
+    "parse_link",
+    "version_number",
 ]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -11,16 +11,35 @@ from typing import Any, NamedTuple
 
 from canonry import model as m
 from canonry.errors import InvalidInput, InvalidName, NotFound, TypeNotAccepted
+from canonry.git.storage import Identity
+from canonry.governance import check as check_role_for
+from canonry.governance import check_store_admin, is_protected
 from canonry.names import LATEST, check_alias, check_name, parse_artifact_version
 from canonry.schemas import FORMAT_VERSION
-from canonry.governance import check as check_role_for, check_store_admin, is_protected
 from canonry.view import View
-from canonry.git.storage import Identity
 
 __all__ = [
-    "Context", "OPS", "VISIBILITIES", "accepts", "alias_remove", "alias_set", "artifact_version_record",
-    "automations_set", "collection_record", "group_set", "link", "link_record", "log", "member_set",
-    "protect", "registry_create", "registry_edit", "registry_record", "store_admin", "tag", "unlink",
+    "OPS",
+    "VISIBILITIES",
+    "Context",
+    "accepts",
+    "alias_remove",
+    "alias_set",
+    "artifact_version_record",
+    "automations_set",
+    "collection_record",
+    "group_set",
+    "link",
+    "link_record",
+    "log",
+    "member_set",
+    "protect",
+    "registry_create",
+    "registry_edit",
+    "registry_record",
+    "store_admin",
+    "tag",
+    "unlink",
 ]
 
 VISIBILITIES = ("restricted", "organization")
@@ -238,7 +257,7 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
               "aliases": list(aliases), "summary": summary}
     if created_collection:
         record["collection_created"] = True
-    records = [record] + _move_aliases(view, registry, collection, new_version, aliases)
+    records = [record, *_move_aliases(view, registry, collection, new_version, aliases)]
     # The next link op on this collection, in any process, finds the map under the new tree.
     view.derive(m.links_dir(registry, collection), "links-index", {**index, ref: new_version})
     # Link numbers only grow: the new link is the latest.
@@ -455,7 +474,7 @@ def protect(view: View, ctx: Context, registry: str, alias: str, protected: bool
     current = list(rec.get("protected_aliases") or [])
     if (alias in current) == protected:
         return {"registry": registry, "protected_aliases": current, "changed": False}, []
-    after = sorted(current + [alias]) if protected else [a for a in current if a != alias]
+    after = sorted([*current, alias]) if protected else [a for a in current if a != alias]
     rec["protected_aliases"] = after
     view.write(m.registry_file(registry), rec)
     verb = "protect" if protected else "unprotect"
@@ -474,7 +493,7 @@ def store_admin(view: View, ctx: Context, member: str, add: bool = True):
     check_store_admin(view, ctx.actor.actor, "change the store admins")
     if (member in admins) == add:
         return admins, []
-    admins = admins + [member] if add else [a for a in admins if a != member]
+    admins = [*admins, member] if add else [a for a in admins if a != member]
     if not admins:
         raise InvalidInput("cannot remove the last store admin")
     config["admins"] = admins
@@ -492,7 +511,7 @@ def group_set(view: View, ctx: Context, name: str, members: list[str]):
     config = view.store_config()
     check_store_admin(view, ctx.actor.actor, "change groups")
     groups = dict(config.get("groups") or {})
-    if groups.get(name, None) == list(members):
+    if groups.get(name) == list(members):
         return groups, []
     if members:
         groups[name] = list(dict.fromkeys(members))

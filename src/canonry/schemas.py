@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from canonry.errors import SchemaError
@@ -20,13 +20,13 @@ def schema_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "schemas"  # source checkout / editable install
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_schema(kind: str) -> dict:
     with open(schema_dir() / f"{kind}.schema.json", encoding="utf-8") as f:
         return json.load(f)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _validator(kind: str):
     from jsonschema import Draft202012Validator  # imported lazily: keeps `canonry --help` fast
 
@@ -35,7 +35,7 @@ def _validator(kind: str):
     return Draft202012Validator(schema)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fast_check(kind: str):
     """The schema compiled to Python by fastjsonschema: ~14x faster than jsonschema per record,
     and importing it costs 12 ms where jsonschema costs ~150. It only ever accepts: anything it

@@ -8,18 +8,16 @@ import sys
 import time
 from contextlib import contextmanager
 
-
-from canonry import journal
-from canonry.files import manifest
+from canonry import journal, ops
 from canonry import model as m
-from canonry import ops
-from canonry.files.blobs import blob_store_for
 from canonry.errors import CanonryError, Conflict, IntegrityError, InvalidInput, NotAStore, NotFound
-from canonry.names import Address, parse, parse_collection, parse_link
-from canonry.schemas import FORMAT_VERSION
-from canonry.recordcache import RecordCache
-from canonry.view import ParseCache, View
+from canonry.files import manifest
+from canonry.files.blobs import blob_store_for
 from canonry.git.storage import DEFAULT_BRANCH, GitStorage, find_repo_path, head_commit_of, identity
+from canonry.names import Address, parse, parse_collection, parse_link
+from canonry.recordcache import RecordCache
+from canonry.schemas import FORMAT_VERSION
+from canonry.view import ParseCache, View
 
 __all__ = [
     "DEFAULT_REGISTRIES", "DEFAULT_ROLES", "MAX_ATTEMPTS", "Store", "Transaction", "clone_store",
@@ -202,7 +200,7 @@ class Store(_Operations):
             self.cache.disk.close()
         self.storage.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -274,7 +272,7 @@ class Store(_Operations):
         from dulwich.file import FileLocked
 
         self.cache.flush_soon()
-        for attempt in range(20):
+        for _attempt in range(20):
             try:
                 self.storage.sync_worktree(old, new, paths)
                 break
@@ -370,9 +368,9 @@ class Store(_Operations):
 
     def _check_policies(self, view: View, new: bytes) -> None:
         """Ask every check_change implementation about the commit `new`; refuse if any objects."""
-        from canonry.errors import PolicyRefused
         from canonry.automation.events import LazyEvents, diff_events
         from canonry.automation.plugins import call
+        from canonry.errors import PolicyRefused
 
         impls = self.plugins.impls("check_change")
         if not impls:

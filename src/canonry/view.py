@@ -13,9 +13,9 @@ from typing import Any
 
 from canonry import model as m
 from canonry.errors import NotFound, SchemaError
+from canonry.git.storage import GitStorage
 from canonry.names import LATEST, is_version, version_number
 from canonry.schemas import validate
-from canonry.git.storage import GitStorage
 
 __all__ = ["ParseCache", "View"]
 
@@ -257,7 +257,7 @@ class View:
             return ref
         aliases = self.aliases(registry, collection)
         if ref not in aliases:
-            raise NotFound("alias", ref, list(aliases) + [LATEST], where=where)
+            raise NotFound("alias", ref, [*list(aliases), LATEST], where=where)
         return aliases[ref]
 
     def artifact_names(self) -> list[str]:

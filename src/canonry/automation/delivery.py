@@ -13,7 +13,8 @@ import os
 import re
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from canonry import model as m
 from canonry.automation.events import Event
@@ -98,9 +99,7 @@ def matches(auto: dict, event: Event, view) -> bool:
             return False
     if "alias" in f and not (event.alias and re.search(f["alias"], event.alias)):
         return False
-    if "tag" in f and f["tag"] not in tags_of(event, view):
-        return False
-    return True
+    return not ("tag" in f and f["tag"] not in tags_of(event, view))
 
 
 def tags_of(event: Event, view) -> set[str]:
@@ -113,6 +112,10 @@ def tags_of(event: Event, view) -> set[str]:
             link = view.read(m.link_file(reg, coll, event.version), copy_=False)
             tags |= set(link.get("tags", [])) if link else set()
     return tags
+
+
+def _no_action(action: str) -> None:
+    raise LookupError(f"no plugin provides the action {action!r}")
 
 
 def receivers(store, event: Event, view) -> list[tuple[str, Callable[[], Any]]]:
@@ -129,9 +132,7 @@ def receivers(store, event: Event, view) -> list[tuple[str, Callable[[], Any]]]:
         action = actions.get(auto.get("action"))
         name = f"automation:{auto.get('name', auto.get('action'))}"
         if action is None:
-            def missing(a=auto.get("action")):
-                raise LookupError(f"no plugin provides the action {a!r}")
-            out.append((name, missing))
+            out.append((name, functools.partial(_no_action, auto.get("action"))))
         else:
             params = dict(auto.get("with", {}) or {})
             out.append((name, functools.partial(action, event, params, store)))

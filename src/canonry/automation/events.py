@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from dulwich.diff_tree import tree_changes
 
 from canonry import model as m
-from canonry.errors import SchemaError
 from canonry.git.graph import can_fast_forward, first_parents
 
 __all__ = ["KINDS", "Event", "LazyEvents", "commit_actor_time", "commits_in_range", "diff_events", "events_for_commit"]

@@ -147,7 +147,7 @@ class Plugins:
 
     def actions(self) -> dict:
         actions: dict = {}
-        for name, fn, argnames in self.impls("automation_actions"):
+        for name, fn, _argnames in self.impls("automation_actions"):
             try:
                 actions.update(fn() or {})
             except Exception as e:

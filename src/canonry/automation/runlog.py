@@ -56,7 +56,7 @@ class RunLog:
         head = self._head()
         tree = self._note_tree(head)
         out = []
-        for name, mode, sha in self.storage.listdir(tree, ""):
+        for name, _mode, _sha in self.storage.listdir(tree, ""):
             if len(name) == 2:
                 for rest, _, _ in self.storage.listdir(tree, name):
                     out += [(name + rest, r) for r in self.read(name + rest, head)]
@@ -88,7 +88,7 @@ class RunLog:
             commit.author_time = commit.commit_time = int(time.time())
             commit.author_timezone = commit.commit_timezone = 0
             commit.message = f"automation runs for {commit_hex[:12]}\n".encode()
-            self.storage.write_objects(objects + [commit])
+            self.storage.write_objects([*objects, commit])
             try:
                 if head is None:
                     ok = self.storage.repo.refs.add_if_new(NOTES_REF, commit.id)
@@ -124,7 +124,7 @@ def merge_notes(storage, ours: bytes, theirs: bytes, author) -> bytes:
                 line = json.dumps(rec, sort_keys=True)
                 if line not in lines:
                     lines.append(line)
-        blob = Blob.from_string("".join(l + "\n" for l in lines).encode("utf-8"))
+        blob = Blob.from_string("".join(line + "\n" for line in lines).encode("utf-8"))
         objects.append(blob)
         changes[f"{commit_hex[:2]}/{commit_hex[2:]}"] = (0o100644, blob.id)
     tree = storage.build_tree(None, changes, objects)
@@ -135,5 +135,5 @@ def merge_notes(storage, ours: bytes, theirs: bytes, author) -> bytes:
     commit.author_time = commit.commit_time = int(time.time())
     commit.author_timezone = commit.commit_timezone = 0
     commit.message = b"merge automation run notes\n"
-    storage.write_objects(objects + [commit])
+    storage.write_objects([*objects, commit])
     return commit.id

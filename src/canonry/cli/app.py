@@ -14,9 +14,16 @@ from gettext import gettext
 
 import click
 
-from canonry.cli.common import Ctx, UserError, plugins_without_store
-from canonry.cli.help import (BUILTIN_COMMANDS, GROUP_HELP, MAX_CONTENT_WIDTH, PLUGINS_DIR_OPTION_HELP, STORE_OPTION_HELP, short_help)
 from canonry.automation.entrypoints import entry_point_plugins_may_exist
+from canonry.cli.common import Ctx, UserError, plugins_without_store
+from canonry.cli.help import (
+    BUILTIN_COMMANDS,
+    GROUP_HELP,
+    MAX_CONTENT_WIDTH,
+    PLUGINS_DIR_OPTION_HELP,
+    STORE_OPTION_HELP,
+    short_help,
+)
 from canonry.cli.messages import os_error_message
 from canonry.errors import CanonryError
 

@@ -10,8 +10,17 @@ import click
 from canonry.cli.messages import error_line
 
 __all__ = [
-    "Ctx", "JSON_HELP", "UserError", "branch_option", "done", "json_option", "note", "pass_ctx",
-    "plugins_without_store", "say", "store_options",
+    "JSON_HELP",
+    "Ctx",
+    "UserError",
+    "branch_option",
+    "done",
+    "json_option",
+    "note",
+    "pass_ctx",
+    "plugins_without_store",
+    "say",
+    "store_options",
 ]
 
 JSON_HELP = "Print data only, as JSON (shape documented in the README)."

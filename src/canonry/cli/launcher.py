@@ -20,8 +20,8 @@ __all__ = ["main"]
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args in (["--help"], ["-h"]):
-        from canonry.cli.help import top_level_help
         from canonry.automation.entrypoints import entry_point_plugins_may_exist
+        from canonry.cli.help import top_level_help
 
         if not entry_point_plugins_may_exist():  # else click lists the plugins' commands too
             sys.stdout.write(top_level_help())

@@ -14,8 +14,8 @@ __all__ = ["run"]
 
 
 def run(directory: str, say) -> None:
-    from canonry.store import init_store
     from canonry.cli import render as views
+    from canonry.store import init_store
 
     if os.path.exists(directory) and os.listdir(directory):
         raise InvalidInput(f"quickstart wants a new or empty directory; {directory} is not empty")

@@ -9,7 +9,7 @@ __all__ = [
 
 
 def _aliases(aliases) -> str:
-    return fmt([a for a in aliases]) if aliases else "-"
+    return fmt(list(aliases)) if aliases else "-"
 
 
 def collections_table(colls) -> str:
@@ -70,16 +70,10 @@ def render_show(d: dict) -> str:
 def _artifact_version_body(av: dict, head: list) -> str:
     producer = av.get("producer") or {}
     if head[0][0] == "version":
-        head = head[:2] + [("artifact type", av["type"])] + head[2:]
+        head = [*head[:2], ("artifact type", av["type"]), *head[2:]]
     else:
-        head = head + [("type", av["type"])]
-    text = block(head + [("digest", av["digest"]),
-                  ("size", f"{human_size(av['size'])} in {len(av['files'])} file(s)"),
-                  ("description", av["description"]), ("metadata", av["metadata"]),
-                  ("metrics", av["metrics"]), ("inputs", av["inputs"]),
-                  ("logged", f"{av['created_at']} by {av['created_by']}"),
-                  ("git commit", producer.get("git_commit")), ("command", producer.get("command")),
-                  ("host", producer.get("host"))])
+        head = [*head, ("type", av["type"])]
+    text = block([*head, ("digest", av["digest"]), ("size", f"{human_size(av['size'])} in {len(av['files'])} file(s)"), ("description", av["description"]), ("metadata", av["metadata"]), ("metrics", av["metrics"]), ("inputs", av["inputs"]), ("logged", f"{av['created_at']} by {av['created_by']}"), ("git commit", producer.get("git_commit")), ("command", producer.get("command")), ("host", producer.get("host"))])
     files = table([[f["path"], f["size"], f["sha256"][:16]] for f in av["files"][:50]],
                   ["FILE", "SIZE", "SHA256"])
     more = f"\n… and {len(av['files']) - 50} more files" if len(av["files"]) > 50 else ""

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 # hashlib is imported where it hashes: loading OpenSSL costs ~3 ms of a fresh `canonry show`,
 # which hashes nothing.
-
 import os
 import shutil
 import tempfile

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 # hashlib is imported where it hashes: loading OpenSSL costs ~3 ms of a fresh `canonry show`,
 # which hashes nothing.
-
 import os
 
-from canonry.files.blobs import LocalBlobStore
 from canonry.errors import InvalidInput
+from canonry.files.blobs import LocalBlobStore
 
 __all__ = ["collect_files", "digest", "store_files"]
 
@@ -50,5 +49,5 @@ def digest(entries: list[dict]) -> str:
 
     h = hashlib.sha256()
     for e in sorted(entries, key=lambda e: e["path"]):
-        h.update(f"{e['path']}\t{e['size']}\t{e['sha256']}\n".encode("utf-8"))
+        h.update(f"{e['path']}\t{e['size']}\t{e['sha256']}\n".encode())
     return "sha256:" + h.hexdigest()

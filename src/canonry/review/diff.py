@@ -382,7 +382,7 @@ def _line(c: Change, code=str, esc=str) -> str:
         info += _metric_text(c.metrics, "both", esc)
         return f"{code(c.alias)} {c.from_} → {c.to} ({', '.join(info)})"
     if k == "alias.added":
-        info = [code(c.artifact or "?")] + _metric_text(c.metrics, "after", esc)
+        info = [code(c.artifact or "?"), *_metric_text(c.metrics, "after", esc)]
         return f"+{code(c.alias)} → {c.to} ({', '.join(info)})"
     if k == "alias.removed":
         return f"-{code(c.alias)} (was {c.from_}, {code(c.previous_artifact or '?')})"
@@ -476,5 +476,12 @@ def render_markdown(review: Review) -> str:
     return "\n".join(out)
 
 
-__all__ = ["Change", "Review", "describe", "parse_range", "merge_base", "render_text",
-           "render_markdown"]
+__all__ = [
+    "Change",
+    "Review",
+    "describe",
+    "merge_base",
+    "parse_range",
+    "render_markdown",
+    "render_text",
+]

@@ -49,8 +49,9 @@ from __future__ import annotations
 import copy
 import re
 import stat
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from dulwich.diff_tree import tree_changes
 
@@ -61,9 +62,25 @@ from canonry.ops import accepts
 from canonry.view import View
 
 __all__ = [
-    "Change", "CommitCheck", "Finding", "Loader", "PolicyView", "RULES", "Report", "layout_kind",
-    "load_policy_plugins", "rule_artifacts", "rule_collections", "rule_files", "rule_history", "rule_links",
-    "rule_parents", "rule_policies", "rule_roles", "signature_findings", "validate",
+    "RULES",
+    "Change",
+    "CommitCheck",
+    "Finding",
+    "Loader",
+    "PolicyView",
+    "Report",
+    "layout_kind",
+    "load_policy_plugins",
+    "rule_artifacts",
+    "rule_collections",
+    "rule_files",
+    "rule_history",
+    "rule_links",
+    "rule_parents",
+    "rule_policies",
+    "rule_roles",
+    "signature_findings",
+    "validate",
 ]
 
 if TYPE_CHECKING:
@@ -388,15 +405,11 @@ def rule_history(ctx: CommitCheck) -> None:
             if old == "all" and new != "all":
                 ctx.add(c.path, "types-shrunk", f"registry {parts[1]} accepted all types; now only "
                         f"{', '.join(new)}")
-            elif old != "all" and new != "all":
-                lost = [t for t in old if t not in new]
-                if lost:
-                    ctx.add(c.path, "types-shrunk",
-                            f"registry {parts[1]} no longer accepts {', '.join(lost)}")
-        elif kind == "artifact":
-            if before["type"] != after["type"]:
-                ctx.add(c.path, "artifact-type",
-                        f"artifact {parts[1]} changed type {before['type']!r} -> {after['type']!r}")
+            elif old != "all" and new != "all" and (lost := [t for t in old if t not in new]):
+                ctx.add(c.path, "types-shrunk", f"registry {parts[1]} no longer accepts {', '.join(lost)}")
+        elif kind == "artifact" and before["type"] != after["type"]:
+            ctx.add(c.path, "artifact-type",
+                    f"artifact {parts[1]} changed type {before['type']!r} -> {after['type']!r}")
 
 
 def rule_links(ctx: CommitCheck) -> None:
@@ -557,8 +570,8 @@ def rule_roles(ctx: CommitCheck) -> Iterator[Finding]:
     """role: the author held the role each change needs under the rules in force at the parent
     commit, so nobody grants themselves a role and uses it in one change. Merge commits are
     skipped: each commit they bring in is checked on its own."""
-    from canonry.automation.events import diff_events
     from canonry import governance as g
+    from canonry.automation.events import diff_events
 
     if ctx.whole or ctx.parent is None or ctx.commit is None or not ctx.changes:
         return
