@@ -181,7 +181,7 @@ class Record:
             return NotImplemented
         return all(getattr(self, n) == getattr(other, n) for n in self._fields)
 
-    __hash__ = None  # type: ignore[assignment]  # mutable, as a dataclass without frozen=True
+    __hash__ = None  # mutable, as a dataclass without frozen=True
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{n}={getattr(self, n)!r}' for n in self._fields)})"

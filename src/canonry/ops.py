@@ -7,6 +7,7 @@ simply run again on the new state.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from canonry import model as m
@@ -525,7 +526,7 @@ def group_set(view: View, ctx: Context, name: str, members: list[str]):
                      "summary": f"set group {name}: {', '.join(members) or 'removed'}"}]
 
 
-OPS = {
+OPS: dict[str, Callable[..., tuple[Any, list[dict]]]] = {
     "member.set": member_set,
     "registry.protect": protect,
     "store.admin": store_admin,

@@ -7,17 +7,21 @@ import shlex
 import sys
 import time
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, cast
 
 from canonry import journal, ops
 from canonry import model as m
 from canonry.errors import CanonryError, Conflict, IntegrityError, InvalidInput, NotAStore, NotFound
 from canonry.files import manifest
 from canonry.files.blobs import blob_store_for
-from canonry.git.storage import DEFAULT_BRANCH, GitStorage, find_repo_path, head_commit_of, identity
+from canonry.git.storage import DEFAULT_BRANCH, GitStorage, Identity, find_repo_path, head_commit_of, identity
 from canonry.names import Address, parse, parse_collection, parse_link
 from canonry.recordcache import RecordCache
 from canonry.schemas import FORMAT_VERSION
 from canonry.view import ParseCache, View
+
+if TYPE_CHECKING:
+    from dulwich.refs import Ref
 
 __all__ = [
     "DEFAULT_REGISTRIES", "DEFAULT_ROLES", "MAX_ATTEMPTS", "Store", "Transaction", "clone_store",
@@ -42,6 +46,15 @@ def _now() -> str:
 
 class _Operations:
     """Write operations, shared by Store (one commit each) and Transaction (one commit in all)."""
+
+    _store: Store  # the store written to (the Store itself, or a Transaction's store)
+
+    @property
+    def actor(self) -> Identity:
+        return self._store.actor
+
+    def view(self, rev: str | bytes | None = None) -> View:
+        return self._store.view(rev)
 
     def _run(self, op: str, **kwargs):
         raise NotImplementedError
@@ -655,6 +668,10 @@ class Transaction(_Operations):
         self.results: list = []
         self.commit: str | None = None
 
+    def view(self, rev: str | bytes | None = None) -> View:
+        """The store as this transaction sees it (its pending writes included), or at `rev`."""
+        return self._view if rev is None else self._store.view(rev)
+
     def _run(self, op: str, **kwargs):
         self._calls.append((op, kwargs))
         result, records = ops.OPS[op](self._view, self._ctx, **kwargs)
@@ -730,13 +747,13 @@ def init_store(path: str, branch: str | None = None, bare: bool = False,
     if fresh:
         repo = Repo.init_bare(path) if bare else Repo.init(path)
         branch = branch or DEFAULT_BRANCH
-        repo.refs.set_symbolic_ref(b"HEAD", b"refs/heads/" + branch.encode())
+        repo.refs.set_symbolic_ref(cast("Ref", b"HEAD"), cast("Ref", b"refs/heads/" + branch.encode()))
     else:
         repo = Repo(path)
         if branch is None and not prefix:
             branch = DEFAULT_BRANCH
         if branch is None and prefix:
-            head = repo.refs.read_ref(b"HEAD") or b""
+            head = repo.refs.read_ref(cast("Ref", b"HEAD")) or b""
             if head.startswith(b"ref: refs/heads/"):
                 branch = head[len(b"ref: refs/heads/"):].decode()
     config = repo.get_config()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from dulwich.diff_tree import tree_changes
 
@@ -152,7 +153,7 @@ def _events_of_file(kind: str, path: str, before: dict | None, after: dict | Non
     if kind in ("collection", "aliases", "link"):
         reg, coll = parts[1], parts[2]
         where = f"{reg}/{coll}"
-        base = dict(registry=reg, collection=where)
+        base: dict[str, Any] = dict(registry=reg, collection=where)
         if kind == "collection":
             if before is None and after is not None:
                 return [dict(kind="collection.created", target=where, **base)]

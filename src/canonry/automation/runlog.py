@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 import random
 import time
+from typing import TYPE_CHECKING, cast
 
 from dulwich.file import FileLocked
+
+if TYPE_CHECKING:
+    from dulwich.objects import ObjectID
 
 __all__ = ["NOTES_REF", "RunLog", "merge_notes"]
 
@@ -107,7 +111,7 @@ def merge_notes(storage, ours: bytes, theirs: bytes, author) -> bytes:
     from dulwich.objects import Blob, Commit
 
     log = RunLog(storage)
-    paths = {}
+    paths: dict[str, list[bytes]] = {}
     for head in (ours, theirs):
         tree = storage.commit(head).tree
         for name, _, _ in storage.listdir(tree, ""):
@@ -118,7 +122,7 @@ def merge_notes(storage, ours: bytes, theirs: bytes, author) -> bytes:
                 paths.setdefault(name, []).append(head)
     changes, objects = {}, []
     for commit_hex, heads in paths.items():
-        lines = []
+        lines: list[str] = []
         for head in heads:
             for rec in log.read(commit_hex, head):
                 line = json.dumps(rec, sort_keys=True)
@@ -130,7 +134,7 @@ def merge_notes(storage, ours: bytes, theirs: bytes, author) -> bytes:
     tree = storage.build_tree(None, changes, objects)
     commit = Commit()
     commit.tree = tree
-    commit.parents = [ours, theirs]
+    commit.parents = cast("list[ObjectID]", [ours, theirs])
     commit.author = commit.committer = author.git
     commit.author_time = commit.commit_time = int(time.time())
     commit.author_timezone = commit.commit_timezone = 0

@@ -332,7 +332,8 @@ def _index(offsets: dict[bytes, int], crcs: dict[bytes, int], pack_checksum: byt
     for name in names:
         counts[name[0]] += 1
     fanout = list(itertools.accumulate(counts))
-    small, large = [], []
+    small: list[int] = []
+    large: list[int] = []
     for name in names:
         off = offsets[name]
         if off < 0x80000000:

@@ -95,7 +95,7 @@ class _Pack:
         self._crc = _NAMES + 20 * self.count
         self._offsets = self._crc + 4 * self.count
         self._large = self._offsets + 4 * self.count
-        self._data = None
+        self._data: mmap.mmap | None = None
 
     @property
     def data(self) -> mmap.mmap:
@@ -279,7 +279,7 @@ class ObjectReader:
         return None
 
 
-def entry_header(data: bytes, at: int) -> tuple[int, int, int]:
+def entry_header(data: bytes | mmap.mmap, at: int) -> tuple[int, int, int]:
     """(type, size, where the payload starts) of the pack entry at `at`."""
     byte = data[at]
     type_num, size, shift = (byte >> 4) & 7, byte & 0x0F, 4
@@ -292,7 +292,7 @@ def entry_header(data: bytes, at: int) -> tuple[int, int, int]:
     return type_num, size, at
 
 
-def offset_at(data: bytes, at: int) -> tuple[int, int]:
+def offset_at(data: bytes | mmap.mmap, at: int) -> tuple[int, int]:
     """(distance back to the base, where the payload starts) of an OFS_DELTA entry."""
     byte = data[at]
     n = byte & 0x7F
@@ -322,7 +322,8 @@ def _inflate(data, at: int, size: int) -> bytes:
 
 def _object_dirs(objects_dir: str) -> list[str]:
     """The object directory and its alternates (objects/info/alternates), recursively."""
-    out, todo = [], [objects_dir]
+    out: list[str] = []
+    todo = [objects_dir]
     while todo:
         d = os.path.abspath(todo.pop(0))
         if d in out or len(out) > 16:

@@ -11,7 +11,8 @@ import stat
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, NamedTuple
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from canonry.errors import NotAStore
 from canonry.git import compat, packs, treebytes
@@ -21,7 +22,7 @@ from canonry.git.locks import FileLock
 from canonry.git.treebytes import FILE_MODE
 
 if TYPE_CHECKING:  # dulwich.objects is imported where objects are built: a fresh `show` needs none
-    from dulwich.objects import Commit, ShaFile, Tree
+    from dulwich.objects import Commit, ObjectID, ShaFile, Tree
 
 __all__ = [
     "DEFAULT_BRANCH",
@@ -115,9 +116,9 @@ class GitStorage:
         self._commits: dict[bytes, Commit] = {}
         self._objects = gitread.ObjectReader(objects_dir, fallback=lambda: self.repo.object_store)
         self.pack_dir = os.path.join(objects_dir, "pack")
-        self._fsync = None
-        self._fsync_refs = None
-        self._config = None  # ((mtime, size), lowered text, parsed file or None)
+        self._fsync: bool | None = None
+        self._fsync_refs: bool | None = None
+        self._config: tuple[tuple[int, int], bytes, Any] | None = None  # ((mtime, size), lowered text, parsed file or None)
         self.packs_written = 0
         self.growing = packs.GrowingPack(self.pack_dir)
         self.superseded: list[str] = []  # packs the growing pack replaced, to retire (housekeeping)
@@ -298,7 +299,7 @@ class GitStorage:
     def commit(self, commit_id: bytes) -> Commit:
         commit = self._commits.get(commit_id)
         if commit is None:
-            commit = self.object(commit_id)
+            commit = cast("Commit", self.object(commit_id))
             if len(self._commits) > 5000:
                 self._commits.clear()
             self._commits[commit_id] = commit
@@ -334,7 +335,7 @@ class GitStorage:
 
         if raw is None:
             _type_num, raw = self._objects.get_raw(tree_id)
-        tree = ShaFile.from_raw_string(_TREE, raw, tree_id)
+        tree = cast("Tree", ShaFile.from_raw_string(_TREE, raw, cast("ObjectID", tree_id)))
         if len(self._trees) > 20000:
             self._trees.clear()
         self._trees[tree_id] = tree
@@ -418,7 +419,7 @@ class GitStorage:
         from dulwich.objects import ShaFile
 
         type_num, raw = self._objects.get_raw(sha)
-        return ShaFile.from_raw_string(type_num, raw, sha)
+        return ShaFile.from_raw_string(type_num, raw, cast("ObjectID", sha))
 
     def get_raw(self, sha: bytes) -> tuple[int, bytes]:
         return self._objects.get_raw(sha)
@@ -431,7 +432,7 @@ class GitStorage:
         message: str,
         author: Identity,
         when: float | None = None,
-        extra_parents: list[bytes] = (),
+        extra_parents: Sequence[bytes] = (),
         committer: Identity | None = None,
     ) -> bytes:
         """Store blobs, trees and a commit for `changes` on top of `parent`; move no ref."""
@@ -455,7 +456,7 @@ class GitStorage:
             new_tree = empty.id
         commit = Commit()
         commit.tree = new_tree
-        commit.parents = ([parent] if parent is not None else []) + list(extra_parents)
+        commit.parents = cast("list[ObjectID]", [*([parent] if parent is not None else []), *extra_parents])
         commit.author = author.git
         commit.committer = (committer or author).git
         now = int(time.time())
@@ -521,7 +522,7 @@ class GitStorage:
                 if head.encode() in tree:
                     del tree[head.encode()]
             else:
-                tree.add(head.encode(), value[0], value[1])
+                tree.add(head.encode(), value[0], cast("ObjectID", value[1]))
         for name, sub in nested.items():
             key = name.encode()
             old = tree[key][1] if key in tree and stat.S_ISDIR(tree[key][0]) else None
@@ -530,7 +531,7 @@ class GitStorage:
                 if key in tree:
                     del tree[key]
             else:
-                tree.add(key, stat.S_IFDIR, new)
+                tree.add(key, stat.S_IFDIR, cast("ObjectID", new))
         if len(tree) == 0:
             return None
         if tree_id is not None:
