@@ -17,6 +17,14 @@ from canonry.git import packs
 from canonry.git import reader as gitread
 
 
+def write_pack(pack_dir: str, objects, fsync: bool = False) -> str | None:
+    """Write dulwich objects as one pack (duplicates dropped), as a writer's commit would;
+    return its base path, or None when there is nothing to write."""
+    content = packs.PackContent()
+    content.add_objects(objects)
+    return packs.write(pack_dir, content, fsync)
+
+
 def _pack_dir(repo_path) -> str:
     return os.path.join(str(repo_path), "objects", "pack")
 
@@ -48,7 +56,7 @@ def test_a_written_pack_is_read_by_git_and_dulwich(tmp_path):
     repo = tmp_path / "r.git"
     git("init", "-q", "--bare", repo)
     objects = [Blob.from_string(b"hello\n"), Blob.from_string(b"x" * 100_000), _tree(3, "a")]
-    base = packs.write_pack(_pack_dir(repo), objects + objects[:1])  # duplicates are dropped
+    base = write_pack(_pack_dir(repo), objects + objects[:1])  # duplicates are dropped
     assert base is not None and os.path.exists(base + ".idx")
     _verify_with_git(repo)
     for obj in objects:
@@ -64,7 +72,7 @@ def test_merging_full_tier_deltifies_similar_trees_and_git_reads_every_object(tm
     git("init", "-q", "--bare", repo)
     trees = [_tree(200, f"v{k}") for k in range(packs.TIER_WIDTH)]  # ~7 KB each, one entry differs
     for tree in trees:
-        packs.write_pack(_pack_dir(repo), [tree, Blob.from_string(tree.id)])
+        write_pack(_pack_dir(repo), [tree, Blob.from_string(tree.id)])
     assert len(_packs(repo)) == packs.TIER_WIDTH
     plan = packs.merge_plan(_pack_dir(repo))
     assert len(plan) == packs.TIER_WIDTH
@@ -88,14 +96,14 @@ def test_merge_plan_waits_for_a_full_tier_and_leaves_big_packs_alone(tmp_path, m
     repo = tmp_path / "r.git"
     git("init", "-q", "--bare", repo)
     for k in range(packs.TIER_WIDTH - 1):
-        packs.write_pack(_pack_dir(repo), [Blob.from_string(f"small {k}".encode())])
+        write_pack(_pack_dir(repo), [Blob.from_string(f"small {k}".encode())])
     assert packs.merge_plan(_pack_dir(repo)) == []
     big = [Blob.from_string(f"big {i}".encode()) for i in range(packs.AUTO_MERGE_LIMIT + packs.TIER_WIDTH)]
     for k in range(packs.TIER_WIDTH):  # a full tier of packs too big to merge automatically
-        packs.write_pack(_pack_dir(repo), big[k:])
+        write_pack(_pack_dir(repo), big[k:])
     plan = packs.merge_plan(_pack_dir(repo))
     assert plan == []
-    packs.write_pack(_pack_dir(repo), [Blob.from_string(b"one more")])
+    write_pack(_pack_dir(repo), [Blob.from_string(b"one more")])
     plan = packs.merge_plan(_pack_dir(repo))
     assert len(plan) == packs.TIER_WIDTH and all(packs.object_count(b + ".idx") == 1 for b in plan)
 
@@ -112,7 +120,7 @@ def test_packs_written_by_git_with_deltas_are_merged_whole(tmp_path):
     assert "chain length" in git("verify-pack", "-v", *[os.path.join(_pack_dir(repo), n)
                                                          for n in os.listdir(_pack_dir(repo)) if n.endswith(".idx")])
     assert any(n.endswith(".rev") for n in os.listdir(_pack_dir(repo)))
-    mine = packs.write_pack(_pack_dir(repo), [Blob.from_string(b"extra")])
+    mine = write_pack(_pack_dir(repo), [Blob.from_string(b"extra")])
     theirs = [os.path.join(_pack_dir(repo), n[:-4]) for n in os.listdir(_pack_dir(repo))
               if n.endswith(".idx") and os.path.join(_pack_dir(repo), n[:-4]) != mine]
     merged = packs.merge(Repo(str(work)).object_store, [*theirs, mine])
@@ -129,7 +137,7 @@ def test_a_reader_opened_before_a_merge_still_finds_every_object(tmp_path):
     git("init", "-q", "--bare", repo)
     blobs = [Blob.from_string(f"blob {k}".encode()) for k in range(packs.TIER_WIDTH)]
     for blob in blobs:
-        packs.write_pack(_pack_dir(repo), [blob])
+        write_pack(_pack_dir(repo), [blob])
     reader = Repo(str(repo)).object_store
     assert reader[blobs[0].id].data == b"blob 0"  # the reader has listed the small packs
     packs.merge(Repo(str(repo)).object_store, packs.merge_plan(_pack_dir(repo)))
@@ -290,7 +298,7 @@ def test_a_long_lived_reader_follows_a_writer_whose_merges_remove_packs(tmp_path
 def test_kept_and_cruft_packs_are_never_merged(tmp_path):
     repo = tmp_path / "r.git"
     git("init", "-q", "--bare", repo)
-    bases = [packs.write_pack(_pack_dir(repo), [Blob.from_string(f"b{k}".encode())])
+    bases = [write_pack(_pack_dir(repo), [Blob.from_string(f"b{k}".encode())])
              for k in range(packs.TIER_WIDTH + 2)]
     open(bases[0] + ".keep", "w").close()
     open(bases[1] + ".mtimes", "wb").close()
@@ -339,13 +347,13 @@ def test_a_failing_merge_never_fails_an_operation(tmp_path, model_file, capfd):
     store = canonry.init(str(path), bare=True)
     v = store.log_artifact(str(model_file), name="gem", type="model")
     # A pack whose index is fine and whose data is not: merging it must fail.
-    bad = packs.write_pack(_pack_dir(path), [Blob.from_string(b"to be damaged")])
+    bad = write_pack(_pack_dir(path), [Blob.from_string(b"to be damaged")])
     os.chmod(bad + ".pack", 0o644)
     with open(bad + ".pack", "r+b") as f:
         f.seek(12)
         f.write(b"\xff" * 8)
     for k in range(packs.TIER_WIDTH):  # a full tier 0, as other processes' commits leave it
-        packs.write_pack(_pack_dir(path), [Blob.from_string(f"other {k}".encode())])
+        write_pack(_pack_dir(path), [Blob.from_string(f"other {k}".encode())])
     for c in range(2 * packs.TIER_WIDTH):
         lv = store.link(v.address, f"model/c{c}")
         assert lv.version == "v0"
@@ -363,14 +371,14 @@ def test_a_pack_left_without_its_index_is_ignored_then_replaced_whole(tmp_path):
     repo = tmp_path / "r.git"
     git("init", "-q", "--bare", repo)
     blobs = [Blob.from_string(f"blob {k}".encode()) for k in range(3)]
-    base = packs.write_pack(_pack_dir(repo), blobs)
+    base = write_pack(_pack_dir(repo), blobs)
     os.unlink(base + ".idx")
     os.chmod(base + ".pack", 0o644)
     with open(base + ".pack", "r+b") as f:  # half-written
         f.truncate(20)
     reader = gitread.ObjectReader(str(repo / "objects"))
     assert blobs[0].id not in reader
-    assert packs.write_pack(_pack_dir(repo), blobs) == base
+    assert write_pack(_pack_dir(repo), blobs) == base
     assert [reader.get_raw(b.id)[1] for b in blobs] == [b.data for b in blobs]
     assert sorted(os.listdir(_pack_dir(repo))) == [os.path.basename(base) + ext for ext in (".idx", ".pack")]
     _verify_with_git(repo)
@@ -406,7 +414,7 @@ def test_packs_a_merge_replaced_are_deleted_in_the_background_then_the_lock_rele
     v = store.log_artifact(str(model_file), name="gem", type="model")
     lock = path / "canonry" / "gc.lock"
     for k in range(packs.TIER_WIDTH - 1):  # small packs, as other processes' commits leave them
-        packs.write_pack(_pack_dir(path), [Blob.from_string(f"other {k}".encode())])
+        write_pack(_pack_dir(path), [Blob.from_string(f"other {k}".encode())])
     merged_away = set()
     for c in range(2 * packs.TIER_WIDTH):
         before = set(_indexes(path))
@@ -474,18 +482,18 @@ def test_packs_retired_by_an_interrupted_process_are_deleted_by_the_next_merge_o
     store.close()
     # Two packs whose objects are also in another pack, as after a merge: retire them.
     pack_dir = _pack_dir(path)
-    bases = [packs.write_pack(pack_dir, [Blob.from_string(f"spare {i}".encode())]) for i in range(2)]
-    packs.write_pack(pack_dir, [Blob.from_string(f"spare {i}".encode()) for i in range(2)])
+    bases = [write_pack(pack_dir, [Blob.from_string(f"spare {i}".encode())]) for i in range(2)]
+    write_pack(pack_dir, [Blob.from_string(f"spare {i}".encode()) for i in range(2)])
     assert packs.retire_packs(bases) == bases
     assert fsck(path).returncode == 0 and len(packs.leftover_retired(pack_dir)) == 2
     for k in range(packs.TIER_WIDTH):  # a full tier 0, as other processes' commits leave it
-        packs.write_pack(pack_dir, [Blob.from_string(f"other {k}".encode())])
+        write_pack(pack_dir, [Blob.from_string(f"other {k}".encode())])
     store = canonry.open(str(path))
     store.link(v.address, "model/c0")  # merges
     store.close()
     assert packs.leftover_retired(pack_dir) == []
     assert not [n for n in os.listdir(pack_dir) if os.path.basename(bases[0]) in n]
-    packs.retire_packs([packs.write_pack(pack_dir, [Blob.from_string(b"spare 0")])])
+    packs.retire_packs([write_pack(pack_dir, [Blob.from_string(b"spare 0")])])
     assert store.storage.gc()["packs"] == 1 and packs.leftover_retired(pack_dir) == []
     assert fsck(path).returncode == 0
 
@@ -573,7 +581,7 @@ def test_a_growing_pack_merged_away_by_another_process_is_not_grown_again(tmp_pa
     growing = packs.GrowingPack(_pack_dir(repo))
     first, _ = growing.write([Blob.from_string(b"one")], fsync=False)
     # Another process merges it with other small packs and retires it.
-    others = [packs.write_pack(_pack_dir(repo), [Blob.from_string(f"other {k}".encode())]) for k in range(3)]
+    others = [write_pack(_pack_dir(repo), [Blob.from_string(f"other {k}".encode())]) for k in range(3)]
     _merged, replaced = packs.merge_packs(gitread.ObjectReader(str(repo / "objects")), [first, *others])
     assert first in replaced and packs.retire_packs(replaced) == replaced
     second, superseded = growing.write([Blob.from_string(b"two")], fsync=False)

@@ -51,7 +51,6 @@ __all__ = [
     "retire_packs",
     "tier",
     "write",
-    "write_pack",
 ]
 
 TIER_WIDTH = 8  # packs per tier before they are merged into one
@@ -170,14 +169,6 @@ def make_delta(base: bytes, target: bytes) -> bytes | None:
     for at in range(0, suffix, 0xFFFF):
         out += _copy_op(start + at, min(0xFFFF, suffix - at))
     return bytes(out)
-
-
-def write_pack(pack_dir: str, objects, fsync: bool = False) -> str | None:
-    """Write dulwich objects as one pack (duplicates dropped); return its base path, or None
-    when there is nothing to write."""
-    content = PackContent()
-    content.add_objects(objects)
-    return write(pack_dir, content, fsync)
 
 
 class PackContent:
