@@ -291,8 +291,8 @@ def python_api_reference() -> str:
             "function `@hookimpl` to implement the hook of its name (see [plugins.md](plugins.md)).", ""]
     out += [f"`canonry.__all__` = `{sorted(canonry.__all__)}`", ""]
 
-    out += ["### `Store`", "", "Returned by `canonry.open` and `canonry.init`. Write methods "
-            "(shared with `Transaction`) come first; each makes one commit.", ""]
+    out += ["### `Store`", "", "Returned by `canonry.open` and `canonry.init`. What `Store` shares "
+            "with `Transaction` comes first: there each write method makes one commit.", ""]
     base = Transaction.__mro__[1]  # the write operations Store and Transaction share
     for name, obj in _members(base):
         out += _member_doc("Store", name, obj, 4)
