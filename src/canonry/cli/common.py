@@ -23,7 +23,7 @@ __all__ = [
     "store_options",
 ]
 
-JSON_HELP = "Print data only, as JSON (shape documented in the README)."
+JSON_HELP = "Print data only, as JSON (shapes in docs/json.md)."
 
 
 class Ctx:
