@@ -1,4 +1,4 @@
-"""Domain errors. Each one renders as a single line for the CLI (see cli.main)."""
+"""Domain errors. Each one renders as a single line for the CLI (cli/app.py and cli/messages.py)."""
 from __future__ import annotations
 
 __all__ = [

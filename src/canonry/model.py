@@ -140,7 +140,7 @@ class Record:
     `to_dict()` copies them out (containers copied, as dataclasses.asdict does).
 
     Why not @dataclass: importing dataclasses (it imports inspect) and generating the
-    methods of these classes cost ~20 ms, paid at the start of every command."""
+    methods of these classes is paid at the start of every command (docs/performance.md)."""
 
     _fields: tuple[str, ...] = ()
     _field_set: frozenset[str] = frozenset()
@@ -148,7 +148,7 @@ class Record:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        own = [name for name in cls.__dict__.get("__annotations__", {}) if name not in cls._fields]  # noqa: RUF063 - inspect costs ~10 ms to import
+        own = [name for name in cls.__dict__.get("__annotations__", {}) if name not in cls._fields]  # noqa: RUF063 - inspect is costly to import
         cls._fields = cls._fields + tuple(own)
         cls._field_set = frozenset(cls._fields)
         cls._field_defaults = {**cls._field_defaults, **{n: cls.__dict__[n] for n in own if n in cls.__dict__}}

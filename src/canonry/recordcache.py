@@ -88,7 +88,7 @@ class RecordCache:
             self._db = None
 
     # A writer flushes every so many rows or seconds, not after each commit: a flush is a
-    # SQLite transaction (~0.1 ms), and an entry not flushed yet only costs another process
+    # SQLite transaction, and an entry not flushed yet only costs another process
     # a parse. Store.close() and the end of the process flush the rest.
     FLUSH_ROWS = 256
     FLUSH_S = 1.0

@@ -308,7 +308,7 @@ class Store(_Operations):
     # ---- plugins, events, automations -------------------------------------------------------------
     @property
     def plugins(self):
-        """The plugin manager (loaded once per Store; see plugins.py for where plugins come from)."""
+        """The plugin manager (loaded once per Store; see canonry/automation/plugins.py for where plugins come from)."""
         if self._plugins is None:
             from canonry.automation import plugins
 
@@ -402,7 +402,7 @@ class Store(_Operations):
 
     # ---- sharing: branches and remotes ------------------------------------------------------------
     def merge(self, branch: str, message: str | None = None, fast_forward: bool = True):
-        """Merge proposal branch BRANCH into the store branch (see merge.py)."""
+        """Merge proposal branch BRANCH into the store branch (see canonry/sharing/merge.py)."""
         from canonry.sharing.merge import merge_branch
 
         return merge_branch(self, branch, message=message, fast_forward=fast_forward,
@@ -425,7 +425,7 @@ class Store(_Operations):
 
     def validate(self, rev_range: str | None = None, trust_local_plugins: bool = False,
                  require_signed: bool = False):
-        """Check every commit of BASE..HEAD, or the whole store: a list of findings (see validate.py)."""
+        """Check every commit of BASE..HEAD, or the whole store: a list of findings (see canonry/review/validate.py)."""
         from canonry.review.validate import validate
 
         return validate(self, rev_range, trust_local_plugins=trust_local_plugins,
@@ -437,7 +437,7 @@ class Store(_Operations):
 
     # ---- reading --------------------------------------------------------------------------------
     def registries(self, filter: dict | None = None) -> list[m.Registry]:
-        """Every registry, or those matching `filter` (MongoDB-style, see search.py)."""
+        """Every registry, or those matching `filter` (MongoDB-style, see canonry/query/search.py)."""
         if filter is not None:
             from canonry.query.search import search_registries
 
@@ -632,7 +632,7 @@ class Store(_Operations):
                alias: str | None = None, type: str | None = None, registry: str | None = None,
                limit: int | None = None) -> list[dict]:
         """Linked versions (or collections, registries) matching a MongoDB-style filter and the
-        shortcuts, as plain dicts with their aliases (see search.py for fields and operators)."""
+        shortcuts, as plain dicts with their aliases (see canonry/query/search.py for fields and operators)."""
         from canonry.query.search import search
 
         return search(self, filter, kind=kind, tag=tag, alias=alias, type=type, registry=registry,

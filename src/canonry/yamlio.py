@@ -69,7 +69,7 @@ def dump(obj) -> bytes:
 
 
 # ---- a fast path for the records a promotion writes --------------------------------------------
-# PyYAML costs ~0.1 ms per small record (its representer is Python), three per promotion. Records
+# PyYAML's representer is Python, slow for the three small records a promotion writes. Records
 # made only of plain words, integers and flat lists/maps of them are written here instead, byte
 # for byte as PyYAML writes them (a hypothesis test holds the two to that); anything else (floats,
 # quoting, long text, nesting) goes to PyYAML.

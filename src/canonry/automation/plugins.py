@@ -107,7 +107,7 @@ class Plugins:
     def load_entry_points(self) -> None:
         from canonry.automation.entrypoints import entry_point_plugins_may_exist
 
-        if not entry_point_plugins_may_exist():  # spares importing importlib.metadata (~25 ms)
+        if not entry_point_plugins_may_exist():  # spares importing importlib.metadata (costly)
             return
         from importlib.metadata import entry_points
 

@@ -1,7 +1,7 @@
 """The `canonry` command: parse arguments, call the Python API, format the answer. No logic here.
 
 This module holds the top-level group only. Each command lives in a cli_* module that is imported
-when that command runs: `canonry --help` lists them from BUILTIN_COMMANDS (cli_help.py) without
+when that command runs: `canonry --help` lists them from BUILTIN_COMMANDS (help.py) without
 importing any, and the console script (launcher.py) prints it without importing click at all.
 Heavy modules (dulwich, yaml, jsonschema) are imported inside commands so `--help` stays fast.
 """
@@ -152,7 +152,7 @@ class CanonryGroup(click.Group):
 @click.version_option(package_name="canonry", message="canonry %(version)s")
 @click.pass_context
 def cli(ctx, store_path, plugins_dir):
-    # the help text is GROUP_HELP (cli_help.py): the launcher prints `--help` without click
+    # the help text is GROUP_HELP (help.py): the launcher prints `--help` without click
     ctx.obj = Ctx(store_path, plugins_dir)
 
 

@@ -1,4 +1,4 @@
-"""`canonry diff BASE..HEAD`: what a branch changes, in registry terms (review.py does the work)."""
+"""`canonry diff BASE..HEAD`: what a branch changes, in registry terms (review/diff.py does the work)."""
 import click
 
 __all__ = ["diff_cmd"]

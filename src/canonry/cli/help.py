@@ -1,9 +1,9 @@
 """What `canonry --help` says, and its rendering without click.
 
 The built-in commands (where each lives, its short help), the top-level help text and the
-global options are declared here, in a module that imports neither click nor any command: cli.py
+global options are declared here, in a module that imports neither click nor any command: app.py
 builds the click group from them, and the launcher prints `canonry --help` from them. Importing
-click costs ~30 ms of the ~120 ms a fresh `--help` may take. The rendering follows click's
+click would spend a quarter of what a fresh `--help` may take (docs/performance.md). The rendering follows click's
 (HelpFormatter: width, definition lists, shortened help); tests/test_launcher.py compares the
 two, byte for byte, at several terminal widths.
 """

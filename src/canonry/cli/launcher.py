@@ -1,9 +1,10 @@
 """The `canonry` console script: answers `canonry [-C PATH] show TARGET [--json]` and
-`canonry --help` without click, hands every other command line to the click CLI (cli.py).
+`canonry --help` without click, hands every other command line to the click CLI (app.py).
 
-Why: `show` is what scripts and deploy jobs call, often in loops, and a fresh process has
-~150 ms for it; `--help` has ~120 ms. Importing click (and what it imports: inspect, uuid,
-platform, datetime, gettext, locale) costs ~30 ms of that before any work. Only the exact
+Why: `show` is what scripts and deploy jobs call, often in loops, and a fresh process has a
+tight budget for it, as has `--help` (docs/performance.md). Importing click (and what it
+imports: inspect, uuid, platform, datetime, gettext, locale) would spend a fifth of it before
+any work. Only the exact
 shapes below are taken here; anything else (another option, a second target, `--help` when a
 plugin may add commands) goes to click, which prints the same output and the same one-line
 errors for these shapes (tests/test_launcher.py compares the two).

@@ -1,5 +1,5 @@
 """`canonry lineage`, `canonry compare` and `canonry search`: questions asked of the whole store
-(answered from the derived index; see index.py). Parsing and formatting only."""
+(answered from the derived index; see canonry/query/). Parsing and formatting only."""
 from __future__ import annotations
 
 import click
@@ -25,8 +25,8 @@ def _emit_json(data) -> None:
 
 def _emit_json_texts(texts: list[str]) -> None:
     """A JSON array with one item per line (items already JSON text). The same data as
-    emit_json, laid out for long results: its indenting encoder is pure Python (~50 ms for
-    1,000 versions), these come encoded from sqlite."""
+    emit_json, laid out for long results: its indenting encoder is pure Python (slow for
+    thousands of versions), these come encoded from sqlite."""
     click.echo("[\n  " + ",\n  ".join(texts) + "\n]" if texts else "[]")
 
 

@@ -1,4 +1,4 @@
-"""`canonry validate [BASE..HEAD]`: the CI gate (the checks are in validate.py)."""
+"""`canonry validate [BASE..HEAD]`: the CI gate (the checks are in review/validate.py)."""
 import click
 
 __all__ = ["validate_cmd"]

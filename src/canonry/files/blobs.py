@@ -6,8 +6,8 @@ Override with the CANONRY_BLOBS environment variable or `git config canonry.blob
 """
 from __future__ import annotations
 
-# hashlib is imported where it hashes: loading OpenSSL costs ~3 ms of a fresh `canonry show`,
-# which hashes nothing.
+# hashlib is imported where it hashes: loading OpenSSL is a visible part of a fresh
+# `canonry show`, which hashes nothing.
 import os
 import shutil
 import tempfile

@@ -1,8 +1,8 @@
 """Manifests: every file of a logged path with its size and sha256, and one digest over them."""
 from __future__ import annotations
 
-# hashlib is imported where it hashes: loading OpenSSL costs ~3 ms of a fresh `canonry show`,
-# which hashes nothing.
+# hashlib is imported where it hashes: loading OpenSSL is a visible part of a fresh
+# `canonry show`, which hashes nothing.
 import os
 
 from canonry.errors import InvalidInput

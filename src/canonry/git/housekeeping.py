@@ -44,7 +44,7 @@ class Housekeeping:
         (what they would have retired stays, a duplicate that a later merge takes). The packs
         retired (packs.retire_packs: their indexes are renamed, which hides them from every
         reader starting from now on) are deleted by a background thread, which holds the lock
-        until it is done: an unlink costs ~0.3 ms here, time the next commit need not wait for
+        until it is done: unlinking files is slow on some disks, time the next commit need not wait for
         (the thread only waits on the disk, not on the GIL)."""
         storage = self.storage
         superseded = storage.superseded
@@ -101,7 +101,7 @@ class Housekeeping:
         self.storage.growing.forget(plan)
         if remove:
             packs.remove_packs(replaced)
-        # dulwich's object store (if open) is not rescanned here (~1 ms): it rescans by itself
+        # dulwich's object store (if open) is not rescanned here (not cheap): it rescans by itself
         # when it misses a pack that has gone.
         return replaced
 
@@ -141,7 +141,7 @@ class Housekeeping:
 
 class _Deleter:
     """A thread that deletes retired packs, then releases the gc lock it was handed. One per
-    storage, kept while there is work (starting a thread per commit cost ~0.13 ms), ending
+    storage, kept while there is work (starting a thread per commit was measurable), ending
     after IDLE_S without any (so a storage dropped without close() leaves no thread behind)."""
 
     IDLE_S = 2.0

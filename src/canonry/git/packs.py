@@ -1,7 +1,7 @@
 """Object packs: every commit's new objects in one small pack, and packs merged in tiers.
 
 Why packs and not loose objects: a loose object is a file of its own, and creating a file is
-the slowest step of a commit on ordinary disks (0.5-1 ms each on the machines we measure on);
+the slowest step of a commit on ordinary disks (docs/performance.md);
 a promotion writes about eight objects. A pack with its index is two files however many
 objects it holds.
 
@@ -19,8 +19,8 @@ The formats written here are git's pack v2 and pack index v2 (Documentation/gitf
 """
 from __future__ import annotations
 
-# hashlib is imported where it hashes: loading OpenSSL costs ~3 ms of a fresh `canonry show`,
-# which hashes nothing.
+# hashlib is imported where it hashes: loading OpenSSL is a visible part of a fresh
+# `canonry show`, which hashes nothing.
 import binascii
 import itertools
 import os
@@ -239,7 +239,7 @@ class PackContent:
                 self._remember(sha, type_num, raw)
                 return
         # Stored, not compressed: a large tree is mostly object ids, which do not compress
-        # (80 us instead of 700 for 37 KB), and this happens once a chain.
+        # (compressing costs about ten times the storing), and this happens once a chain.
         self.add_entry(sha, _encode(type_num, raw, 0))
         self._remember(sha, type_num, raw)
 
@@ -283,8 +283,7 @@ class GrowingPack:
     written as that pack plus the new objects, and replaces it.
 
     Why: one new pack per commit meant a merge of tier 0 every TIER_WIDTH commits, a pack
-    write with its own fsyncs and file creations (~5 ms here, the slowest step of one commit
-    in eight). Rewriting a small pack costs next to nothing beside the fsync every commit pays
+    write with its own fsyncs and file creations (the slowest step of one commit in eight). Rewriting a small pack costs next to nothing beside the fsync every commit pays
     anyway, so a writer keeps one pack of tier 0 and no merge of tier 0 is needed for its
     commits. It stops growing at GROW_MAX_OBJECTS (= SMALLEST_TIER: a pack of tier 1, merged as before) or
     GROW_MAX_BYTES, so a commit never rewrites much.
@@ -357,7 +356,7 @@ def _write_files(files: list[tuple[str, list[bytes]]], fsync: bool) -> None:
             if fsync:
                 # Start writing every file back before waiting on the first: on ext4 the first
                 # fsync's journal commit then carries the others' blocks and their own fsyncs
-                # are cheap (~0.3 ms less per pack, measured here). Each file is still fsynced.
+                # are cheaper (measured: docs/performance.md). Each file is still fsynced.
                 if hasattr(os, "posix_fadvise"):
                     for fd in fds[1:]:
                         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
@@ -547,7 +546,7 @@ RETIRED = ".retired"
 def retire_packs(bases: list[str]) -> list[str]:
     """Hide packs that a merge replaced from every reader that starts from now on, cheaply:
     git, dulwich and canonry list a pack by its index, and renaming the index to a new name
-    costs ~0.03 ms where deleting the pack's files costs ~0.3 ms each on this disk. Readers
+    costs a tenth of deleting the pack's files on the disks measured. Readers
     that had it open keep reading it. The packs actually hidden (remove_retired deletes them)."""
     retired = []
     for base in bases:

@@ -1,8 +1,8 @@
 """Reading a git repository's objects and refs without dulwich's Repo and object store.
 
 Why: a fresh `canonry show` reads a dozen objects, and importing dulwich's repository and
-object-store modules (with logging, subprocess, platform, hooks, config, …) costs it ~25 ms,
-a sixth of its budget. What a read needs is small: the pack index v2 and pack v2 formats (we
+object-store modules (with logging, subprocess, platform, hooks, config, …) would cost a large
+part of its budget (docs/performance.md). What a read needs is small: the pack index v2 and pack v2 formats (we
 write both in packs.py), loose objects, alternates, loose and packed refs.
 
 Anything this reader cannot read (a pack index of another version, an object it cannot find)

@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from canonry.errors import NotAStore
-from canonry.git import compat, packs, treebytes
-from canonry.git import reader as gitread
+from canonry.git import compat, packs, reader, treebytes
 from canonry.git.housekeeping import Housekeeping
 from canonry.git.locks import FileLock
 from canonry.git.treebytes import FILE_MODE
@@ -85,7 +84,7 @@ def _looks_bare(path: str) -> bool:
 class GitStorage:
     """One git repository, one store branch, an optional path prefix inside its tree.
 
-    Reads go through gitread (objects and refs straight from the files); dulwich's Repo is
+    Reads go through reader (objects and refs straight from the files); dulwich's Repo is
     opened on first need (writing a ref, the index, the config stack, remotes)."""
 
     def __init__(self, repo=None, branch: str = DEFAULT_BRANCH, prefix: str = "",
@@ -114,7 +113,7 @@ class GitStorage:
                                       wait=WORKTREE_LOCK_WAIT, stale_after=120.0)
         self._raw_lookups: dict[bytes, int] = {}
         self._commits: dict[bytes, Commit] = {}
-        self._objects = gitread.ObjectReader(objects_dir, fallback=lambda: self.repo.object_store)
+        self._objects = reader.ObjectReader(objects_dir, fallback=lambda: self.repo.object_store)
         self.pack_dir = os.path.join(objects_dir, "pack")
         self._fsync: bool | None = None
         self._fsync_refs: bool | None = None
@@ -143,8 +142,8 @@ class GitStorage:
         return self._repo
 
     @property
-    def objects(self) -> gitread.ObjectReader:
-        """The object reader (gitread): packs and loose objects, read without dulwich."""
+    def objects(self) -> reader.ObjectReader:
+        """The object reader (reader.ObjectReader): packs and loose objects, read without dulwich."""
         return self._objects
 
     def close(self) -> None:
@@ -213,7 +212,7 @@ class GitStorage:
     def _default_branch(self) -> str:
         """`main`, unless it does not exist and HEAD names another branch (a git clone of a store
         kept on a code repository's own branch, say `trunk`)."""
-        if gitread.read_ref(self.common_dir, b"refs/heads/" + DEFAULT_BRANCH.encode()) is not None:
+        if reader.read_ref(self.common_dir, b"refs/heads/" + DEFAULT_BRANCH.encode()) is not None:
             return DEFAULT_BRANCH
         try:
             with open(os.path.join(self.git_dir, "HEAD"), "rb") as f:
@@ -256,7 +255,7 @@ class GitStorage:
         return self.base_ref is not None
 
     def branch_exists(self) -> bool:
-        return gitread.read_ref(self.common_dir, self.ref) is not None
+        return reader.read_ref(self.common_dir, self.ref) is not None
 
     # ---- reading ---------------------------------------------------------------------------
     def head(self) -> bytes | None:
@@ -264,7 +263,7 @@ class GitStorage:
         for ref in (self.ref, self.base_ref, self._tracking_ref()):
             if ref is None:
                 continue
-            found = gitread.read_ref(self.common_dir, ref)
+            found = reader.read_ref(self.common_dir, ref)
             if found is not None:
                 return found
         return None
@@ -372,8 +371,8 @@ class GitStorage:
 
     def _tree_or_raw(self, tree_id: bytes):
         """The parsed tree, or its raw bytes while it has been read fewer than
-        RAW_LOOKUPS_BEFORE_PARSE times: parsing `artifacts/` of 10,000 entries costs ~8 ms, a
-        search of its bytes 0.1 ms, and a fresh `canonry show` reads a dozen entries (with no
+        RAW_LOOKUPS_BEFORE_PARSE times: parsing a tree of thousands of entries costs far more than
+        searching its bytes, and a fresh `canonry show` reads a dozen entries (with no
         dulwich.objects imported)."""
         tree = self._trees.get(tree_id)
         if tree is not None:
@@ -475,12 +474,12 @@ class GitStorage:
         # No reflog: the commits themselves are the audit log.
         if self._fsync_refs is None:
             self._fsync_refs = "reference" in fsync_components(self.config(b"core", b"fsync"))
-        if gitread.update_ref(self.common_dir, self.ref, old, new, fsync=self._fsync_refs):
+        if reader.update_ref(self.common_dir, self.ref, old, new, fsync=self._fsync_refs):
             return True
         # `old` may be where a branch not made yet starts (a proposal branch off the store
         # branch's head): then the ref must still not exist.
         return (old is not None and not self.branch_exists()
-                and gitread.update_ref(self.common_dir, self.ref, None, new, fsync=self._fsync_refs))
+                and reader.update_ref(self.common_dir, self.ref, None, new, fsync=self._fsync_refs))
 
     def write_objects(self, objects: list) -> None:
         """Store git objects in a new pack, which also holds the last pack this storage wrote
@@ -507,7 +506,7 @@ class GitStorage:
         from dulwich.objects import Tree
 
         if tree_id is not None:
-            # Copy the entry map wholesale: per-entry adds cost ~2 ms on a 1,000-entry tree.
+            # Copy the entry map wholesale: per-entry adds are slow on a big tree.
             tree = compat.tree_from_entries(dict(compat.tree_entries(self.tree(tree_id))))
         else:
             tree = Tree()
@@ -674,7 +673,7 @@ def head_commit_of(path: str) -> bytes | None:
     """The commit HEAD names in the repository at `path` (None: no commit yet)."""
     git_dir, _ = _plain_git_dir(path)
     if git_dir is not None:
-        return gitread.read_ref(git_dir, b"HEAD")
+        return reader.read_ref(git_dir, b"HEAD")
     from dulwich.repo import Repo
 
     with Repo(path) as repo:
