@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from canonry.schemas import FORMAT_VERSION
 
@@ -20,7 +21,7 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS records (sha BLOB, kind TEXT, body TEXT, P
 class RecordCache:
     def __init__(self, git_dir: str):
         self.path = os.path.join(git_dir, "canonry", f"records-v{FORMAT_VERSION}.sqlite")
-        self._db = None
+        self._db: Any = None  # a sqlite3.Connection once opened (sqlite3 is imported on first use)
         self._broken = False
         self._pending: list[tuple[bytes, str, str]] = []
         self._flush_at_exit = False

@@ -23,6 +23,8 @@ from canonry.view import ParseCache, View
 if TYPE_CHECKING:
     from dulwich.refs import Ref
 
+    from canonry.automation.plugins import Plugins
+
 __all__ = [
     "DEFAULT_REGISTRIES", "DEFAULT_ROLES", "MAX_ATTEMPTS", "Store", "Transaction", "clone_store",
     "init_store", "open_store",
@@ -199,12 +201,12 @@ class Store(_Operations):
         self.storage = storage
         self.plugins_dir = plugins_dir
         self._load_plugins = load_plugins
-        self._plugins = None
+        self._plugins: Plugins | None = None
         self.blobs = blob_store_for(storage.git_dir, storage.config(b"canonry", b"blobs"))
         self.cache = ParseCache(RecordCache(storage.git_dir))
         self.query_index = None  # the derived SQLite index (canonry.query.index.for_store), made on first use
         self._store = self
-        self._actor = None
+        self._actor: Identity | None = None
 
     def close(self) -> None:
         """Write pending cache entries and close open files. Optional: a store still open at

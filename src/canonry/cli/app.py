@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib
 import sys
+from collections.abc import Callable
 from gettext import gettext
 
 import click
@@ -104,7 +105,7 @@ class CanonryGroup(click.Group):
     def format_commands(self, ctx, formatter):
         """click's listing, with a built-in's short help taken from BUILTIN_COMMANDS: `--help`
         imports no command module."""
-        listed = []  # (name, short help for a width)
+        listed: list[tuple[str, Callable[[int], str]]] = []  # (name, short help for a width)
         for name in self.list_commands(ctx):
             command = self.commands.get(name)
             if command is None and name in BUILTIN_COMMANDS:

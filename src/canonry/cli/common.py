@@ -5,9 +5,14 @@ would be paid by all of them (the store and its modules are imported when first 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from canonry.cli.messages import error_line
+
+if TYPE_CHECKING:
+    from canonry.store import Store
 
 __all__ = [
     "JSON_HELP",
@@ -31,7 +36,7 @@ class Ctx:
         self.path = path
         self.plugins_dir = plugins_dir
         self.branch = None
-        self._store = None
+        self._store: Store | None = None
 
     def store(self):
         if self._store is None:

@@ -101,7 +101,7 @@ def print_registries(store, as_json):
         return emit_json([r.to_dict() for r in regs])
     from canonry.output import table
 
-    counts = {}
+    counts: dict[str, int] = {}
     for coll in store.collections():
         counts[coll.registry] = counts.get(coll.registry, 0) + 1
     say(table([[r.name, r.visibility, types_text(r.types), counts.get(r.name, 0), r.description]

@@ -21,7 +21,7 @@ def init(c, path, bare, branch, prefix, as_json):
     from canonry.store import init_store
 
     store, created = init_store(path or c.path or ".", branch=branch, bare=bare, prefix=prefix)
-    data = {"path": store.path, "branch": store.branch, "created": created,
+    data: dict = {"path": store.path, "branch": store.branch, "created": created,
             "registries": [r.name for r in store.registries()]}
     if as_json:
         from canonry.output import emit_json

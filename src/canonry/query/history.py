@@ -59,7 +59,8 @@ def history(store: Any, target: str | None = None, limit: int | None = None, act
     idx = for_store(store)
 
     def q(db):
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         if actor:
             where.append("(c.email = ? OR c.author = ?)")
             args += [actor, actor]

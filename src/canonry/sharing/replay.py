@@ -86,6 +86,7 @@ class Replayer:
         for field, (before, after) in rec["changes"].items():
             current = here.get(field)
             if field == "types":
+                merged: str | list[str]
                 if after == "all" or current == "all":
                     merged = "all"
                 else:
