@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 
 from canonry import model as m
 from canonry.errors import SchemaError
-from canonry.schemas import FORMAT_VERSION, KINDS, schema_dir, validate
+from canonry.schemas import FORMAT_VERSION, KINDS, check_record, schema_dir
 
 SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas"
 
@@ -61,30 +61,30 @@ def test_every_file_written_by_canonry_validates(linked, store_path, make_file, 
 
 def test_validate_names_file_and_field():
     good = {"format": 1, "aliases": {"production": "v0"}}
-    validate("aliases", good, "registries/model/c/aliases.yaml")
+    check_record("aliases", good, "registries/model/c/aliases.yaml")
     with pytest.raises(SchemaError) as info:
-        validate("aliases", {"format": 1, "aliases": {"production": "zero"}},
+        check_record("aliases", {"format": 1, "aliases": {"production": "zero"}},
                  "registries/model/c/aliases.yaml")
     msg = str(info.value)
     assert msg.startswith("registries/model/c/aliases.yaml: field aliases.production:")
     assert "\n" not in msg
     with pytest.raises(SchemaError, match="format"):
-        validate("aliases", {"format": 2, "aliases": {}}, "x/aliases.yaml")
+        check_record("aliases", {"format": 2, "aliases": {}}, "x/aliases.yaml")
     with pytest.raises(SchemaError, match="mapping"):
-        validate("link", ["not", "a", "mapping"], "x/links/v0.yaml")
+        check_record("link", ["not", "a", "mapping"], "x/links/v0.yaml")
     with pytest.raises(SchemaError, match=r"alias name|does not match|latest"):
-        validate("aliases", {"format": 1, "aliases": {"../x": "v0"}}, "x/aliases.yaml")
+        check_record("aliases", {"format": 1, "aliases": {"../x": "v0"}}, "x/aliases.yaml")
 
 
 def test_collection_schema_refuses_bad_fields():
     base = {"format": 1, "type": "model", "next_version": 0, "created_at": "2024-01-01T00:00:00Z",
             "created_by": "ada@example.com", "tags": []}
-    validate("collection", base, "c.yaml")
+    check_record("collection", base, "c.yaml")
     for bad, field in [({"next_version": -1}, "next_version"), ({"type": "a/b"}, "type"),
                        ({"tags": ["x", "x"]}, "tags"), ({"created_at": "yesterday"}, "created_at"),
                        ({"colour": "blue"}, "top level")]:
         with pytest.raises(SchemaError) as info:
-            validate("collection", {**base, **bad}, "c.yaml")
+            check_record("collection", {**base, **bad}, "c.yaml")
         assert field in str(info.value) or "colour" in str(info.value)
 
 
@@ -92,5 +92,5 @@ def test_aliases_file_cannot_store_latest_or_versions():
     """`latest` is derived and v<digits> is reserved: a hand edit storing one is refused."""
     for alias in ("latest", "v3"):
         with pytest.raises(SchemaError):
-            validate("aliases", {"format": 1, "aliases": {alias: "v0"}},
+            check_record("aliases", {"format": 1, "aliases": {alias: "v0"}},
                      "registries/model/c/aliases.yaml")

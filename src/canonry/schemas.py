@@ -7,7 +7,7 @@ from pathlib import Path
 
 from canonry.errors import SchemaError
 
-__all__ = ["FORMAT_VERSION", "KINDS", "load_schema", "schema_dir", "validate"]
+__all__ = ["FORMAT_VERSION", "KINDS", "check_record", "load_schema", "schema_dir"]
 
 FORMAT_VERSION = 1
 KINDS = ("store", "registry", "collection", "aliases", "link", "artifact", "artifact_version")
@@ -49,7 +49,7 @@ def _fast_check(kind: str):
         return None
 
 
-def validate(kind: str, data, path: str) -> None:
+def check_record(kind: str, data, path: str) -> None:
     """Raise SchemaError naming the file, the field and the problem."""
     if not isinstance(data, dict):
         raise SchemaError(f"{path}: invalid {kind} file: expected a mapping, got {type(data).__name__}")

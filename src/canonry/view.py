@@ -15,7 +15,7 @@ from canonry import model as m
 from canonry.errors import NotFound, SchemaError
 from canonry.git.storage import GitStorage
 from canonry.names import LATEST, is_version, version_number
-from canonry.schemas import validate
+from canonry.schemas import check_record
 
 __all__ = ["ParseCache", "View"]
 
@@ -117,13 +117,13 @@ class View:
             raise SchemaError(f"{path}: not valid YAML: {first}") from None
         kind = m.kind_of_path(path)
         if kind:
-            validate(kind, rec, path)
+            check_record(kind, rec, path)
         return rec
 
     def write(self, path: str, record: dict) -> None:
         kind = m.kind_of_path(path)
         if kind:
-            validate(kind, record, path)
+            check_record(kind, record, path)
         from canonry import yamlio
 
         data = yamlio.dump(record)
