@@ -271,11 +271,8 @@ def test_restricted_viewer_sees_metadata_but_get_is_refused_naming_viewer(roles,
     assert data["artifact_version"]["files"][0]["path"] == "weights0.bin"
     listed = run_cli("-C", store_path, "ls", "secure/c", "--json")
     assert [v["version"] for v in listed.json()] == ["v0", "v1"]
-    for target in ("secure/c:production", "secure/c:v1", "g:v0", "g:latest"):
+    for target in ("secure/c:production", "secure/c:v1", "g:v0"):
         r = run_cli("-C", store_path, "get", target, "--to", tmp_path / "out")
-        if target == "g:latest":  # g:v2 is linked nowhere: no registry governs its bytes
-            assert r.exit_code == 0, r
-            continue
         line = assert_one_line_error(r, 1, contains=("restricted_viewer", "that needs role viewer",
                                                      "registry secure"))
         assert line == (f"canonry: error: {RV} may not download files in registry secure: that needs "
@@ -929,3 +926,32 @@ def test_audit_includes_hand_commits_with_their_author(roles, store_path, run_cl
     entries = run_cli("-C", store_path, "audit", "--registry", "secure", "--json").json()
     assert (entries[0]["commit"], entries[0]["actor"], entries[0]["op"], entries[0]["summary"]) == (
         commit, MEMBER, "commit", "stage v0 by hand")
+
+
+# ---- the bytes of versions linked nowhere (docs/security.md, "Reading") ---------------------------
+def test_a_version_linked_nowhere_is_its_authors_and_the_store_admins(roles, store_path, tmp_path, monkeypatch,
+                                                                     run_cli):
+    """g:v2 was logged by ADA and never linked: no registry's roles govern it, so it is not public."""
+    for who in (OUTSIDER, RV, VIEWER, MEMBER, RADMIN):
+        monkeypatch.setenv("CANONRY_ACTOR", who)
+        for target in ("g:v2", "g:latest"):
+            r = run_cli("-C", store_path, "get", target, "--to", tmp_path / "out")
+            assert_one_line_error(r, 1, contains=(f"{who} may not download g:v2", "linked in no registry",
+                                                  f"author ({ADA})"))
+    assert not (tmp_path / "out").exists()
+    for who in (ADA, BOSS):  # the author; a store admin
+        act_as(monkeypatch, store_path, who).download("g:v2", str(tmp_path / who))
+        assert (tmp_path / who / "weights2.bin").read_bytes() == b"weights 2\n"
+
+
+def test_unlinking_from_a_restricted_registry_does_not_make_the_bytes_public(roles, store_path, tmp_path,
+                                                                            monkeypatch):
+    viewer = act_as(monkeypatch, store_path, VIEWER)
+    viewer.download("g:v1", str(tmp_path / "before"))  # linked in secure: a viewer of secure may
+    act_as(monkeypatch, store_path, RADMIN).unlink("secure/c:v1")
+    for who in (VIEWER, OUTSIDER):
+        with pytest.raises(PermissionDenied, match="linked in no registry"):
+            act_as(monkeypatch, store_path, who).download("g:v1", str(tmp_path / who))
+        assert not (tmp_path / who).exists()
+    act_as(monkeypatch, store_path, BOSS).download("g:v1", str(tmp_path / "boss"))
+

@@ -30,6 +30,7 @@ __all__ = [
     "check_member_key",
     "check_role",
     "check_store_admin",
+    "check_unlinked_download",
     "groups_of",
     "is_protected",
     "role_in",
@@ -102,6 +103,21 @@ def check(view, registry: str, actor: str, action: str, detail: str = "") -> Non
     what = WHAT[action] + (f" ({detail})" if detail else "")
     raise PermissionDenied(f"{actor} may not {what} in registry {registry}: that needs role {need} "
                            f"({actor} {has})")
+
+
+def check_unlinked_download(view, address: str, author: str, actor: str) -> None:
+    """The bytes of an artifact version linked in no registry belong to its author and the store
+    admins: no registry's roles govern them, and unlinking a version from a restricted registry
+    must not make it public.
+
+    Raises:
+        PermissionDenied: naming the author and what would give access.
+    """
+    if actor == author or actor in store_admins(view.store_config()):
+        return
+    raise PermissionDenied(f"{actor} may not download {address}: it is linked in no registry, so only its "
+                           f"author ({author}) and store admins may; link it into a registry where {actor} "
+                           "may download files")
 
 
 def check_store_admin(view, actor: str, what: str) -> None:

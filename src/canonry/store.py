@@ -596,11 +596,15 @@ class Store(_Operations):
         return obj
 
     def _check_download_of(self, version: m.ArtifactVersion) -> None:
-        """A version linked in registries may be downloaded by who may download in one of them."""
-        from canonry.governance import PermissionDenied, check
+        """A version linked in registries may be downloaded by who may download in one of them;
+        a version linked nowhere, by its author and the store admins (docs/security.md)."""
+        from canonry.governance import PermissionDenied, check, check_unlinked_download
 
         view = self.view()
         registries = sorted({link["registry"] for link in self._links_of(view, version.address, version.type)})
+        if not registries:
+            check_unlinked_download(view, version.address, version.created_by, self.actor.actor)
+            return
         denied = None
         for registry in registries:
             try:
