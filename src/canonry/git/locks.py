@@ -19,7 +19,6 @@ same repository, so they must stay exactly as git does them.
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from types import ModuleType
@@ -87,6 +86,8 @@ class FileLock:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
+                import random  # only when waiting: importing it costs a fresh `show` (it loads hashing)
+
                 time.sleep(min(remaining, random.uniform(delay / 2, delay)))
                 delay = min(delay * 2, 0.05)
             else:
