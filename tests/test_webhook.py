@@ -1,10 +1,14 @@
 """The built-in webhook action against a real HTTP server on 127.0.0.1: signature, payload,
-retries with backoff, Slack format, and the secret never reaching the repository or the log."""
+retries with backoff, Slack format, the secret never reaching the repository or the log, only
+http(s) URLs, and redirects (a failure unless `follow_redirects: true`; never signed elsewhere)."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from _plugin_helpers import *
@@ -234,3 +238,139 @@ def test_secret_never_reaches_the_repository_or_the_run_log(webhook_server, prom
         for name in files:
             with open(os.path.join(root, name), "rb") as f:
                 assert SECRET.encode() not in f.read(), os.path.join(root, name)
+
+
+# ---- only http(s), and no redirect followed unless configured (issue 14) ------------------------------
+class RedirectServer:
+    """ThreadingHTTPServer on 127.0.0.1:0 recording every request (any method); `answer` is
+    (status, Location or None) for every request to a path starting with /hooks."""
+
+    def __init__(self, answer=(200, None)):
+        self.answer = answer
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self):
+                length = int(self.headers.get("Content-Length", 0) or 0)
+                body = self.rfile.read(length) if length else b""
+                server.requests.append({"method": self.command, "path": self.path, "body": body,
+                                        "headers": {k.lower(): v for k, v in self.headers.items()}})
+                status, location = server.answer if self.path.startswith("/hooks") else (200, None)
+                self.send_response(status)
+                if location:
+                    self.send_header("Location", location)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_POST = do_GET = do_PUT = _handle
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str = "/hooks/deploy") -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def redirect_server():
+    servers = []
+
+    def make(answer=(200, None)) -> RedirectServer:
+        servers.append(RedirectServer(answer))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()
+
+
+def _one_run(s) -> dict:
+    (run,) = [r for r in s.automation_log() if r["receiver"] == "automation:deploy-on-production"]
+    return run
+
+
+@pytest.mark.parametrize("url", ["file:///etc/hostname", "ftp://127.0.0.1/hook", "data:,hello",
+                                 "http:///no-host"])
+def test_webhook_accepts_only_http_and_https_urls(webhook_server, promoted, url):
+    server = webhook_server()
+    s, _ = promoted(server, automation=_deploy_automation(url), promote=False)
+    s.set_alias("model/mnist:v1", "production")
+    run = _one_run(s)
+    assert run["status"] == "error", run
+    assert "http or https URL" in run["error"], run
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_webhook_redirect_is_a_failure_naming_status_and_location(promoted, redirect_server, status):
+    elsewhere = redirect_server()
+    hook = redirect_server((status, elsewhere.url("/collect")))
+    s, path = promoted(hook, automation=_deploy_automation(hook.url()), promote=False)
+    s.set_alias("model/mnist:v1", "production")
+    run = _one_run(s)
+    assert run["status"] == "error", run
+    assert f"HTTP {status} redirect to {elsewhere.url('/collect')}" in run["error"], run
+    assert "follow_redirects" in run["error"]
+    assert len(hook.requests) == 1  # a redirect is an answer: not retried
+    assert hook.requests[0]["method"] == "POST"
+    assert "x-canonry-signature-256" in hook.requests[0]["headers"]
+    assert elsewhere.requests == []  # neither the payload nor the signature went there
+    # and `automations run` reports it like any failed delivery
+    again = invoke("-C", path, "automations", "run", "HEAD")
+    assert again.exit_code == 1 and "deliveries failed" in again.stderr, again
+    assert elsewhere.requests == []
+
+
+def test_webhook_follow_redirects_resends_the_post_unsigned_to_another_host(promoted, redirect_server):
+    elsewhere = redirect_server()  # another port: another origin
+    hook = redirect_server((307, elsewhere.url("/collect")))
+    s, _ = promoted(hook, automation=_deploy_automation(hook.url(), follow_redirects=True), promote=False)
+    s.set_alias("model/mnist:v1", "production")
+    run = _one_run(s)
+    assert run["status"] == "ok", run
+    (first,), (second,) = hook.requests, elsewhere.requests
+    assert second["method"] == "POST" and second["path"] == "/collect"
+    assert second["body"] == first["body"] and json.loads(second["body"])["alias"] == "production"
+    assert first["headers"]["x-canonry-signature-256"] == signature(SECRET, first["body"])
+    assert "x-canonry-signature-256" not in second["headers"]
+    assert second["headers"]["x-canonry-delivery"] == first["headers"]["x-canonry-delivery"]
+
+
+def test_webhook_follow_redirects_keeps_the_signature_on_the_same_origin(promoted, redirect_server):
+    hook = redirect_server((308, "/moved/deploy"))  # relative Location, same host and port
+    s, _ = promoted(hook, automation=_deploy_automation(hook.url(), follow_redirects=True), promote=False)
+    s.set_alias("model/mnist:v1", "production")
+    assert _one_run(s)["status"] == "ok"
+    first, second = hook.requests
+    assert first["path"] == "/hooks/deploy"
+    assert (second["method"], second["path"]) == ("POST", "/moved/deploy")
+    assert second["headers"]["x-canonry-signature-256"] == signature(SECRET, second["body"])
+
+
+@pytest.mark.parametrize("location", ["file:///etc/hostname", "ftp://127.0.0.1/x"])
+def test_webhook_follow_redirects_only_to_http_and_https(promoted, redirect_server, location):
+    hook = redirect_server((302, location))
+    s, _ = promoted(hook, automation=_deploy_automation(hook.url(), follow_redirects=True), promote=False)
+    s.set_alias("model/mnist:v1", "production")
+    run = _one_run(s)
+    assert run["status"] == "error", run
+    assert "HTTP 302" in run["error"] and "http or https URL" in run["error"], run
+    assert len(hook.requests) == 1
+
+
+def test_webhook_follow_redirects_stops_after_five_hops(promoted, redirect_server):
+    hook = redirect_server((302, "/hooks/again"))  # a loop
+    s, _ = promoted(hook, automation=_deploy_automation(hook.url(), follow_redirects=True), promote=False)
+    s.set_alias("model/mnist:v1", "production")
+    run = _one_run(s)
+    assert run["status"] == "error" and "more than 5 redirects" in run["error"], run
+    assert len(hook.requests) == 6
