@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, cast
 
 from canonry import journal, ops
 from canonry import model as m
-from canonry.errors import CanonryError, Conflict, IntegrityError, InvalidInput, NotAStore, NotFound
+from canonry.errors import CanonryError, Conflict, InvalidInput, NotAStore, NotFound
 from canonry.files import manifest
 from canonry.files.blobs import blob_store_for
 from canonry.git.storage import DEFAULT_BRANCH, GitStorage, Identity, find_repo_path, head_commit_of, identity
@@ -586,13 +586,9 @@ class Store(_Operations):
             self._check_download_of(obj)
         if not isinstance(obj, m.ArtifactVersion):
             raise InvalidInput(f"{target} is not a version: get takes ARTIFACT:vK or REGISTRY/COLLECTION:vN|ALIAS")
-        root = os.path.abspath(to)
-        for entry in obj.files:
-            rel = entry["path"]
-            parts = rel.split("/")
-            if rel.startswith("/") or ".." in parts or "" in parts:
-                raise IntegrityError(f"{obj.address}: refusing unsafe manifest path {rel!r}")
-            self.blobs.copy_to(entry["sha256"], os.path.join(root, *parts))
+        # the whole manifest is checked before the first file is written (files/manifest.py)
+        for sha256, dest in manifest.restore_plan(obj.address, obj.files, os.path.abspath(to), self.blobs):
+            self.blobs.copy_to(sha256, dest)
         return obj
 
     def _check_download_of(self, version: m.ArtifactVersion) -> None:

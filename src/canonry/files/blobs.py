@@ -70,10 +70,15 @@ class LocalBlobStore:
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         h = hashlib.sha256()
         tmp = dest + ".canonry-partial"
-        with open(src, "rb") as f, open(tmp, "wb") as out:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-                out.write(chunk)
+        try:
+            with open(src, "rb") as f, open(tmp, "wb") as out:
+                while chunk := f.read(CHUNK):
+                    h.update(chunk)
+                    out.write(chunk)
+        except BaseException:  # a full disk, an interrupt: leave no partial file behind
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
         if h.hexdigest() != sha256:
             os.unlink(tmp)
             raise IntegrityError(f"blob {sha256[:12]} is corrupt: its bytes hash to {h.hexdigest()[:12]}")

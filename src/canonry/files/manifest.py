@@ -1,14 +1,124 @@
-"""Manifests: every file of a logged path with its size and sha256, and one digest over them."""
+"""Manifests: every file of a logged path with its size and sha256, and one digest over them.
+
+A manifest path is where `canonry get` writes a file under the folder it is given, and it comes
+from a YAML file anyone with push access can write by hand. So one rule, `path_problem`, says
+what a manifest path may be, and `log` (what goes in), `validate` (what is reviewed) and `get`
+(what comes out) all apply it: a relative POSIX path of at most MAX_DEPTH segments and
+MAX_PATH_BYTES bytes in UTF-8; each segment non-empty, not `.` or `..`, at most
+MAX_SEGMENT_BYTES bytes; no backslash (a separator on Windows), no control character (NUL, and
+the tab and newline that separate the fields of the digest's lines), no drive prefix (`C:`).
+Within one manifest no path appears twice and none is also a folder of another (`a` and `a/b`).
+"""
 from __future__ import annotations
 
 # hashlib is imported where it hashes: loading OpenSSL is a visible part of a fresh
 # `canonry show`, which hashes nothing.
 import os
+import re
+from collections.abc import Iterable
 
-from canonry.errors import InvalidInput
+from canonry.errors import IntegrityError, InvalidInput
 from canonry.files.blobs import LocalBlobStore
 
-__all__ = ["collect_files", "digest", "store_files"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_PATH_BYTES",
+    "MAX_SEGMENT_BYTES",
+    "collect_files",
+    "digest",
+    "manifest_problems",
+    "path_problem",
+    "restore_plan",
+    "store_files",
+]
+
+MAX_DEPTH = 64  # folders nested deeper than this are not a model or a data set, but an attack
+MAX_PATH_BYTES = 1024
+MAX_SEGMENT_BYTES = 255  # NAME_MAX of common file systems
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def path_problem(path: object) -> str | None:
+    """Why `path` may not be a manifest path, or None when it may (the rule is in the module
+    docstring)."""
+    if not isinstance(path, str) or not path:
+        return "a manifest path is a non-empty string"
+    if _CONTROL.search(path):
+        return "it holds a control character"
+    if "\\" in path:
+        return "it holds a backslash (use / between folders)"
+    if path.startswith("/") or _DRIVE.match(path):
+        return "it is absolute (manifest paths are relative to the folder `get` writes to)"
+    parts = path.split("/")
+    if len(parts) > MAX_DEPTH:
+        return f"it is {len(parts)} levels deep (at most {MAX_DEPTH})"
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        return f"it is longer than {MAX_PATH_BYTES} bytes"
+    for part in parts:
+        if part in ("", ".", ".."):
+            return "it has an empty, '.' or '..' segment (a//b, ./a, ../a, a/)"
+        if len(part.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+            return f"a segment is longer than {MAX_SEGMENT_BYTES} bytes"
+    return None
+
+
+def manifest_problems(paths: Iterable[object]) -> list[tuple[object, str]]:
+    """(path, why) for every path of a manifest that breaks the rule, then every duplicate and
+    every path that is also a folder of another; empty when the manifest is sound."""
+    problems: list[tuple[object, str]] = []
+    seen: set[str] = set()
+    for path in paths:
+        why = path_problem(path)
+        if why is not None:
+            problems.append((path, why))
+            continue
+        assert isinstance(path, str)
+        if path in seen:
+            problems.append((path, "it appears twice"))
+        seen.add(path)
+    for path in sorted(seen):
+        parts = path.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in seen:
+                problems.append((folder, f"it is a file, and also the folder of {path}"))
+                break
+    return problems
+
+
+def restore_plan(address: str, entries: list[dict], root: str,
+                 blobs: LocalBlobStore) -> list[tuple[str, str]]:
+    """(sha256, destination) of every file of a manifest restored under `root`, checked whole
+    before anything is written: raises IntegrityError for an unsafe path or missing content,
+    InvalidInput when something in `root` is in the way."""
+    problems = manifest_problems(e.get("path") for e in entries)
+    if problems:
+        path, why = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IntegrityError(f"{address}: refusing unsafe manifest path {path!r}: {why}{more}")
+    plan = []
+    for entry in entries:
+        if not blobs.has(entry["sha256"]):
+            raise IntegrityError(f"{address}: content {entry['sha256'][:12]} of {entry['path']} is not in "
+                                 f"blob storage {blobs.root} (logged from another clone? point "
+                                 "CANONRY_BLOBS at shared storage)")
+        dest = os.path.join(root, *entry["path"].split("/"))
+        _check_room(root, dest)
+        plan.append((entry["sha256"], dest))
+    return plan
+
+
+def _check_room(root: str, dest: str) -> None:
+    """A file cannot be written where a folder is, nor below a file: say so before writing."""
+    if os.path.isdir(dest):
+        raise InvalidInput(f"cannot write {dest}: a folder is in the way")
+    parent = os.path.dirname(dest)
+    while len(parent) >= len(root):
+        if os.path.lexists(parent) and not os.path.isdir(parent):
+            raise InvalidInput(f"cannot write {dest}: {parent} is not a folder")
+        parent = os.path.dirname(parent)
 
 
 def collect_files(path: str) -> list[tuple[str, str]]:
@@ -16,7 +126,10 @@ def collect_files(path: str) -> list[tuple[str, str]]:
     if not os.path.exists(path):
         raise InvalidInput(f"cannot log {path}: no such file or directory")
     if os.path.isfile(path):
-        return [(os.path.basename(path), path)]
+        name = os.path.basename(path)
+        if (why := path_problem(name)) is not None:
+            raise InvalidInput(f"cannot log {path}: its name {name!r} cannot be a manifest path: {why}")
+        return [(name, path)]
     if not os.path.isdir(path):
         raise InvalidInput(f"cannot log {path}: not a regular file or directory")
     found = []
@@ -25,7 +138,10 @@ def collect_files(path: str) -> list[tuple[str, str]]:
         for name in files:
             full = os.path.join(top, name)
             if os.path.isfile(full):
-                found.append((os.path.relpath(full, path).replace(os.sep, "/"), full))
+                rel = os.path.relpath(full, path).replace(os.sep, "/")
+                if (why := path_problem(rel)) is not None:
+                    raise InvalidInput(f"cannot log {full}: its path {rel!r} cannot be a manifest path: {why}")
+                found.append((rel, full))
     if not found:
         raise InvalidInput(f"cannot log {path}: the directory holds no files")
     return sorted(found)

@@ -22,6 +22,9 @@ Rules (each finding carries one of these ids):
     type-accepted      the registry does not accept the collection's type
     artifact-type      a version's type is not its artifact's type; an artifact's type changed
     input-target       a version's inputs name an artifact version that does not exist
+    manifest           a version's manifest lists a path `get` must not write: absolute, with an
+                       empty, `.` or `..` segment, a backslash or a control character, too long or
+                       too deep, twice, or both a file and a folder (files/manifest.py has the rule)
     version-immutable  a logged artifact version was modified or deleted
     link-renumbered    an existing link was re-pointed (artifact or digest changed), or a new
                        link reuses a number the collection had already issued
@@ -60,6 +63,7 @@ from canonry.errors import CanonryError, SchemaError
 from canonry.names import LATEST, NAME_RE, VERSION_RE
 from canonry.ops import accepts
 from canonry.view import View
+from canonry.files.manifest import manifest_problems
 
 __all__ = [
     "RULES",
@@ -492,7 +496,7 @@ def _check_accepted(ctx: CommitCheck, reg: str, coll: str, collection: dict) -> 
 
 
 def rule_artifacts(ctx: CommitCheck) -> None:
-    """artifact-type and input-target for the artifact versions the commit added."""
+    """artifact-type, input-target and manifest for the artifact versions the commit added."""
     for c in ctx.touched("artifact_version"):
         if c.deleted or c.old is not None:
             continue  # modifications are version-immutable findings already
@@ -512,6 +516,9 @@ def rule_artifacts(ctx: CommitCheck) -> None:
 
 
 def rule_policies(ctx: CommitCheck) -> Iterator[Finding]:
+        for path, why in manifest_problems(entry.get("path") for entry in rec["files"]):
+            shown = path if not isinstance(path, str) or len(path) <= 80 else path[:77] + "..."
+            ctx.add(c.path, "manifest", f"{ref} lists file {shown!r}, which `get` would not write: {why}")
     """policy: each check_change implementation, with the commit's events."""
     from canonry.automation.events import commit_actor_time, diff_events
     from canonry.automation.plugins import call

@@ -1,0 +1,166 @@
+"""Holes in the gate (issue 14, part A): merge commits and the whole history are checked for
+roles, a merge that leaves an alias on a removed link is reported and answered by every read with
+one line, and manifest paths are checked once, by one rule, in `log`, `validate` and `get`.
+
+Real stores in tmp_path; commits made by canonry and by hand with the git CLI; nothing mocked."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import assert_one_line_error, git, head_of
+
+import canonry
+from canonry.errors import IntegrityError, InvalidInput
+from canonry.files.manifest import MAX_DEPTH, manifest_problems, path_problem
+
+ALIASES = "registries/model/c/aliases.yaml"
+REGISTRY = "registries/model/registry.yaml"
+ADMIN = "ada@example.com"  # CANONRY_ACTOR of the tests: the store admin
+VIEWER = "viewer@example.com"
+MEMBER = "member@example.com"
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+def edit_yaml(store_path, rel, change):
+    path = Path(store_path) / rel
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def commit_as(store_path, email, message, *flags) -> str:
+    git("-C", store_path, "add", "-A")
+    git("-C", store_path, "-c", "user.name=Hand", "-c", f"user.email={email}", "commit", "-q", *flags,
+        "-m", message)
+    return git("-C", store_path, "rev-parse", "HEAD").strip()
+
+
+def found(report) -> list[tuple[str | None, str, str]]:
+    return [(f.commit, f.path, f.rule) for f in report]
+
+
+@pytest.fixture
+def guarded(store, store_path, make_file):
+    """g:v0 and g:v1 linked as model/c:v0 [production] and v1; `production` is protected; VIEWER
+    is a viewer and MEMBER a member of `model`."""
+    v0 = store.log_artifact(str(make_file("weights 0")), name="g", type="model")
+    v1 = store.log_artifact(str(make_file("weights 1")), name="g", type="model")
+    store.link(v0.address, "model/c", aliases=["production"])
+    store.link(v1.address, "model/c")
+    store.protect_alias("model", "production")
+    store.set_member("model", VIEWER, "viewer")
+    store.set_member("model", MEMBER, "member")
+    return store
+
+
+# ---- manifest paths: one rule for log, validate and get ------------------------------------------
+BAD_PATHS = {
+    "../x": "'..'",
+    "a/../../x": "'..'",
+    "/etc/passwd": "absolute",
+    "C:/x": "absolute",
+    "a//b": "empty",
+    "a/": "empty",
+    ".": "'.'",
+    "./a": "'.'",
+    "..": "'..'",
+    "a\x00b": "control",
+    "a\nb": "control",
+    "a\\..\\x": "backslash",
+    "/".join(["d"] * 2000): "levels deep",
+    "x" * 300: "longer than",
+    "d/" * 40 + "x" * 1000: "longer than",
+}
+
+
+def _short(value) -> str:
+    return repr(value) if len(repr(value)) < 24 else f"{repr(value)[:12]}…({len(value)})"
+
+
+@pytest.mark.parametrize("path", sorted(BAD_PATHS), ids=_short)
+def test_the_manifest_path_rule(path):
+    why = path_problem(path)
+    assert why is not None and BAD_PATHS[path] in why
+
+
+def test_the_manifest_path_rule_accepts_ordinary_paths_and_refuses_clashes():
+    for ok in ("model.bin", "sub/tokenizer.txt", "a.b/c-d_e/ü.txt", ".hidden/x", "a..b", "/".join("d" * MAX_DEPTH)):
+        assert path_problem(ok) is None, ok
+    assert manifest_problems(["a", "b/c"]) == []
+    assert [why for _, why in manifest_problems(["a", "a"])] == ["it appears twice"]
+    assert manifest_problems(["a", "a/b"]) == [("a", "it is a file, and also the folder of a/b")]
+
+
+def _hand_version(store_path, files: list[dict]) -> str:
+    """artifacts/g/v2.yaml written and committed by hand, with `files` as its manifest."""
+    v0 = yaml.safe_load((Path(store_path) / "artifacts/g/v0.yaml").read_text())
+    v0["files"] = files
+    (Path(store_path) / "artifacts/g/v2.yaml").write_text(yaml.safe_dump(v0, sort_keys=False))
+    return commit_as(store_path, ADMIN, "a hand-made version")
+
+
+@pytest.mark.parametrize("bad", ["../x", "/abs/x", "a//b", ".", "..", "a\x00b", "a\\b",
+                                 "/".join(["d"] * 2000)], ids=_short)
+def test_validate_reports_an_unsafe_manifest_path_and_get_writes_nothing(guarded, store_path, cli, tmp_path, bad):
+    good = yaml.safe_load((Path(store_path) / "artifacts/g/v0.yaml").read_text())["files"][0]
+    # a sound file first: before the fix, `get` wrote it and only then refused the bad one
+    commit = _hand_version(store_path, [good, {**good, "path": bad}])
+    report = guarded.validate()
+    assert ("manifest" in {f.rule for f in report}), report
+    report = guarded.validate("main~1..main")
+    assert found(report) == [(commit, "artifacts/g/v2.yaml", "manifest")]
+    assert "g:v2 lists file" in report[0].message
+    out = tmp_path / "deep" / "out"
+    r = cli("get", "g:v2", "--to", out)
+    assert_one_line_error(r, 1, contains=("refusing unsafe manifest path",))
+    assert not (tmp_path / "deep").exists()  # nothing written, no folder made, no partial file
+    with pytest.raises(IntegrityError):
+        canonry.open(str(store_path)).download("g:v2", str(out))
+
+
+@pytest.mark.parametrize("files", [["a", "a"], ["a", "a/b"]])
+def test_duplicate_and_clashing_manifest_paths(guarded, store_path, cli, tmp_path, files):
+    good = yaml.safe_load((Path(store_path) / "artifacts/g/v0.yaml").read_text())["files"][0]
+    commit = _hand_version(store_path, [{**good, "path": p} for p in files])
+    assert found(guarded.validate("main~1..main")) == [(commit, "artifacts/g/v2.yaml", "manifest")]
+    r = cli("get", "g:v2", "--to", tmp_path / "out")
+    assert_one_line_error(r, 1, contains=("refusing unsafe manifest path",))
+    assert not (tmp_path / "out").exists()
+
+
+def test_get_checks_every_blob_and_the_destination_before_writing(guarded, store_path, tmp_path):
+    good = yaml.safe_load((Path(store_path) / "artifacts/g/v0.yaml").read_text())["files"][0]
+    _hand_version(store_path, [good, {**good, "path": "b", "sha256": "0" * 64}])
+    store = canonry.open(str(store_path))
+    with pytest.raises(IntegrityError, match="not in blob storage"):
+        store.download("g:v2", str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    # something in the way at the destination: refused before the first file is written
+    (tmp_path / "dest").mkdir()
+    (tmp_path / "dest" / "sub").write_text("a file where a folder must go")
+    v = store.log_artifact(str(_tree(tmp_path / "tree", {"a.txt": "a", "sub/b.txt": "b"})), name="t", type="model")
+    with pytest.raises(InvalidInput, match="is not a folder"):
+        store.download(v.address, str(tmp_path / "dest"))
+    assert sorted(os.listdir(tmp_path / "dest")) == ["sub"]
+    store.download(v.address, str(tmp_path / "fresh"))
+    assert (tmp_path / "fresh" / "sub" / "b.txt").read_text() == "b"
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
+def test_log_refuses_a_file_name_that_cannot_be_a_manifest_path(store, store_path, tmp_path, cli):
+    tree = _tree(tmp_path / "weird", {"ok.txt": "fine", "a\\b.txt": "a backslash in a name"})
+    head = head_of(store_path)
+    r = cli("log", tree, "--name", "w", "--type", "model")
+    assert_one_line_error(r, 1, contains=("backslash",))
+    assert head_of(store_path) == head
+
+
