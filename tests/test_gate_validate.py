@@ -164,3 +164,63 @@ def test_log_refuses_a_file_name_that_cannot_be_a_manifest_path(store, store_pat
     assert head_of(store_path) == head
 
 
+# ---- a forge merge that leaves an alias on a removed link ----------------------------------------
+@pytest.fixture
+def broken_merge(store, store_path, make_file, cli):
+    """Each side valid, the merge not: p/d sets alias foo on model/mnist:v1 while main unlinks
+    v1; `git merge --no-ff p/d` leaves foo -> v1 with no link v1. Returns the merge commit."""
+    for n in range(3):
+        v = store.log_artifact(str(make_file(f"mnist {n}")), name="mnist", type="model")
+        store.link(v.address, "model/mnist")
+    assert cli("alias", "set", "model/mnist:v1", "foo", "--branch", "p/d").exit_code == 0
+    assert cli("unlink", "model/mnist:v1").exit_code == 0
+    git("-C", store_path, "-c", "user.name=Forge", "-c", f"user.email={ADMIN}", "merge", "-q", "--no-ff",
+        "-m", "Merge pull request: p/d", "p/d")
+    return git("-C", store_path, "rev-parse", "HEAD").strip()
+
+
+BROKEN = "alias foo of model/mnist points at v1, which is not linked"
+
+
+def test_validate_reports_the_broken_merge_at_the_merge_commit(broken_merge, store_path, cli):
+    report = canonry.open(str(store_path)).validate("main~1..main")
+    assert found(report) == [(broken_merge, "registries/model/mnist/aliases.yaml", "alias-target")]
+    assert BROKEN in report[0].message
+    assert "alias-target" in cli("validate").stdout  # and the state as it stands
+
+
+@pytest.mark.parametrize("args", [
+    ("show", "model/mnist:foo"), ("show", "model/mnist:foo", "--json"), ("show", "model/mnist:v2"),
+    ("show", "model/mnist"), ("show", "model"), ("show", "mnist:v2"), ("ls", "model/mnist"), ("ls", "model"),
+    ("get", "model/mnist:foo", "--to", "out"), ("get", "model/mnist:latest", "--to", "out"),
+    ("lineage", "model/mnist:foo"), ("tag", "add", "model/mnist:foo", "x"),
+    ("alias", "set", "model/mnist:foo", "bar"), ("unlink", "model/mnist:v2"),
+], ids=" ".join)
+def test_every_read_of_the_broken_collection_is_one_clear_line(broken_merge, store_path, cli, args):
+    head = head_of(store_path)
+    r = cli(*args)
+    line = assert_one_line_error(r, 1, contains=(BROKEN, "`canonry alias rm model/mnist foo`"))
+    assert "Error" not in line and "NoneType" not in line
+    assert head_of(store_path) == head
+    assert not Path("out").exists()
+
+
+def test_the_broken_state_through_the_python_api_and_the_fixes(broken_merge, store_path, cli):
+    from canonry.errors import BrokenState
+
+    store = canonry.open(str(store_path))
+    for read in (lambda: store.resolve("model/mnist:foo"), lambda: store.show("model/mnist:foo"),
+                 lambda: store.versions("model/mnist"), lambda: store.collection("model/mnist")):
+        with pytest.raises(BrokenState, match=BROKEN):
+            read()
+    # other collections read as before; so does the history of the broken one
+    assert store.collections("dataset") == []
+    assert [e.op for e in store.history("model/mnist:foo")] == ["alias.set"]
+    # the two fixes the message names both work: moving the alias, or removing it
+    assert cli("alias", "set", "model/mnist:v2", "foo", "--branch", "fix").exit_code == 0
+    assert canonry.open(str(store_path), branch="fix").resolve("model/mnist:foo").version == "v2"
+    r = cli("alias", "rm", "model/mnist", "foo")
+    assert r.exit_code == 0, r
+    assert store.resolve("model/mnist:latest").version == "v2"
+    assert cli("show", "model/mnist:v2").exit_code == 0
+    assert cli("validate", "main~1..main").exit_code == 0

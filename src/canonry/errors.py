@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = [
-    "CanonryError", "Conflict", "IntegrityError", "InvalidAddress", "InvalidInput", "InvalidName",
+    "BrokenState", "CanonryError", "Conflict", "IntegrityError", "InvalidAddress", "InvalidInput", "InvalidName",
     "MergeConflict", "NotAStore", "NotFound", "PolicyRefused", "ReservedAlias", "SchemaError",
     "TypeNotAccepted",
 ]
@@ -59,6 +59,11 @@ class InvalidInput(CanonryError):
 
 class SchemaError(CanonryError):
     """A YAML file in the store does not validate against its schema."""
+
+
+class BrokenState(SchemaError):
+    """Store files, each valid, contradict one another: an alias on a link that is gone (a merge
+    of two valid sides can leave that). `canonry validate` reports it; reads name it and the fix."""
 
 
 class Conflict(CanonryError):

@@ -266,10 +266,11 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
 
 
 def _move_aliases(view: View, registry: str, collection: str, version: str, aliases) -> list[dict]:
-    current = view.aliases(registry, collection)
+    aliases = list(dict.fromkeys(aliases))
+    current = view.aliases(registry, collection, broken_ok=aliases)  # moving a broken alias fixes it
     records = []
     where = f"{registry}/{collection}"
-    for a in dict.fromkeys(aliases):
+    for a in aliases:
         before = current.get(a)
         if before == version:
             continue
@@ -351,7 +352,7 @@ def alias_set(view: View, ctx: Context, registry: str, collection: str, ref: str
     check_role_for(view, registry, ctx.actor.actor,
                    "protected-alias" if is_protected(view.registry(registry), alias) else "alias", alias)
     version = view.resolve_link_ref(registry, collection, ref)
-    aliases = view.aliases(registry, collection)
+    aliases = view.aliases(registry, collection, broken_ok=(alias,))
     before = aliases.get(alias)
     where = f"{registry}/{collection}"
     change = m.AliasChange(collection=where, alias=alias, before=before, after=version)
@@ -365,7 +366,7 @@ def alias_remove(view: View, ctx: Context, registry: str, collection: str, alias
     view.collection(registry, collection)
     check_role_for(view, registry, ctx.actor.actor,
                    "protected-alias" if is_protected(view.registry(registry), alias) else "alias", alias)
-    aliases = view.aliases(registry, collection)
+    aliases = view.aliases(registry, collection, broken_ok=(alias,))  # removing a broken alias fixes it
     where = f"{registry}/{collection}"
     if alias not in aliases:
         raise NotFound("alias", alias, list(aliases), where=where)

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import re
 import stat
+from collections.abc import Collection
 from typing import Any
 
 from canonry import model as m
-from canonry.errors import NotFound, SchemaError
+from canonry.errors import BrokenState, NotFound, SchemaError
 from canonry.git.storage import GitStorage
 from canonry.names import LATEST, is_version, version_number
 from canonry.schemas import check_record
@@ -197,9 +198,26 @@ class View:
                            [f"{registry}/{c}" for c in self.collection_names(registry)])
         return rec
 
-    def aliases(self, registry: str, collection: str) -> dict[str, str]:
+    def aliases(self, registry: str, collection: str, broken_ok: Collection[str] = ()) -> dict[str, str]:
+        """alias -> vN. Every read of a collection's aliases comes here, so this is where an alias
+        on a link that is gone (each side of a merge valid, the merge not) becomes one clear
+        BrokenState naming the alias and the fix, rather than a crash further on. `broken_ok`:
+        the aliases an operation is about to move or remove (the fix itself)."""
         rec = self.read(m.aliases_file(registry, collection))
-        return dict(rec["aliases"]) if rec else {}
+        if not rec:
+            return {}
+        aliases = dict(rec["aliases"])
+        # one lookup per alias (a handful), not a listing of the links (thousands)
+        dangling = [(a, v) for a, v in aliases.items()
+                    if a not in broken_ok and not self.exists(m.link_file(registry, collection, v))]
+        if dangling:
+            alias, version = dangling[0]
+            where = f"{registry}/{collection}"
+            more = f" (and {len(dangling) - 1} more alias{'es' * (len(dangling) > 2)})" if len(dangling) > 1 else ""
+            raise BrokenState(f"alias {alias} of {where} points at {version}, which is not linked{more}: "
+                              f"fix {m.aliases_file(registry, collection)} or run "
+                              f"`canonry alias rm {where} {alias}`")
+        return aliases
 
     def link_versions(self, registry: str, collection: str) -> list[str]:
         """vN names of present links, in link order."""
