@@ -513,12 +513,12 @@ def rule_artifacts(ctx: CommitCheck) -> None:
             iname, _, iversion = inp.partition(":")
             if not ctx.exists(m.artifact_version_file(iname, iversion)):
                 ctx.add(c.path, "input-target", f"{ref} lists input {inp}, which does not exist")
-
-
-def rule_policies(ctx: CommitCheck) -> Iterator[Finding]:
         for path, why in manifest_problems(entry.get("path") for entry in rec["files"]):
             shown = path if not isinstance(path, str) or len(path) <= 80 else path[:77] + "..."
             ctx.add(c.path, "manifest", f"{ref} lists file {shown!r}, which `get` would not write: {why}")
+
+
+def rule_policies(ctx: CommitCheck) -> Iterator[Finding]:
     """policy: each check_change implementation, with the commit's events."""
     from canonry.automation.events import commit_actor_time, diff_events
     from canonry.automation.plugins import call
