@@ -44,12 +44,13 @@ def found(report) -> list[tuple[str | None, str, str]]:
 
 @pytest.fixture
 def guarded(store, store_path, make_file):
-    """g:v0 and g:v1 linked as model/c:v0 [production] and v1; `production` is protected; VIEWER
-    is a viewer and MEMBER a member of `model`."""
+    """g:v0 and g:v1 linked as model/c:v0 [production] and v1; `model` is restricted (members
+    only) and its `production` protected; VIEWER is a viewer and MEMBER a member of it."""
     v0 = store.log_artifact(str(make_file("weights 0")), name="g", type="model")
     v1 = store.log_artifact(str(make_file("weights 1")), name="g", type="model")
     store.link(v0.address, "model/c", aliases=["production"])
     store.link(v1.address, "model/c")
+    store.edit_registry("model", visibility="restricted")
     store.protect_alias("model", "production")
     store.set_member("model", VIEWER, "viewer")
     store.set_member("model", MEMBER, "member")
@@ -224,3 +225,154 @@ def test_the_broken_state_through_the_python_api_and_the_fixes(broken_merge, sto
     assert store.resolve("model/mnist:latest").version == "v2"
     assert cli("show", "model/mnist:v2").exit_code == 0
     assert cli("validate", "main~1..main").exit_code == 0
+
+
+# ---- merge commits are judged on their own changes -----------------------------------------------
+def set_alias(name, version):
+    return lambda d: d["aliases"].update({name: version})
+
+
+def _side_branch_with_a_tag(store_path, email=MEMBER) -> str:
+    """Branch `side` off main with one legitimate commit (a member tags the collection)."""
+    git("-C", store_path, "checkout", "-q", "-b", "side")
+    edit_yaml(store_path, "registries/model/c/collection.yaml", lambda d: d["tags"].append("reviewed"))
+    commit = commit_as(store_path, email, "tag c")
+    git("-C", store_path, "checkout", "-q", "main")
+    return commit
+
+
+def _merge_as(store_path, email, branch, edit=None) -> str:
+    """`git merge --no-ff --no-commit BRANCH`, then `edit()` in the work tree, committed by EMAIL."""
+    git("-C", store_path, "-c", "user.name=Hand", "-c", f"user.email={email}", "merge", "-q", "--no-ff",
+        "--no-commit", branch, check=False)
+    if edit is not None:
+        edit()
+    return commit_as(store_path, email, f"merge {branch}")
+
+
+def test_a_viewers_merge_commit_moving_a_protected_alias_is_reported(guarded, store_path, cli):
+    base = head_of(store_path)
+    _side_branch_with_a_tag(store_path)
+    git("-C", store_path, "checkout", "-q", "-b", "h")
+    merge = _merge_as(store_path, VIEWER, "side", lambda: edit_yaml(store_path, ALIASES, set_alias("production", "v1")))
+    assert len(git("-C", store_path, "rev-list", "--parents", "-1", merge).split()) == 3  # a merge
+    report = guarded.validate(f"{base}..h")
+    assert found(report) == [(merge, ALIASES, "role")]
+    message = report[0].message
+    assert f"{VIEWER} may not add or remove a protected alias" in message
+    assert f"at parent {base[:10]} of the merge" in message  # judged once, though own against both parents
+    r = cli("validate", "main..h")
+    assert r.exit_code == 1 and r.stdout.startswith(f"{merge[:10]} {ALIASES}: role: ")
+
+
+def test_a_merge_of_two_legitimate_sides_is_clean(guarded, store_path, monkeypatch):
+    """Both sides changed aliases.yaml (git merges the text): what the merge brings in from
+    each side is that side's change, made and judged there, not the merger's."""
+    edit_yaml(store_path, ALIASES, lambda d: d["aliases"].update(q1="v0", q2="v0", q3="v0", staging="v0"))
+    commit_as(store_path, MEMBER, "room between the lines: git merges the two edits as text")
+    base = head_of(store_path)
+    git("-C", store_path, "checkout", "-q", "-b", "side")
+    edit_yaml(store_path, ALIASES, set_alias("staging", "v1"))
+    commit_as(store_path, MEMBER, "stage v1")
+    git("-C", store_path, "checkout", "-q", "main")
+    edit_yaml(store_path, ALIASES, set_alias("production", "v1"))
+    edit_yaml(store_path, REGISTRY, lambda d: d.update(description="promoted by the admin"))
+    commit_as(store_path, ADMIN, "promote v1")
+    merge = _merge_as(store_path, MEMBER, "side")  # a member may not move production: it came from main
+    aliases = yaml.safe_load(git("-C", store_path, "show", f"{merge}:{ALIASES}"))["aliases"]
+    assert aliases == {"production": "v1", "q1": "v0", "q2": "v0", "q3": "v0", "staging": "v1"}
+    assert guarded.validate(f"{base}..main") == []
+    assert guarded.validate(f"{merge}~1..{merge}") == []
+
+
+def test_a_merge_that_takes_back_an_old_value_is_the_mergers_own_change(guarded, store_path):
+    """Main moved production (an admin); a member merges an older side branch and resolves
+    aliases.yaml to the side's copy: production goes back to v0. No side of history made that
+    change: it is the merger's, and needs the admin role."""
+    base = head_of(store_path)
+    _side_branch_with_a_tag(store_path)
+    edit_yaml(store_path, ALIASES, set_alias("production", "v1"))
+    commit_as(store_path, ADMIN, "promote v1")
+    merge = _merge_as(store_path, MEMBER, "side",
+                      lambda: git("-C", store_path, "checkout", "side", "--", ALIASES))
+    report = guarded.validate(f"{base}..main")
+    assert found(report) == [(merge, ALIASES, "role")]
+    assert "alias.moved model/c:production" in report[0].message
+
+
+def test_a_change_made_on_the_side_is_reported_at_its_commit_not_at_the_merge(guarded, store_path):
+    base = head_of(store_path)
+    git("-C", store_path, "checkout", "-q", "-b", "side")
+    edit_yaml(store_path, ALIASES, set_alias("production", "v1"))
+    sneaky = commit_as(store_path, VIEWER, "promote v1")
+    git("-C", store_path, "checkout", "-q", "main")
+    _merge_as(store_path, ADMIN, "side")
+    assert found(guarded.validate(f"{base}..main")) == [(sneaky, ALIASES, "role")]
+
+
+def test_a_merge_commit_granting_roles_or_dropping_a_registry(guarded, store_path):
+    base = head_of(store_path)
+    _side_branch_with_a_tag(store_path)
+    guarded.create_registry("extra")
+
+    def grant_and_drop():
+        edit_yaml(store_path, "canonry.yaml", lambda d: d["admins"].append(MEMBER))
+        git("-C", store_path, "rm", "-q", "registries/extra/registry.yaml")
+
+    merge = _merge_as(store_path, MEMBER, "side", grant_and_drop)
+    assert sorted(found(guarded.validate(f"{base}..main"))) == sorted([
+        (merge, "canonry.yaml", "role"), (merge, "registries/extra/registry.yaml", "role")])
+
+
+def test_an_admins_merge_resolving_a_conflict_a_third_way_is_clean(guarded, store_path):
+    base = head_of(store_path)
+    git("-C", store_path, "checkout", "-q", "-b", "side")
+    edit_yaml(store_path, ALIASES, set_alias("staging", "v0"))
+    commit_as(store_path, MEMBER, "stage v0")
+    git("-C", store_path, "checkout", "-q", "main")
+    edit_yaml(store_path, ALIASES, set_alias("staging", "v1"))
+    commit_as(store_path, MEMBER, "stage v1")
+    def resolve():  # the conflict on staging settled for the side, and production moved as well
+        (Path(store_path) / ALIASES).write_text("format: 1\naliases:\n  production: v1\n  staging: v0\n")
+
+    merge = _merge_as(store_path, ADMIN, "side", resolve)
+    assert guarded.validate(f"{base}..main") == []
+    # the same merge by a member: staging came from the side (allowed anyway), production is the
+    # member's own move of a protected alias
+    git("-C", store_path, "reset", "-q", "--hard", f"{merge}~1")
+    merge = _merge_as(store_path, MEMBER, "side", resolve)
+    assert found(guarded.validate(f"{base}..main")) == [(merge, ALIASES, "role")]
+
+
+# ---- whole-store validate checks the history, not only the final state ----------------------------
+def test_whole_store_validate_reports_a_hand_commit_without_the_role(guarded, store_path, cli):
+    edit_yaml(store_path, ALIASES, set_alias("production", "v1"))
+    sneaky = commit_as(store_path, VIEWER, "promote v1 around canonry")
+    report = guarded.validate()
+    assert found(report) == [(sneaky, ALIASES, "role")]
+    assert report.checked_commits == int(git("-C", store_path, "rev-list", "--count", "main"))
+    r = cli("validate")
+    assert r.exit_code == 1
+    assert r.stdout.startswith(f"{sneaky[:10]} {ALIASES}: role: {VIEWER} may not add or remove a protected alias")
+    assert r.stderr == f"validate: 1 finding in the whole store at {sneaky[:10]}\n"
+    # put back by the admin: the state is fine again, the change by the viewer is still in history
+    edit_yaml(store_path, ALIASES, set_alias("production", "v0"))
+    commit_as(store_path, ADMIN, "undo")
+    assert found(guarded.validate()) == [(sneaky, ALIASES, "role")]
+
+
+def test_whole_store_validate_judges_merged_in_commits_and_merges(guarded, store_path):
+    git("-C", store_path, "checkout", "-q", "-b", "side")
+    edit_yaml(store_path, "registries/model/c/collection.yaml", lambda d: d["tags"].append("hot"))
+    tagged = commit_as(store_path, VIEWER, "a viewer tags c on a side branch")
+    git("-C", store_path, "checkout", "-q", "main")
+    merge = _merge_as(store_path, VIEWER, "side", lambda: edit_yaml(store_path, ALIASES, set_alias("x", "v1")))
+    assert found(guarded.validate()) == [(tagged, "registries/model/c/collection.yaml", "role"),
+                                         (merge, ALIASES, "role")]
+
+
+def test_whole_store_validate_of_a_clean_history_made_by_canonry(guarded, store_path, monkeypatch):
+    monkeypatch.setenv("CANONRY_ACTOR", f"M <{MEMBER}>")
+    canonry.open(str(store_path)).set_alias("model/c:v1", "staging")
+    report = guarded.validate()
+    assert report == [] and report.checked_commits == 10

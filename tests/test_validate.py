@@ -268,7 +268,8 @@ def test_bad_range_is_a_one_line_error(promoted, cli):
 def test_json_output(promoted, store_path, cli):
     result = cli("validate", "--json")
     assert result.exit_code == 0
-    assert result.json() == {"ok": True, "checked_commits": 1, "findings": []}
+    # the whole store: its state at the head, and each of its 5 commits against its parent
+    assert result.json() == {"ok": True, "checked_commits": 5, "findings": []}
     branch(store_path)
     edit_yaml(store_path, ALIASES, lambda d: d["aliases"].update(production="v7"))
     sha = hand_commit(store_path)

@@ -1,10 +1,31 @@
 """`canonry validate`: the CI gate. Check every commit of BASE..HEAD, or the whole store.
 
-Range mode checks each commit reachable from HEAD and not from BASE (both sides of merges; a
-merge is compared with its first parent). Per commit, only what the commit touched is checked,
-plus the few records those files reference, so validating a long branch of a big store stays
-fast. Whole-store mode is the same check of the diff from an empty tree to the head: every
-file is "touched", so every file is parsed and every reference followed.
+Range mode checks each commit reachable from HEAD and not from BASE (both sides of merges).
+Per commit, only what the commit touched is checked, plus the few records those files
+reference, so validating a long branch of a big store stays fast.
+
+Whole-store mode (no range) checks two things. The state at the head, as the diff from an
+empty tree: every file is "touched", so every file is parsed and every reference followed
+(findings name no commit). And the history: every commit reachable from the head (first
+parents and merged-in sides alike) against its parent, as a range from the root would, but by
+the rules that judge a change rather than a state (HISTORY_RULES: rule_history, rule_roles).
+So a change made without the role, or a logged version rewritten, is found however the state
+looks today; a state that was broken for a while and repaired since is not a finding of the
+store as it stands (the range that brought it in was the time to catch it).
+
+A merge commit is judged like any commit, on what it does itself:
+- its state: the files it changes against its first parent are checked like any commit's, so
+  two valid sides that merge into an invalid state (an alias kept by one side on a link the
+  other side removed) are an `alias-target` finding at the merge;
+- policies see its events against the first parent: what the merge brings into the branch;
+- roles (rule_roles, MergeSides): against EACH parent, under the rules in force at that
+  parent, the merger's own changes need the merger's role. A change against a parent is the
+  merger's own when its value (an alias, a link, a tag list, a settings field, a removed
+  registry or collection) is in no parent (a conflict resolved a third way, an edit slipped
+  into the merge), or is another parent's value that no side of history made (taking an old
+  value back over a parent's change). A value brought in unchanged from a parent whose side
+  changed it was made by commits on that side: judged at those commits when they are in the
+  range, and part of BASE (already accepted) when they are not.
 
 Rules (each finding carries one of these ids):
 
@@ -45,7 +66,8 @@ itself, and the events are those that would build the whole head state from noth
 Extending: RULES is the list of checks run for each commit. A rule is `rule(ctx)` taking a
 CommitCheck and yielding Findings (or calling `ctx.add`). Governance adds its rule
 ("the author held the needed role at the parent commit") by appending to RULES: the context
-already carries the author, the parent commit and a View of it (`ctx.parent_view`).
+already carries the author, the parent commit and a View of it (`ctx.parent_view`). A rule
+that judges changes, and so should also run over the whole history, goes in HISTORY_RULES too.
 """
 from __future__ import annotations
 
@@ -56,8 +78,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from dulwich.diff_tree import tree_changes
-
 from canonry import model as m
 from canonry.errors import CanonryError, SchemaError
 from canonry.names import LATEST, NAME_RE, VERSION_RE
@@ -66,11 +86,13 @@ from canonry.view import View
 from canonry.files.manifest import manifest_problems
 
 __all__ = [
+    "HISTORY_RULES",
     "RULES",
     "Change",
     "CommitCheck",
     "Finding",
     "Loader",
+    "MergeSides",
     "PolicyView",
     "Report",
     "layout_kind",
@@ -575,28 +597,55 @@ def _event_path(event) -> str:
 
 def rule_roles(ctx: CommitCheck) -> Iterator[Finding]:
     """role: the author held the role each change needs under the rules in force at the parent
-    commit, so nobody grants themselves a role and uses it in one change. Merge commits are
-    skipped: each commit they bring in is checked on its own."""
+    commit, so nobody grants themselves a role and uses it in one change. A merge commit is
+    judged on its own changes, against each parent under that parent's rules (see
+    `MergeSides`); what it brings in unchanged from a parent was judged at the commits that made
+    it."""
+    if ctx.whole or ctx.parent is None or ctx.commit is None:
+        return
+    parents = ctx.commit_object.parents
+    if len(parents) == 1:
+        if ctx.changes:
+            for _key, finding in _role_findings(ctx, ctx.parent, ctx.parent_view, None):
+                yield finding
+        return
+    sides = MergeSides(ctx, parents)
+    reported: set = set()
+    for parent in dict.fromkeys(parents):
+        before = View(ctx.storage, parent, ctx.store.cache)
+        for key, finding in _role_findings(ctx, parent, before, sides):
+            if key not in reported:  # a change that is the merger's own against both parents: once
+                reported.add(key)
+                yield finding
+
+
+def _role_findings(ctx: CommitCheck, parent: bytes, before: View,
+                   sides: MergeSides | None) -> Iterator[tuple[tuple, Finding]]:
+    """(key, finding) for each change of ctx.commit against `parent` that its author lacked the
+    role for at `parent`. With `sides` (a merge), only the merger's own changes count."""
     from canonry import governance as g
     from canonry.automation.events import diff_events
 
-    if ctx.whole or ctx.parent is None or ctx.commit is None or not ctx.changes:
-        return
-    commit = ctx.commit_object
-    if len(commit.parents) > 1:
-        return
-    before = ctx.parent_view
     try:
         config = before.store_config()
     except CanonryError:
         return  # a broken canonry.yaml at the parent has its own finding
     actor = ctx.author
-    if m.STORE_FILE in ctx.by_path and config.get("admins") and actor not in config["admins"]:
-        yield Finding(ctx.label, m.STORE_FILE, "role",
-                      f"{actor} changed the store settings but is not a store admin at the parent commit")
-    for change in ctx.changes:  # removals make no event, yet need a role too
+    at = "at the parent commit" if sides is None else f"at parent {parent.decode()[:10]} of the merge"
+    if sides is None:
+        changes = ctx.changes
+    else:
+        changes = _changes(ctx.storage, ctx.storage.root_tree(parent), ctx.new_root)
+    changed = {c.path for c in changes}
+    if (m.STORE_FILE in changed and config.get("admins") and actor not in config["admins"]
+            and (sides is None or sides.own_settings(parent))):
+        yield ("settings",), Finding(ctx.label, m.STORE_FILE, "role",
+                                     f"{actor} changed the store settings but is not a store admin {at}")
+    for change in changes:  # removals make no event, yet need a role too
         kind = layout_kind(change.path)
         if not change.deleted or kind not in ("registry", "collection"):
+            continue
+        if sides is not None and not sides.own(parent, change.path, None):
             continue
         registry = change.path.split("/")[1]
         action = "settings" if kind == "registry" else "collection"
@@ -605,16 +654,19 @@ def rule_roles(ctx: CommitCheck) -> Iterator[Finding]:
         except CanonryError:
             continue
         if not g.allowed(role, action):
-            yield Finding(ctx.label, change.path, "role",
-                          f"{actor} may not remove {change.path} in registry {registry}: that needs "
-                          f"role {g.NEEDS[action]} ({actor} {'has ' + role if role else 'is not a member'} "
-                          "at the parent commit)")
-    try:
-        events = diff_events(ctx.storage, ctx.parent, ctx.commit, ctx.loader.read_or_none, actor, "",
-                             ctx.commit.decode())
+            yield ("removed", change.path), Finding(
+                ctx.label, change.path, "role",
+                f"{actor} may not remove {change.path} in registry {registry}: that needs "
+                f"role {g.NEEDS[action]} ({actor} {'has ' + role if role else 'is not a member'} {at})")
+    try:  # the changed paths are known: no second tree diff
+        events = diff_events(ctx.storage, parent, ctx.commit, ctx.loader.read_or_none, actor, "",
+                             ctx.commit.decode(), paths=[c.path for c in changes])
     except (TypeError, KeyError):
         return
-    for event in events:
+    for whole_event in events:
+        event = whole_event if sides is None else sides.own_event(parent, whole_event)
+        if event is None:
+            continue
         action = _action_of(event, before)
         if action is None or not event.registry:
             continue
@@ -627,10 +679,103 @@ def rule_roles(ctx: CommitCheck) -> Iterator[Finding]:
             continue
         if not g.allowed(role, action):
             has = f"has {role}" if role else "is not a member"
-            yield Finding(ctx.label, path, "role",
-                          f"{actor} may not {g.WHAT[action]} in registry {event.registry} "
-                          f"({event.kind} {event.target}): that needs role {g.NEEDS[action]} and "
-                          f"{actor} {has} at the parent commit")
+            yield (event.kind, event.target), Finding(
+                ctx.label, path, "role",
+                f"{actor} may not {g.WHAT[action]} in registry {event.registry} "
+                f"({event.kind} {event.target}): that needs role {g.NEEDS[action]} and "
+                f"{actor} {has} {at}")
+
+
+class MergeSides:
+    """Which changes of a merge commit are the merger's own.
+
+    A merge M of parents P1…Pn changes, against a parent P, each thing (an alias, a link, a
+    field of a settings file) whose value in M differs from its value in P. That change was
+    brought in from another parent Q when M has Q's value and Q's side of history made it (Q's
+    value differs from the merge base's): those commits are judged on their own. Otherwise it
+    is the merger's: a value present in no parent (a conflict resolved a third way, a hand edit
+    slipped into the merge), or a parent's value that no side of history changed — undoing P's
+    change by taking the old value back.
+    """
+
+    def __init__(self, ctx: CommitCheck, parents: list[bytes]):
+        from canonry.git.graph import merge_base
+
+        self.ctx = ctx
+        storage = ctx.storage
+        self.roots = {p: storage.root_tree(p) for p in parents}
+        base: bytes | None = parents[0]
+        for other in parents[1:]:  # an octopus: the common base of them all
+            base = merge_base(storage, base, other) if base is not None else None
+        self.base_root = storage.root_tree(base) if base is not None else None
+
+    def value(self, root, path: str, key: tuple | None):
+        """What `path` holds at `root`: the file entry (key None), an alias's version (key
+        ("alias", NAME)) or a top-level field (key ("field", NAME)); None when absent."""
+        if root is None:
+            return None
+        entry = self.ctx.storage.lookup(root, path)
+        if entry is None or key is None:
+            return entry
+        rec = self.ctx.loader.load(entry[1], path, layout_kind(path) or "other") \
+            if stat.S_ISREG(entry[0]) else _INVALID
+        if not isinstance(rec, dict):
+            return ("unreadable", entry[1])
+        kind, name = key
+        if kind == "alias":
+            aliases = rec.get("aliases")
+            return aliases.get(name) if isinstance(aliases, dict) else None
+        return rec.get(name)
+
+    def own(self, parent: bytes, path: str, key: tuple | None) -> bool:
+        """Whether the merge's change of (path, key) against `parent` is the merger's own."""
+        mine = self.value(self.ctx.new_root, path, key)
+        for other, root in self.roots.items():
+            if other == parent:
+                continue
+            theirs = self.value(root, path, key)
+            if theirs == mine and theirs != self.value(self.base_root, path, key):
+                return False  # brought in from `other`, whose side of history made the change
+        return True
+
+    def own_settings(self, parent: bytes) -> bool:
+        """Whether the merger changed a field of canonry.yaml against `parent` themselves."""
+        mine = self.value(self.ctx.new_root, m.STORE_FILE, None)
+        before = self.value(self.roots[parent], m.STORE_FILE, None)
+        if mine is None or before is None:
+            return self.own(parent, m.STORE_FILE, None)
+        new = self.ctx.loader.load(mine[1], m.STORE_FILE, "store")
+        old = self.ctx.loader.load(before[1], m.STORE_FILE, "store")
+        if not (_ok(new) and _ok(old)):
+            return self.own(parent, m.STORE_FILE, None)
+        return any(self.own(parent, m.STORE_FILE, ("field", k))
+                   for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k))
+
+    def own_event(self, parent: bytes, event):
+        """`event` (of the merge against `parent`) if it is the merger's own change, narrowed to
+        the settings the merger changed; None when it was all brought in."""
+        import dataclasses
+
+        kind = event.kind
+        if not event.collection and not event.registry:
+            return event  # nothing that needs a role
+        reg, _, coll = (event.collection or "").partition("/")
+        if kind.startswith("alias."):
+            subject: tuple = (m.aliases_file(reg, coll), ("alias", event.alias))
+        elif kind in ("link.created", "link.removed"):
+            subject = (m.link_file(reg, coll, event.version), None)
+        elif kind == "tags.changed":
+            path = m.link_file(reg, coll, event.version) if event.version else m.collection_file(reg, coll)
+            subject = (path, ("field", "tags"))
+        elif kind == "collection.created":
+            subject = (m.collection_file(reg, coll), None)
+        elif kind in ("collection.changed", "registry.changed"):
+            path = m.collection_file(reg, coll) if kind == "collection.changed" else m.registry_file(event.registry)
+            fields = {k: v for k, v in event.changes.items() if self.own(parent, path, ("field", k))}
+            return dataclasses.replace(event, changes=fields) if fields else None
+        else:
+            return event
+        return event if self.own(parent, *subject) else None
 
 
 def _action_of(event, before: View) -> str | None:
@@ -658,6 +803,9 @@ RULES: list[Callable[[CommitCheck], Iterable[Finding] | None]] = [
     rule_files, rule_parents, rule_history, rule_links, rule_collections, rule_artifacts, rule_policies,
     rule_roles,
 ]
+# Those of RULES that judge a change (who made it, what it did to what was already there) rather
+# than a state: whole-store mode runs them on every commit of the history.
+HISTORY_RULES: list[Callable[[CommitCheck], Iterable[Finding] | None]] = [rule_history, rule_roles]
 
 
 def signature_findings(storage, commits: list[bytes]) -> list[Finding]:
@@ -707,13 +855,33 @@ class PolicyView(View):
 
 # ---- running --------------------------------------------------------------------------------------
 def _changes(storage, old_root, new_root) -> list[Change]:
-    out = []
-    for ch in tree_changes(storage.repo.object_store, old_root, new_root):
-        old = (ch.old.mode, ch.old.sha) if ch.old is not None and ch.old.sha is not None else None
-        new = (ch.new.mode, ch.new.sha) if ch.new is not None and ch.new.sha is not None else None
-        entry = ch.new if new is not None else ch.old
-        out.append(Change(entry.path.decode("utf-8", "replace"), old, new))
-    return out
+    """The files that differ between two trees. Read through the storage's own object reader
+    and tree cache, not dulwich's object store: whole-store validate diffs every commit of the
+    history, and most of its time went to looking objects up pack by pack."""
+    out: list[Change] = []
+    _diff_trees(storage, old_root, new_root, "", out)
+    return sorted(out, key=lambda c: c.path.encode())  # the order of git's (and dulwich's) tree diff
+
+
+def _diff_trees(storage, old: bytes | None, new: bytes | None, prefix: str, out: list[Change]) -> None:
+    if old == new:
+        return
+    before = storage.tree(old) if old else {}
+    after = storage.tree(new) if new else {}
+    for name in set(before) | set(after):  # a Tree iterates its names, unsorted (cheap)
+        o = tuple(before[name]) if name in before else None
+        n = tuple(after[name]) if name in after else None
+        if o == n:
+            continue
+        path = prefix + name.decode("utf-8", "replace")
+        o_dir = o is not None and stat.S_ISDIR(o[0])
+        n_dir = n is not None and stat.S_ISDIR(n[0])
+        if o_dir or n_dir:
+            _diff_trees(storage, o[1] if o_dir else None, n[1] if n_dir else None, path + "/", out)
+        o_file = o if o is not None and not o_dir else None
+        n_file = n if n is not None and not n_dir else None
+        if o_file != n_file:
+            out.append(Change(path, o_file, n_file))
 
 
 def _commits(storage, rev_range: str) -> tuple[list[bytes], bytes | None, bytes]:
@@ -779,15 +947,52 @@ def validate(store, rev_range: str | None = None, trust_local_plugins: bool = Fa
                           changes=_changes(storage, storage.root_tree(parent), storage.root_tree(commit)),
                           policy_config=config if config is not None else commit, plugins=plugins,
                           whole=not rev_range)
-        for rule in rules:
-            try:
-                for finding in rule(ctx) or ():  # a rule yields findings or calls ctx.add
-                    ctx.report(finding)
-            except CanonryError as e:  # a rule tripping over a broken record: report, go on
-                ctx.add(m.STORE_FILE, getattr(rule, "__name__", "rule").replace("rule_", ""),
-                        f"could not check: {e}")
-        report += ctx.findings
+        report += _run_rules(ctx, rules)
+    if not rev_range:
+        # The head's state is checked above; now every change that built it, each commit against
+        # its first parent (a merge also against its others: rule_roles), by the rules that judge
+        # a change rather than a state.
+        commits = _history(storage, head)
+        history_rules = [rule for rule in rules if rule in HISTORY_RULES]
+        for commit in commits:
+            parents = storage.commit(commit).parents
+            parent = parents[0] if parents else None
+            ctx = CommitCheck(store=store, loader=loader, commit=commit, parent=parent, label=commit.decode(),
+                              changes=_changes(storage, storage.root_tree(parent), storage.root_tree(commit)),
+                              policy_config=parent if parent is not None else commit, plugins=plugins)
+            report += _run_rules(ctx, history_rules)
     if require_signed:
         report += signature_findings(storage, commits)
     report.checked_commits = len(commits)
     return report
+
+
+def _run_rules(ctx: CommitCheck, rules) -> list[Finding]:
+    for rule in rules:
+        try:
+            for finding in rule(ctx) or ():  # a rule yields findings or calls ctx.add
+                ctx.report(finding)
+        except CanonryError as e:  # a rule tripping over a broken record: report, go on
+            ctx.add(m.STORE_FILE, getattr(rule, "__name__", "rule").replace("rule_", ""),
+                    f"could not check: {e}")
+    return ctx.findings
+
+
+def _history(storage, head: bytes) -> list[bytes]:
+    """Every commit reachable from `head` (first parents and merged-in sides), each after its
+    parents. A depth-first walk through the storage's commit cache (dulwich's Walker reads each
+    commit through its own object store, which took most of the time on a long history)."""
+    order: list[bytes] = []
+    seen: set[bytes] = set()
+    stack: list[tuple[bytes, bool]] = [(head, False)]
+    while stack:
+        commit, parents_done = stack.pop()
+        if parents_done:
+            order.append(commit)
+            continue
+        if commit in seen:
+            continue
+        seen.add(commit)
+        stack.append((commit, True))
+        stack += [(p, False) for p in reversed(storage.commit(commit).parents) if p not in seen]
+    return order
