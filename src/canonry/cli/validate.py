@@ -11,7 +11,9 @@ __all__ = ["validate_cmd"]
                    "trusts them). Off by default: the branch under review runs no code of its own.")
 @click.option("--require-signed", is_flag=True,
               help="Also require every commit checked to carry a valid signature (gpg or ssh, "
-                   "verified by `git verify-commit`).")
+                   "verified by `git verify-commit`) made with its author's own key (ssh: the "
+                   "allowed-signers file gives the key to the author's email; gpg: a user id "
+                   "of the key carries it).")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"ok", "checked_commits", "findings": [{commit, path, rule, message}]}.')
 @click.pass_context

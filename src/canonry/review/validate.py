@@ -53,6 +53,9 @@ Rules (each finding carries one of these ids):
     counter-decreased  a collection's next_version went down
     counter-behind     a collection's next_version is not above every present link number
     policy             a check_change implementation (policy plugin) refused the commit
+    unsigned           (--require-signed) a commit has no signature that `git verify-commit` accepts
+    signer             (--require-signed) a commit is validly signed, but with a key that is not
+                       its author's (see signature_findings)
 
 Policies: plugins are loaded from the built-in folder, installed entry points and an explicit
 `--plugins-dir` only. The store's own plugins/*.py (code from the branch under review) are
@@ -810,7 +813,12 @@ HISTORY_RULES: list[Callable[[CommitCheck], Iterable[Finding] | None]] = [rule_h
 
 def signature_findings(storage, commits: list[bytes]) -> list[Finding]:
     """unsigned: commits without a valid signature, verified as git verifies them
-    (`git verify-commit`: gpg, or ssh with gpg.ssh.allowedSignersFile)."""
+    (`git verify-commit`: gpg, or ssh with gpg.ssh.allowedSignersFile).
+    signer: a valid signature made with a key that is not the author's. A signature proves who
+    made a commit only if the key belongs to the commit's author (the identity roles are
+    checked against): for ssh, the allowed-signers file must give the key to a principal that
+    matches the author's email (`ssh-keygen -Y verify -I AUTHOR`, as git itself verifies); for
+    gpg, one of the key's user ids (not revoked) must carry the author's email."""
     import shutil
     import subprocess
 
@@ -827,7 +835,78 @@ def signature_findings(storage, commits: list[bytes]) -> list[Finding]:
             why = (done.stderr.strip().splitlines() or ["no signature"])[-1][:160]
             out.append(Finding(commit.decode(), "(signature)", "unsigned",
                                f"commit has no valid signature (git verify-commit: {why})"))
+            continue
+        problem = _signer_problem(git, storage, commit)
+        if problem:
+            out.append(Finding(commit.decode(), "(signature)", "signer", problem))
     return out
+
+
+def _signer_problem(git: str, storage, commit_id: bytes) -> str | None:
+    """Why the (valid) signature of a commit is not its author's, or None when it is."""
+    import subprocess
+
+    from canonry.automation.events import commit_actor_time
+
+    commit = storage.commit(commit_id)
+    author = commit_actor_time(commit)[0]
+    signature = commit.gpgsig or b""
+    # who git says signed it: the principal (ssh) or user id (gpg), and the key's fingerprint
+    shown = subprocess.run([git, "--git-dir", storage.git_dir, "log", "-1", "--format=%GS%x00%GK%x00%GP",
+                            commit_id.decode()], capture_output=True, text=True).stdout.strip()
+    signer, _, rest = shown.partition("\0")
+    key, _, primary = rest.partition("\0")
+    if signature.startswith(b"-----BEGIN SSH SIGNATURE-----"):
+        if _ssh_key_is_authors(git, storage, commit, signature, author):
+            return None
+        return (f"signed with the key of {signer or 'someone else'} ({key}), which the allowed signers "
+                f"file does not give to the author {author}")
+    if signature.startswith(b"-----BEGIN PGP SIGNATURE-----"):
+        if _gpg_key_is_authors(git, storage, primary or key, author):
+            return None
+        return (f"signed with the gpg key {primary or key} of {signer or 'someone else'}, none of whose "
+                f"user ids is the author {author}")
+    return f"signed with an x509 or unknown kind of key ({key or 'unknown'}): cannot tell that it is the author's"
+
+
+def _ssh_key_is_authors(git: str, storage, commit, signature: bytes, author: str) -> bool:
+    import os
+    import subprocess
+    import tempfile
+    import time
+
+    allowed = subprocess.run([git, "--git-dir", storage.git_dir, "config", "--path", "--get",
+                              "gpg.ssh.allowedSignersFile"], capture_output=True, text=True).stdout.strip()
+    if not allowed:
+        return False
+    # the key's validity is judged at the commit's time, as git judges it
+    when = time.strftime("%Y%m%d%H%M%S", time.localtime(commit.commit_time))
+    with tempfile.TemporaryDirectory(prefix="canonry-sig-") as tmp:
+        sig = os.path.join(tmp, "commit.sig")
+        with open(sig, "wb") as f:
+            f.write(signature)
+        done = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", allowed, "-I", author, "-n", "git",
+                               "-s", sig, f"-Overify-time={when}"],
+                              input=commit.raw_without_sig(), capture_output=True)
+    return done.returncode == 0
+
+
+def _gpg_key_is_authors(git: str, storage, fingerprint: str, author: str) -> bool:
+    import subprocess
+
+    if not fingerprint:
+        return False
+    program = subprocess.run([git, "--git-dir", storage.git_dir, "config", "--get", "gpg.program"],
+                             capture_output=True, text=True).stdout.strip() or "gpg"
+    listed = subprocess.run([program, "--batch", "--with-colons", "--list-keys", fingerprint],
+                            capture_output=True, text=True).stdout
+    wanted = f"<{author.lower()}>"
+    for line in listed.splitlines():
+        fields = line.split(":")
+        if (fields[0] == "uid" and len(fields) > 9 and fields[1] not in ("r", "e", "i")  # not revoked
+                and (wanted in fields[9].lower() or fields[9].lower() == author.lower())):
+            return True
+    return False
 
 
 # ---- the policies in force -----------------------------------------------------------------------
