@@ -7,8 +7,10 @@
         action: auto-alias
         with: {alias: best, metric: accuracy, mode: max}   # mode: max (default) or min
 
-When a version is linked and its metric beats the version holding the alias (or nobody holds
-it), the alias moves — as a commit of its own, made by the acting identity.
+When a version is linked and its metric beats every other linked version of the collection
+(the best of them: the highest, or lowest with `mode: min`, ties to the newest), the alias
+moves to it — as a commit of its own, made by the acting identity. Versions without the
+metric do not compete.
 """
 from canonry import hookimpl
 
@@ -17,6 +19,23 @@ __version__ = "1.0"
 
 def _metric(store, artifact, metric):
     return (store.artifact_version(artifact).metrics or {}).get(metric)
+
+
+def _best_other(store, collection, version, metric, mode):
+    """(version, value) of the best other linked version that has the metric (ties to the
+    newest), or None."""
+    best = None
+    for linked in store.versions(collection):
+        if linked.version == version:
+            continue
+        value = _metric(store, linked.artifact, metric)
+        if value is None:
+            continue
+        number = int(linked.version[1:])
+        key = (value if mode == "max" else -value, number)
+        if best is None or key > best[0]:
+            best = (key, linked.version, value)
+    return None if best is None else best[1:]
 
 
 def run(event, params, store):
@@ -29,13 +48,10 @@ def run(event, params, store):
     new = _metric(store, event.artifact, metric)
     if new is None:
         return {"moved": False, "why": f"{event.artifact} has no metric {metric}"}
-    collection = store.collection(event.collection)
-    holder = collection.aliases.get(alias)
-    if holder:
-        current = store.resolve(f"{event.collection}:{holder}")
-        old = _metric(store, current.artifact, metric)
-        better = old is None or (new > old if mode == "max" else new < old)
-        if not better:
+    best = _best_other(store, event.collection, event.version, metric, mode)
+    if best is not None:
+        holder, old = best
+        if not (new > old if mode == "max" else new < old):
             return {"moved": False, "why": f"{metric} {new} does not beat {holder}'s {old}"}
     change = store.set_alias(f"{event.collection}:{event.version}", alias)
     return {"moved": change.changed, "from": change.before or "", "to": change.after}

@@ -4,8 +4,9 @@ The event goes to the command as JSON on stdin and as environment variables
 (CANONRY_EVENT_KIND, CANONRY_EVENT_ID, CANONRY_EVENT_TARGET, CANONRY_EVENT_COLLECTION,
 CANONRY_EVENT_VERSION, CANONRY_EVENT_ALIAS, CANONRY_EVENT_PREVIOUS_VERSION,
 CANONRY_EVENT_ARTIFACT, CANONRY_EVENT_COMMIT, CANONRY_EVENT_ACTOR). It runs without a shell.
-Off unless the store's canonry.yaml says `trust_local_automations: true`: the command comes
-from the repository, so running it is a decision the store's owners make, in review.
+Off unless the store's canonry.yaml says `trust_local_automations: true` on the store branch
+(never a proposal's): the command comes from the repository, so running it is a decision the
+store's owners make, in review.
 
     automations:
       - name: evaluate-new-versions
@@ -25,7 +26,10 @@ __version__ = "1.0"
 
 
 def run(event, params, store):
-    if not store.view().store_config().get("trust_local_automations", False):
+    from canonry.automation.trust import trusted_config, trusted_view
+
+    # the switch is read at the store branch head: a proposal branch cannot turn it on
+    if not trusted_config(trusted_view(store.storage, store.cache)).get("trust_local_automations", False):
         raise PermissionError("command automations are off: the store's canonry.yaml does not set "
                               "trust_local_automations: true")
     command = params.get("command")

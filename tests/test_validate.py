@@ -341,6 +341,11 @@ def test_local_plugin_code_runs_only_when_trusted(promoted, store_path, tmp_path
     assert cli("validate", "main..review").exit_code == 0
     assert cli("validate").exit_code == 0
     assert not marker.exists()
+    # trust and plugin code come from the store branch, never from the branch under review
+    assert promoted.validate("main..review", trust_local_plugins=True) == []
+    assert not marker.exists()
+    git("-C", store_path, "checkout", "-q", "main")
+    git("-C", store_path, "merge", "-q", "--ff-only", "review~1")  # reviewed: the plugin is on main
     findings = promoted.validate("main..review", trust_local_plugins=True)
     assert marker.exists()
     finding = only(findings, "policy")

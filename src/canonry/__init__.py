@@ -41,7 +41,8 @@ def open(path: "str | None" = None, branch: "str | None" = None,
         path: a folder inside the store (default: the current directory).
         branch: the branch to read and write (default: the store branch).
         plugins_dir: also load plugins (*.py) from this folder.
-        load_plugins: False to run no plugin at all.
+        load_plugins: False to run no plugin at all (then a store whose canonry.yaml lists
+            `required_plugins` refuses every write).
 
     Returns:
         The Store.

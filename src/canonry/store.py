@@ -6,6 +6,7 @@ import random
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, cast
 
@@ -207,6 +208,9 @@ class Store(_Operations):
         self.query_index = None  # the derived SQLite index (canonry.query.index.for_store), made on first use
         self._store = self
         self._actor: Identity | None = None
+        # Called with each delivery that failed after a write (a run log record: receiver,
+        # status, error, …); the CLI prints a warning line. The run log has them all anyway.
+        self.on_failed_delivery: Callable[[dict], None] | None = None
 
     def close(self) -> None:
         """Write pending cache entries and close open files. Optional: a store still open at
@@ -303,9 +307,15 @@ class Store(_Operations):
         # until it is merged.
         if not self.storage.is_proposal_branch and self._wants_events(new):
             if self.storage.commit(new).parents[:1] == [old]:
-                self.fire(self.events_between(old, new, paths))
+                outcomes = self.fire(self.events_between(old, new, paths))
             elif old is not None:  # a fast-forward over several commits: each one's events
-                self.fire(self.events(f"{old.decode()}..{new.decode()}"))
+                outcomes = self.fire(self.events(f"{old.decode()}..{new.decode()}"))
+            else:
+                outcomes = []
+            if self.on_failed_delivery is not None:
+                for outcome in outcomes:
+                    if outcome.get("status") != "ok":
+                        self.on_failed_delivery(outcome)
 
     # ---- plugins, events, automations -------------------------------------------------------------
     @property
@@ -313,11 +323,16 @@ class Store(_Operations):
         """The plugin manager (loaded once per Store; see canonry/automation/plugins.py for where plugins come from)."""
         if self._plugins is None:
             from canonry.automation import plugins
+            from canonry.automation.trust import trusted_config, trusted_view
 
+            # Trust and the store's plugin code come from the store branch head, never from the
+            # branch written with --branch: a proposal cannot grant itself trust.
+            trusted = trusted_view(self.storage, self.cache)
             if self._load_plugins:
-                self._plugins = plugins.load(self.view(), self.plugins_dir)
+                self._plugins = plugins.load(trusted, self.plugins_dir)
             else:
-                self._plugins = plugins.Plugins()
+                self._plugins = plugins.Plugins(off="plugins are off (load_plugins=False)")
+                self._plugins.required = list(trusted_config(trusted).get("required_plugins", []))
         return self._plugins
 
     def read_record(self, sha: bytes, path: str) -> dict:
@@ -382,21 +397,25 @@ class Store(_Operations):
         return [runs[i] for i in order]
 
     def _check_policies(self, view: View, new: bytes) -> None:
-        """Ask every check_change implementation about the commit `new`; refuse if any objects."""
+        """Refuse the commit `new` while a required plugin is not loaded, or if any check_change
+        implementation objects (asked in pluggy's order, through pluggy, wrappers included)."""
         from canonry.automation.events import LazyEvents, diff_events
-        from canonry.automation.plugins import call
+        from canonry.automation.plugins import first_result
         from canonry.errors import PolicyRefused
 
-        impls = self.plugins.impls("check_change")
-        if not impls:
+        missing = self.plugins.missing_required()
+        if missing:  # the policy it would enforce cannot be asked: fail closed
+            raise PolicyRefused(f"refused: {'; '.join(missing)}; nothing was written")
+        callers = self.plugins.callers("check_change")
+        if not callers:
             return
         actor = self.actor.actor
         events = LazyEvents(lambda: diff_events(self.storage, view.commit, new, self.read_record, actor,
                                                 _now(), new.decode(), paths=list(view.pending)))
         after = View(self.storage, new, self.cache)
-        for plugin_name, fn, argnames in impls:
+        for plugin_name, caller in callers:
             try:
-                reason = call(fn, argnames, events=events, store=self, view=after)
+                reason = first_result(caller(events=events, store=self, view=after))
             except Exception as e:  # a broken policy fails closed
                 reason = f"policy failed: {type(e).__name__}: {e}"
             if reason:

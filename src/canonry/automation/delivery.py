@@ -19,7 +19,7 @@ from typing import Any
 from canonry import model as m
 from canonry.automation.events import Event
 from canonry.automation.hookspecs import EVENT_HOOKS
-from canonry.automation.plugins import call
+from canonry.automation.plugins import first_result
 from canonry.automation.runlog import RunLog
 
 __all__ = [
@@ -118,11 +118,15 @@ def _no_action(action: str) -> None:
     raise LookupError(f"no plugin provides the action {action!r}")
 
 
+def _call_one(caller, event: Event, store) -> Any:
+    return first_result(caller(event=event, store=store))
+
+
 def receivers(store, event: Event, view) -> list[tuple[str, Callable[[], Any]]]:
     """(name, zero-argument callable) for everything that should receive `event`."""
     out: list[tuple[str, Callable[[], Any]]] = []
-    for plugin_name, fn, argnames in store.plugins.impls(EVENT_HOOKS[event.kind]):
-        out.append((f"plugin:{plugin_name}", functools.partial(call, fn, argnames, event=event, store=store)))
+    for plugin_name, caller in store.plugins.callers(EVENT_HOOKS[event.kind]):  # pluggy's order
+        out.append((f"plugin:{plugin_name}", functools.partial(_call_one, caller, event, store)))
     actions = None
     for auto in configured(view, event.registry):
         if auto.get("action") == "policy" or not matches(auto, event, view):

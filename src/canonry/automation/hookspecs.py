@@ -4,6 +4,11 @@ Every hook takes keyword arguments; implementations may accept any subset of the
 arguments can be added later without breaking plugins. Event hooks run after the change is
 committed (the branch has moved): they cannot undo it, and a failing one never stops the
 others. Policy hooks run before the commit and can refuse it.
+
+Implementations are called through pluggy, in its order (`tryfirst=True` first, `trylast=True`
+last, else the most recently loaded first), each one on its own so that its failure or refusal
+is its own, and each inside the hook's wrappers (`hookwrapper=True` or `wrapper=True`), which
+therefore run once per implementation. An implementation is a function named after its hook.
 """
 from __future__ import annotations
 

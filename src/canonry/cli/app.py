@@ -55,13 +55,19 @@ class CanonryGroup(click.Group):
             plugins = obj.plugins()
         except CanonryError:
             plugins = plugins_without_store(obj.plugins_dir)
-        from canonry.automation.plugins import call
+        self._register_commands(plugins)
 
-        for name, fn, argnames in plugins.impls("register_commands"):
+    def _register_commands(self, plugins) -> None:
+        """Each plugin's register_commands, in pluggy's order, each failure a warning. A name
+        two plugins add goes to the one called first (tryfirst, else the later loaded), as
+        automation actions do."""
+        for name, caller in plugins.callers("register_commands"):
+            before = dict(self.commands)
             try:
-                call(fn, argnames, cli=self)
+                caller(cli=self)
             except Exception as e:
                 click.echo(f"canonry: warning: plugin {name}: register_commands failed: {e}", err=True)
+            self.commands.update({n: c for n, c in before.items() if self.commands.get(n) is not c})
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -93,12 +99,16 @@ class CanonryGroup(click.Group):
         return command
 
     def list_commands(self, ctx):
-        # For the listing, only installed (entry point) plugins and a named --plugins-dir are
-        # asked for commands, and only when there are some: opening the store and loading every
-        # plugin would cost `canonry --help` more than its budget. A trusted store plugin's
-        # command still runs (get_command); `canonry plugins` lists every plugin's hooks.
+        # Plugins are asked for commands only when some may add one: loading every plugin would
+        # cost `canonry --help` more than its budget. A store whose trusted tree has plugins/*.py
+        # and trusts them (a cheap look: automation/trust.py) loads every plugin, as a command
+        # would; else only installed (entry point) plugins and a named --plugins-dir.
         params = ctx.params or {}
-        if params.get("plugins_dir") or entry_point_plugins_may_exist():
+        from canonry.automation.trust import store_plugins_may_exist
+
+        if store_plugins_may_exist(params.get("store_path")):
+            self._load_plugin_commands(ctx)
+        elif params.get("plugins_dir") or entry_point_plugins_may_exist():
             self._load_listed_plugin_commands(params.get("plugins_dir"))
         return sorted({*BUILTIN_COMMANDS, *self.commands})
 
@@ -125,14 +135,8 @@ class CanonryGroup(click.Group):
             return
         loaded.add(("listing", plugins_dir))
         from canonry.automation import plugins as plugin_mod
-        from canonry.automation.plugins import call
 
-        found = plugin_mod.load(None, plugins_dir, builtin=False)
-        for name, fn, argnames in found.impls("register_commands"):
-            try:
-                call(fn, argnames, cli=self)
-            except Exception as e:
-                click.echo(f"canonry: warning: plugin {name}: register_commands failed: {e}", err=True)
+        self._register_commands(plugin_mod.load(None, plugins_dir, builtin=False))
 
     def invoke(self, ctx):
         try:

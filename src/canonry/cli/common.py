@@ -26,6 +26,7 @@ __all__ = [
     "plugins_without_store",
     "say",
     "store_options",
+    "warn_failed_delivery",
 ]
 
 JSON_HELP = "Print data only, as JSON (shapes in docs/json.md)."
@@ -43,10 +44,20 @@ class Ctx:
             from canonry.store import open_store
 
             self._store = open_store(self.path, self.branch, plugins_dir=self.plugins_dir)
+            self._store.on_failed_delivery = warn_failed_delivery
         return self._store
 
     def plugins(self):
         return self.store().plugins
+
+
+def warn_failed_delivery(outcome: dict) -> None:
+    """One line on stderr for an automation or plugin that failed after a write (the write
+    stands, and so does the exit code)."""
+    kind, _, name = str(outcome.get("receiver", "")).partition(":")
+    error = " ".join(str(outcome.get("error") or outcome.get("status")).split())
+    click.echo(f"canonry: warning: {kind or 'receiver'} {name} failed: {error}; "
+               "see `canonry automations log`", err=True)
 
 
 def plugins_without_store(plugins_dir):

@@ -22,9 +22,11 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else list(argv)
     if args in (["--help"], ["-h"]):
         from canonry.automation.entrypoints import entry_point_plugins_may_exist
+        from canonry.automation.trust import store_plugins_may_exist
         from canonry.cli.help import top_level_help
 
-        if not entry_point_plugins_may_exist():  # else click lists the plugins' commands too
+        # else click lists the commands plugins add (installed ones, or the store's trusted ones)
+        if not entry_point_plugins_may_exist() and not store_plugins_may_exist(None):
             sys.stdout.write(top_level_help())
             sys.stdout.flush()
             sys.exit(0)

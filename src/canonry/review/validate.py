@@ -53,13 +53,16 @@ Rules (each finding carries one of these ids):
     counter-decreased  a collection's next_version went down
     counter-behind     a collection's next_version is not above every present link number
     policy             a check_change implementation (policy plugin) refused the commit
+    required-plugin    a plugin the store's canonry.yaml lists in `required_plugins` is not
+                       loaded (so its policy was not asked); reported once, for the store
     unsigned           (--require-signed) a commit has no signature that `git verify-commit` accepts
     signer             (--require-signed) a commit is validly signed, but with a key that is not
                        its author's (see signature_findings)
 
 Policies: plugins are loaded from the built-in folder, installed entry points and an explicit
-`--plugins-dir` only. The store's own plugins/*.py (code from the branch under review) are
-loaded only with `trust_local_plugins=True`, and then only if HEAD's canonry.yaml trusts them.
+`--plugins-dir` only. The store's own plugins/*.py are loaded only with
+`trust_local_plugins=True`, and then from the store branch head (never from the branch under
+review), if its canonry.yaml trusts them; `required_plugins` is read there too.
 The policies in force are the reviewed ones: in range mode the policy plugins see the commit's
 state, except that the `automations` of canonry.yaml and of every registry.yaml are read from
 BASE (a branch can neither switch a policy off nor add one for its own commits). With a single
@@ -83,10 +86,10 @@ from typing import TYPE_CHECKING, Any
 
 from canonry import model as m
 from canonry.errors import CanonryError, SchemaError
+from canonry.files.manifest import manifest_problems
 from canonry.names import LATEST, NAME_RE, VERSION_RE
 from canonry.ops import accepts
 from canonry.view import View
-from canonry.files.manifest import manifest_problems
 
 __all__ = [
     "HISTORY_RULES",
@@ -546,10 +549,9 @@ def rule_artifacts(ctx: CommitCheck) -> None:
 def rule_policies(ctx: CommitCheck) -> Iterator[Finding]:
     """policy: each check_change implementation, with the commit's events."""
     from canonry.automation.events import commit_actor_time, diff_events
-    from canonry.automation.plugins import call
 
-    impls = ctx.plugins.impls("check_change") if ctx.plugins is not None else []
-    if not impls or not ctx.changes:
+    callers = ctx.plugins.callers("check_change") if ctx.plugins is not None else []
+    if not callers or not ctx.changes:
         return
     actor, when = commit_actor_time(ctx.commit_object)
     try:
@@ -562,22 +564,24 @@ def rule_policies(ctx: CommitCheck) -> Iterator[Finding]:
     if not events:
         return
     view = PolicyView(ctx.storage, ctx.commit, ctx.store.cache, ctx.policy_config)
-    for plugin_name, fn, argnames in impls:
-        reason = _ask(fn, argnames, events, ctx.store, view, call)
+    for plugin_name, caller in callers:  # pluggy's order, wrappers included
+        reason = _ask(caller, events, ctx.store, view)
         if not reason:
             continue
         path = _event_path(events[0])
         if len(events) > 1:  # which event did it refuse? Ask about each alone to name its file.
             for event in events:
-                if _ask(fn, argnames, [event], ctx.store, view, call):
+                if _ask(caller, [event], ctx.store, view):
                     path = _event_path(event)
                     break
         yield Finding(ctx.label, path, "policy", f"refused by plugin {plugin_name}: {' '.join(str(reason).split())}")
 
 
-def _ask(fn, argnames, events, store, view, call):
+def _ask(caller, events, store, view):
+    from canonry.automation.plugins import first_result
+
     try:
-        return call(fn, argnames, events=events, store=store, view=view)
+        return first_result(caller(events=events, store=store, view=view))
     except Exception as e:  # a broken policy fails closed, as at commit time
         return f"policy failed: {type(e).__name__}: {e}"
 
@@ -986,13 +990,19 @@ def _commits(storage, rev_range: str) -> tuple[list[bytes], bytes | None, bytes]
     return [entry.commit.id for entry in walker], base, head
 
 
-def load_policy_plugins(store, head: bytes | None, trust_local_plugins: bool = False):
+def load_policy_plugins(store, head: bytes | None = None, trust_local_plugins: bool = False):
     """Built-in and installed plugins (and an explicit --plugins-dir); the store's own plugins
-    at `head` only when trusted both here and by head's canonry.yaml."""
+    only when trusted both here and by canonry.yaml. Those, the trust switch and the required
+    plugins come from the store branch head (automation/trust.py), never from `head`, the
+    commit under review: a branch cannot grant itself trust."""
     from canonry.automation import plugins
+    from canonry.automation.trust import trusted_view
 
-    view = View(store.storage, head, store.cache) if trust_local_plugins and head is not None else None
-    return plugins.load(view, store.plugins_dir, builtin=True, entry_points=True)
+    del head  # kept for callers: where the range ends has no say in what runs
+    return plugins.load(trusted_view(store.storage, store.cache), store.plugins_dir, builtin=True,
+                        entry_points=True, local=trust_local_plugins,
+                        local_skipped="it is in the store's plugins/ folder, which validate loads "
+                                      "only with --trust-local-plugins")
 
 
 def validate(store, rev_range: str | None = None, trust_local_plugins: bool = False,
@@ -1014,6 +1024,8 @@ def validate(store, rev_range: str | None = None, trust_local_plugins: bool = Fa
         commits, base = [head], None
     plugins = load_policy_plugins(store, head, trust_local_plugins)
     report = Report(head=head.decode(), rev_range=rev_range)
+    # A required policy that is not loaded cannot vouch for any commit.
+    report += [Finding(None, m.STORE_FILE, "required-plugin", problem) for problem in plugins.missing_required()]
     for commit in commits:
         if rev_range:
             parents = storage.commit(commit).parents
