@@ -146,6 +146,9 @@ def test_get_checks_every_blob_and_the_destination_before_writing(guarded, store
     with pytest.raises(InvalidInput, match="is not a folder"):
         store.download(v.address, str(tmp_path / "dest"))
     assert sorted(os.listdir(tmp_path / "dest")) == ["sub"]
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(InvalidInput, match="is not a folder"):
+        store.download(v.address, str(tmp_path / "a-file"))
     store.download(v.address, str(tmp_path / "fresh"))
     assert (tmp_path / "fresh" / "sub" / "b.txt").read_text() == "b"
 

@@ -115,9 +115,11 @@ def _check_room(root: str, dest: str) -> None:
     if os.path.isdir(dest):
         raise InvalidInput(f"cannot write {dest}: a folder is in the way")
     parent = os.path.dirname(dest)
-    while len(parent) >= len(root):
+    while True:  # from the file's folder up to `root` itself (which may be "/")
         if os.path.lexists(parent) and not os.path.isdir(parent):
             raise InvalidInput(f"cannot write {dest}: {parent} is not a folder")
+        if len(parent) <= len(root):
+            break
         parent = os.path.dirname(parent)
 
 
