@@ -427,7 +427,23 @@ class Store(_Operations):
         from canonry.sharing.merge import merge_branch
 
         return merge_branch(self, branch, message=message, fast_forward=fast_forward,
-                            check=self._check_policies, landed=self._after_commit)
+                            check=self._check_policies, landed=self._after_commit,
+                            gate=lambda base, head: self._refuse_invalid(branch, base, head))
+
+    def _refuse_invalid(self, branch: str, base: bytes, head: bytes) -> None:
+        """Refuse to merge `branch` when `canonry validate BASE..HEAD` (what the merge would bring
+        in) has findings: the same checks CI runs, with the store's trusted policies."""
+        from canonry.errors import PolicyRefused
+        from canonry.review.validate import validate
+
+        report = validate(self, f"{base.decode()}..{head.decode()}", trust_local_plugins=self._load_plugins)
+        if report.ok:
+            return
+        shown = "; ".join(" ".join(f.line().split()) for f in report[:2])
+        more = f"; and {len(report) - 2} more" if len(report) > 2 else ""
+        raise PolicyRefused(f"cannot merge {branch}: `canonry validate {base.decode()[:10]}..{branch}` "
+                            f"reports {len(report)} finding{'s' * (len(report) != 1)}: {shown}{more}; "
+                            "nothing was merged")
 
     def push(self, remote: str = "origin"):
         from canonry.sharing.remote import push

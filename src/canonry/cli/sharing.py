@@ -16,7 +16,10 @@ __all__ = ["clone", "merge", "pull", "push", "sync"]
 @pass_ctx
 def merge(c, branch, message, no_ff, as_json):
     """Merge proposal BRANCH into the store branch: replays its operations, renumbering new
-    links if the store branch linked meanwhile; a true conflict stops with nothing written."""
+    links if the store branch linked meanwhile; a true conflict stops with nothing written.
+
+    What BRANCH brings in is first checked as `canonry validate` checks it (schemas, invariants,
+    policies, roles): any finding refuses the merge, naming it, and nothing fires."""
     store = c.store()
     result = store.merge(branch, message=message, fast_forward=not no_ff)
     if result.kind == "up-to-date":

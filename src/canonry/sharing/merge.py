@@ -9,6 +9,12 @@
 
 A true conflict (both sides moved `production`; an alias aimed at a link unlinked meanwhile)
 stops with MergeConflict; nothing is written.
+
+The gate: before the store branch moves, what the merge brings in (the commits of
+MERGE-BASE..BRANCH) must pass the checks `canonry validate` runs (roles, policies, schemas,
+invariants). The Store passes them in as `gate` (this layer does not import the facade), and a
+finding refuses the merge: nothing moves, no automation fires. A fast-forward is no shortcut:
+a commit made by hand on the branch is judged as CI would judge it.
 """
 from __future__ import annotations
 
@@ -50,7 +56,8 @@ def _records_or_refuse(storage, commit_id: bytes, what: str) -> list[dict]:
 
 def merge_branch(store, branch: str, message: str | None = None, fast_forward: bool = True,
                  attempts: int = 10, *, check: Callable[[View, bytes], None],
-                 landed: Callable[[bytes | None, bytes, list[str]], None]) -> MergeResult:
+                 landed: Callable[[bytes | None, bytes, list[str]], None],
+                 gate: Callable[[bytes, bytes], None]) -> MergeResult:
     """Merge `branch` into the store branch of `store` (see the module's docstring).
 
     Args:
@@ -63,6 +70,8 @@ def merge_branch(store, branch: str, message: str | None = None, fast_forward: b
         (the Store's policy plugins).
       landed: `landed(old, new, paths)` once the branch moved (the Store's housekeeping: work
         tree, packs, automations).
+      gate: `gate(base, head)` before anything moves, with the merge base and the branch head:
+        raises to refuse what BASE..HEAD brings in (the Store runs `canonry validate` on it).
     """
     storage = store.storage
     repo = storage.repo
@@ -71,12 +80,17 @@ def merge_branch(store, branch: str, message: str | None = None, fast_forward: b
         raise InvalidInput(f"no branch {branch!r} to merge")
     if branch == storage.branch:
         raise InvalidInput(f"cannot merge {branch} into itself")
+    gated = None  # the branch head that passed the gate: the store branch only moves forward,
+    # so a later merge base brings in a part of what was checked; a moved branch is checked again
     for _ in range(attempts):
         head = storage.head()
         theirs = repo.refs[source_ref]
         if head == theirs or can_fast_forward(storage, theirs, head):
             return MergeResult(branch, "up-to-date", head.decode(), head.decode(), [])
         if fast_forward and can_fast_forward(storage, head, theirs):
+            if gated != theirs:
+                gate(head, theirs)
+                gated = theirs
             if storage.compare_and_swap(head, theirs, f"merge {branch}: fast-forward"):
                 paths = changed_paths(storage, head, theirs)
                 landed(head, theirs, paths)
@@ -92,6 +106,9 @@ def merge_branch(store, branch: str, message: str | None = None, fast_forward: b
         records: list[dict] = []
         for commit_id in first_parent_chain(storage, base, theirs):
             records += replayer.replay(storage, commit_id, _records_or_refuse(storage, commit_id, branch))
+        if gated != theirs:  # after the replay: a commit it cannot replay is named as such first
+            gate(base, theirs)
+            gated = theirs
         subject = message or f"merge {branch} into {storage.branch}"
         if not target.pending:
             records = [{"op": "merge", "branch": branch, "summary": subject}]
