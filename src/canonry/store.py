@@ -307,9 +307,9 @@ class Store(_Operations):
         # until it is merged.
         if not self.storage.is_proposal_branch and self._wants_events(new):
             if self.storage.commit(new).parents[:1] == [old]:
-                outcomes = self.fire(self.events_between(old, new, paths))
+                outcomes = self._deliver(self.events_between(old, new, paths))
             elif old is not None:  # a fast-forward over several commits: each one's events
-                outcomes = self.fire(self.events(f"{old.decode()}..{new.decode()}"))
+                outcomes = self._deliver(self.events(f"{old.decode()}..{new.decode()}"))
             else:
                 outcomes = []
             if self.on_failed_delivery is not None:
@@ -374,15 +374,60 @@ class Store(_Operations):
         return summary(View(self.storage, commit, self.cache))["any"]
 
     def fire(self, events: list) -> list[dict]:
-        """Deliver events to plugins and configured automations (each at most once)."""
+        """Deliver events to plugins and configured automations (each at most once).
+
+        Only events of commits on the store branch are delivered, with the automations defined
+        at its head (see run_automations).
+
+        Raises:
+            InvalidInput: an event's commit is not on the store branch; nothing was delivered.
+        """
+        self._refuse_off_store_branch(list(dict.fromkeys(e.commit.encode() for e in events)),
+                                      "events")
+        return self._deliver(events)
+
+    def run_automations(self, rev_range: str) -> list[dict]:
+        """Deliver the events of the commits in `A..B` (or of one commit), each at most once.
+
+        Automations fire for what the store branch holds, as its head defines them: every
+        commit of the range must be on the store branch's first-parent line (what a proposal
+        branch holds fires nothing until merged), and which automations run, with which
+        parameters, is read from the store branch head, never from the commits delivered.
+
+        Raises:
+            InvalidInput: a commit of the range is not on the store branch; nothing was delivered.
+        """
+        from canonry.automation.events import commits_in_range, events_for_commit
+
+        commits = commits_in_range(self.storage, rev_range)
+        self._refuse_off_store_branch(commits, rev_range)
+        events = []
+        for commit in commits:
+            events += events_for_commit(self.storage, commit, self.read_record)
+        return self._deliver(events)
+
+    def _deliver(self, events: list) -> list[dict]:
+        """Deliver events of commits on the store branch, with the automations of its head."""
         from canonry.automation.delivery import deliver
+        from canonry.automation.trust import trusted_view
 
         if not events:
             return []
-        return deliver(self, events, lambda commit_hex: self.view(commit_hex.encode()))
+        return deliver(self, events, lambda commit_hex: self.view(commit_hex.encode()),
+                       config=trusted_view(self.storage, self.cache))
 
-    def run_automations(self, rev_range: str) -> list[dict]:
-        return self.fire(self.events(rev_range))
+    def _refuse_off_store_branch(self, commits: list[bytes], what: str) -> None:
+        """Refuse (one line) when any of `commits` is not on the store branch's first-parent line."""
+        from canonry.automation.events import off_first_parent_line
+        from canonry.automation.trust import trusted_commit
+
+        off = off_first_parent_line(self.storage, trusted_commit(self.storage), commits)
+        if off:
+            more = f" (and {len(off) - 1} more)" if len(off) > 1 else ""
+            branch = self.storage.store_branch
+            raise InvalidInput(f"{what}: commit {off[-1].decode()[:10]}{more} is not on the store branch "
+                               f"{branch}: automations fire only for what {branch} holds; merge it first, "
+                               f"then run the automations of the merge")
 
     def automation_log(self, target: str | None = None) -> list[dict]:
         """Recorded automation runs (newest commit first), optionally only those about `target`."""

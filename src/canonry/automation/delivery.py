@@ -4,6 +4,12 @@ Each receiver (a plugin's hook implementation, or one configured automation) run
 in its own thread, with a timeout, its exceptions caught. Every outcome is recorded in the
 run log (git notes), and an event already delivered to a receiver is never delivered to it
 again, so `canonry automations run A..B` is safe to repeat (in CI after every merge, say).
+
+Which automations run, and with what parameters (a webhook's URL), is read from `config`, the
+store branch head (the trusted side), never from the commit whose events are delivered: a
+commit's own canonry.yaml decides nothing about its own events. The commit's state is still
+what filters look at (a collection's tags when it changed). The Store delivers only events of
+commits on the store branch (store.py).
 """
 from __future__ import annotations
 
@@ -122,13 +128,14 @@ def _call_one(caller, event: Event, store) -> Any:
     return first_result(caller(event=event, store=store))
 
 
-def receivers(store, event: Event, view) -> list[tuple[str, Callable[[], Any]]]:
-    """(name, zero-argument callable) for everything that should receive `event`."""
+def receivers(store, event: Event, view, config=None) -> list[tuple[str, Callable[[], Any]]]:
+    """(name, zero-argument callable) for everything that should receive `event`: the plugins'
+    hooks, and the automations defined at `config` (default: `view`, the event's commit)."""
     out: list[tuple[str, Callable[[], Any]]] = []
     for plugin_name, caller in store.plugins.callers(EVENT_HOOKS[event.kind]):  # pluggy's order
         out.append((f"plugin:{plugin_name}", functools.partial(_call_one, caller, event, store)))
     actions = None
-    for auto in configured(view, event.registry):
+    for auto in configured(view if config is None else config, event.registry):
         if auto.get("action") == "policy" or not matches(auto, event, view):
             continue  # policies act before the commit (check_change), not after
         if actions is None:
@@ -173,8 +180,10 @@ def _now_ms() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
-def deliver(store, events: list[Event], view_at) -> list[dict]:
-    """Deliver events not yet delivered; record and return the outcomes of this run."""
+def deliver(store, events: list[Event], view_at, config=None) -> list[dict]:
+    """Deliver events not yet delivered; record and return the outcomes of this run.
+    `view_at(commit_hex)` is the store at an event's commit; `config`, the view whose
+    automations are in force (default: that commit's)."""
     depth = getattr(_depth, "value", 0)
     if depth >= 3:
         return []  # automations triggering automations: stop here; `automations run` can resume
@@ -192,7 +201,7 @@ def deliver(store, events: list[Event], view_at) -> list[dict]:
                     if r.get("status") == "ok"}
             records = []
             for event in commit_events:
-                for name, fn in receivers(store, event, view):
+                for name, fn in receivers(store, event, view, config):
                     if (name, event.id) in done:
                         continue
                     outcome = run_isolated(fn, timeout)

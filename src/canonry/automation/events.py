@@ -17,7 +17,10 @@ from dulwich.diff_tree import tree_changes
 from canonry import model as m
 from canonry.git.graph import can_fast_forward, first_parents
 
-__all__ = ["KINDS", "Event", "LazyEvents", "commit_actor_time", "commits_in_range", "diff_events", "events_for_commit"]
+__all__ = [
+    "KINDS", "Event", "LazyEvents", "commit_actor_time", "commits_in_range", "diff_events", "events_for_commit",
+    "off_first_parent_line",
+]
 
 KINDS = (
     "link.created", "link.removed",
@@ -227,3 +230,26 @@ def commits_in_range(storage, spec: str) -> list[bytes]:
         out.append(commit.id)
     return out[::-1]
 
+
+
+# How far back in commit time the walk of off_first_parent_line looks below the oldest commit
+# asked about: clocks of different machines may disagree (a day is far more than they do).
+CLOCK_SLACK = 24 * 3600
+
+
+def off_first_parent_line(storage, head: bytes | None, commits: list[bytes]) -> list[bytes]:
+    """Those of `commits` that are not on `head`'s first-parent line, in their order.
+
+    The first-parent line of the store branch is every state the branch has held: a commit a
+    merge brought in from a side branch is not on it (its change reached the branch as the
+    merge's, and is delivered as the merge's events). The walk from `head` stops when all are
+    found, or at commits older than the oldest asked about (less CLOCK_SLACK)."""
+    todo = set(commits)
+    if head is None or not todo:
+        return list(commits)
+    floor = min(storage.commit(c).commit_time for c in todo) - CLOCK_SLACK
+    for commit in first_parents(storage, head):
+        todo.discard(commit.id)
+        if not todo or commit.commit_time < floor:
+            break
+    return [c for c in commits if c in todo]

@@ -58,7 +58,10 @@ def automations():
 @json_option
 @pass_ctx
 def automations_run(c, rev_range, as_json):
-    """Deliver the events of REV_RANGE to plugins and automations (each at most once)."""
+    """Deliver the events of REV_RANGE to plugins and automations (each at most once).
+
+    Only commits on the store branch are delivered, with the automations its head defines: a
+    range of an unmerged branch is refused."""
     outcomes = c.store().run_automations(rev_range)
     failed = [o for o in outcomes if o["status"] != "ok"]
     if as_json:
