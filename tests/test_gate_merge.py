@@ -213,3 +213,34 @@ def test_the_merge_gate_runs_no_code_from_the_branch(store, server, tmp_path, ma
     assert "cannot merge evil" in line and "role" in line, line
     assert not marker.exists(), "merge imported the branch's plugins/evil.py"
     assert rev(store) == before
+
+
+def test_plugin_code_on_a_branch_needs_a_store_admin(store):
+    """main trusts local plugins; Bob, a member but no store admin, adds plugins/evil.py with git.
+    validate reports it and merge refuses, so the code never reaches the trusted side."""
+    cfg = store / "canonry.yaml"
+    assert "trust_local_plugins: false" in cfg.read_text()
+    cfg.write_text(cfg.read_text().replace("trust_local_plugins: false", "trust_local_plugins: true"))
+    git("-C", store, "-c", "user.name=Alice Archer", "-c", "user.email=alice@example.com", "commit", "-q", "-am", "trust plugins")
+    git("-C", store, "checkout", "-q", "-b", EVIL)
+    (store / "plugins").mkdir()
+    marker = store.parent / "evil-ran"
+    (store / "plugins" / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
+    git("-C", store, "add", "plugins/evil.py")
+    git("-C", store, "-c", "user.name=Bob Builder", "-c", "user.email=bob@example.com",
+        "commit", "-q", "-m", "a helpful plugin")
+    git("-C", store, "checkout", "-q", "main")
+    findings = _findings(store, f"main..{EVIL}")
+    assert any("plugins/evil.py: role: bob@example.com changed the store's plugin code" in f for f in findings), \
+        findings
+    before = rev(store)
+    assert_one_line_error(invoke("-C", store, "merge", EVIL, actor=ALICE), contains=("cannot merge",))
+    assert rev(store) == before and not marker.exists()
+    # the same plugin, committed by the store admin: no finding
+    git("-C", store, "checkout", "-q", "-b", "by-alice")
+    (store / "plugins").mkdir(exist_ok=True)
+    (store / "plugins" / "fine.py").write_text("VALUE = 1\n")
+    git("-C", store, "add", "plugins/fine.py")
+    git("-C", store, "-c", "user.name=Alice Archer", "-c", "user.email=alice@example.com", "commit", "-q", "-m", "a plugin")
+    git("-C", store, "checkout", "-q", "main")
+    assert invoke("-C", store, "validate", "main..by-alice").exit_code == 0

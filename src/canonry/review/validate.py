@@ -52,12 +52,14 @@ Rules (each finding carries one of these ids):
     types-shrunk       a registry's accepted types lost a type
     counter-decreased  a collection's next_version went down
     counter-behind     a collection's next_version is not above every present link number
+    role               the author lacked, at the parent commit, the role a change needs (a
+                       registry role; a store admin for canonry.yaml and for the store's plugins/)
     policy             a check_change implementation (policy plugin) refused the commit
-    required-plugin    a plugin the store's canonry.yaml lists in `required_plugins` is not
-                       loaded (so its policy was not asked); reported once, for the store
     unsigned           (--require-signed) a commit has no signature that `git verify-commit` accepts
     signer             (--require-signed) a commit is validly signed, but with a key that is not
                        its author's (see signature_findings)
+    required-plugin    a plugin the store's canonry.yaml lists in `required_plugins` is not
+                       loaded (so its policy was not asked); reported once, for the store
 
 Policies: plugins are loaded from the built-in folder, installed entry points and an explicit
 `--plugins-dir` only. The store's own plugins/*.py are loaded only with
@@ -648,6 +650,14 @@ def _role_findings(ctx: CommitCheck, parent: bytes, before: View,
             and (sides is None or sides.own_settings(parent))):
         yield ("settings",), Finding(ctx.label, m.STORE_FILE, "role",
                                      f"{actor} changed the store settings but is not a store admin {at}")
+    # The store's plugins/ folder is code that runs once trusted: changing it is a store admin's
+    # call, like the trust switch itself in canonry.yaml.
+    code = sorted(p for p in changed if p.split("/", 1)[0] == "plugins"
+                  and (sides is None or sides.own(parent, p, None)))
+    if code and config.get("admins") and actor not in config["admins"]:
+        yield ("plugins",), Finding(ctx.label, code[0], "role",
+                                    f"{actor} changed the store's plugin code ({', '.join(code[:3])}"
+                                    f"{', …' if len(code) > 3 else ''}) but is not a store admin {at}")
     for change in changes:  # removals make no event, yet need a role too
         kind = layout_kind(change.path)
         if not change.deleted or kind not in ("registry", "collection"):
