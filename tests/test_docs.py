@@ -136,3 +136,26 @@ def test_relative_links_resolve(page):
 def test_the_link_checker_sees_links():
     """Guard against a checker that silently finds nothing: the README links into docs/."""
     assert any(t.startswith("docs/") for t in _links(ROOT / "README.md"))
+
+
+# ---- tests the docs name ------------------------------------------------------------------------
+TEST_REF = re.compile(r"`(tests/[\w/]+\.py)::(\w+)`|`::(\w+)`")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_test_a_page_names_exists(page):
+    """docs/security.md's threat table names the test covering each threat: a renamed or deleted
+    test must not leave the table pointing at nothing. `::name` after a `file::name` on the same
+    line names another test of that file."""
+    missing = []
+    for line in page.read_text(encoding="utf-8").splitlines():
+        current = None
+        for m in TEST_REF.finditer(line):
+            current = m.group(1) or current
+            name = m.group(2) or m.group(3)
+            if current is None:
+                continue
+            source = (ROOT / current).read_text(encoding="utf-8") if (ROOT / current).exists() else ""
+            if not re.search(rf"^def {name}\(", source, re.M):
+                missing.append(f"{current}::{name}")
+    assert not missing, f"{page.name} names tests that do not exist: {missing}"
