@@ -143,7 +143,8 @@ class CanonryGroup(click.Group):
             return super().invoke(ctx)
         except CanonryError as e:
             err = UserError(str(e))
-            err.exit_code = e.exit_code
+            # click >= 8.5 types exit_code as a ClassVar; an instance still carries its own
+            setattr(err, "exit_code", e.exit_code)  # noqa: B010
             raise err from None
         except OSError as e:
             raise UserError(os_error_message(e)) from None
