@@ -224,17 +224,27 @@ def test_held_ref_lock_is_waited_out(linked, store_path):
     assert linked.resolve("model/first-collection:staging").version == "v0"
 
 
-def test_stale_ref_lock_gives_up_with_one_line_error(linked, store_path, cli):
+def test_ref_lock_held_by_a_live_process_gives_up_with_one_line_error(linked, store_path, cli,
+                                                                      monkeypatch):
+    """A live holder (it flocks the lock, as canonry does) is waited for within the budget,
+    then the error names the lock. A dead writer's lock: tests/test_crash_recovery.py."""
+    import fcntl
+
+    from canonry.git import reader
+
+    monkeypatch.setattr(reader, "REF_LOCK_WAIT", 1.0)
     lock = _ref_lock(store_path)
     lock.write_text("")
     head = head_of(store_path)
-    try:
-        started = time.monotonic()
-        r = cli("alias", "set", "model/first-collection:v0", "staging")
-        elapsed = time.monotonic() - started
-    finally:
-        lock.unlink()
-    assert_one_line_error(r, 1, contains=("gave up",))
+    with open(lock, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        try:
+            started = time.monotonic()
+            r = cli("alias", "set", "model/first-collection:v0", "staging")
+            elapsed = time.monotonic() - started
+        finally:
+            lock.unlink()
+    assert_one_line_error(r, 1, contains=("refs/heads/main.lock has been held",))
     assert head_of(store_path) == head
     assert elapsed < 20
 

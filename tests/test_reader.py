@@ -171,10 +171,10 @@ def test_update_ref_is_a_compare_and_swap_under_gits_lock(tmp_path):
     assert gitread.update_ref(git_dir, ref, c0.encode(), c2.encode(), fsync=False) is False
     assert gitread.update_ref(git_dir, ref, c1.encode(), c2.encode(), fsync=False) is True
     assert git("-C", str(repo), "rev-parse", "main").strip() == c2
-    # another writer (git itself) holds the lock
+    # another writer (git itself) holds the lock: a fresh lock is waited for, never removed
     (repo / ".git/refs/heads/main.lock").write_text("")
     try:
-        gitread.update_ref(git_dir, ref, c2.encode(), c0.encode(), fsync=False)
+        gitread.update_ref(git_dir, ref, c2.encode(), c0.encode(), fsync=False, wait=0.3)
         raise AssertionError("moved a locked ref")
     except FileLocked:
         pass

@@ -274,7 +274,10 @@ class Store(_Operations):
         self._check_policies(view, new)
         try:
             moved = self.storage.compare_and_swap(view.commit, new, msg.splitlines()[0])
-        except FileLocked:
+        except FileLocked as e:
+            held = getattr(e, "message", None)  # a live holder outlasted the wait: not a lost race
+            if held:
+                raise Conflict(f"{held}; nothing was written") from None
             moved = False
         if not moved:
             return None

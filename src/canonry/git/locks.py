@@ -11,10 +11,14 @@ ever left stale and nobody has to guess when a lock file is old enough to break.
 (Windows) the file's existence is the lock; one left by a crashed process is broken after
 `stale_after` seconds.
 
-Not here, on purpose: the ref lock of `reader.update_ref` (git's `REF.lock`, created with
+Not FileLock, on purpose: the ref lock of `reader.update_ref` (git's `REF.lock`, created with
 O_EXCL and renamed over the ref) and the `index.lock` dulwich takes when it writes the index.
 Those are git's own protocol, shared with the git CLI and every other git tool working on the
-same repository, so they must stay exactly as git does them.
+same repository, so they must stay exactly as git does them. But such a lock file outlives a
+writer killed while holding it, and git's protocol has no owner to ask. So canonry also flocks
+every git lock file it creates, for as long as it holds it (`hold`), and `break_if_stale`
+removes a lock file that nobody flocks and that is older than STALE_LOCK_AGE: not canonry's
+live lock (it would be flocked), and not git's (git holds ref locks for milliseconds).
 """
 from __future__ import annotations
 
@@ -23,7 +27,15 @@ import threading
 import time
 from types import ModuleType
 
-__all__ = ["FileLock"]
+__all__ = ["STALE_LOCK_AGE", "FileLock", "break_if_stale", "hold", "lock_age", "lock_held"]
+
+# A git lock file nobody flocks is stale once this old. git holds a ref lock for the few
+# milliseconds between creating it and renaming it over the ref (an fsync of one small file at
+# worst); canonry flocks its own within microseconds of creating them. 2 s is hundreds of times
+# the longest of those, and short enough that a dead writer's lock costs the next write a pause,
+# not a failure. Without fcntl canonry's live locks cannot be told apart: NO_FLOCK_STALE_AGE.
+STALE_LOCK_AGE = 2.0
+NO_FLOCK_STALE_AGE = 600.0
 
 
 def _fcntl() -> ModuleType | None:
@@ -33,6 +45,89 @@ def _fcntl() -> ModuleType | None:
     except ImportError:
         return None
     return fcntl
+
+
+def hold(fd: int) -> None:
+    """Mark the git lock file open at `fd` as held by a live process (see the module notes)."""
+    fcntl = _fcntl()
+    if fcntl is not None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # someone breaking it flocks it for a moment: it is ours all the same
+            pass
+
+
+def lock_age(path: str) -> float | None:
+    """Seconds since the lock file at `path` was last written; None if it is gone."""
+    try:
+        return max(0.0, time.time() - os.stat(path).st_mtime)
+    except OSError:
+        return None
+
+
+def break_if_stale(path: str, stale_after: float = STALE_LOCK_AGE) -> bool:
+    """Remove the git lock file at `path` if it was left by a dead process: nobody flocks it and
+    it is older than `stale_after`. True if it is gone (removed here or by its holder).
+
+    Safe against a second breaker and a new holder: the file is removed only while this process
+    flocks it and only if the path still names the very file flocked (a new lock, created after
+    the old one went, is another file)."""
+    fcntl = _fcntl()
+    if fcntl is None:
+        stale_after = max(stale_after, NO_FLOCK_STALE_AGE)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if time.time() - st.st_mtime < stale_after:
+            return False
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False  # a live canonry holds it
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            return True
+        if (now.st_ino, now.st_dev) != (st.st_ino, st.st_dev):
+            return False
+        os.unlink(path)
+        return True
+    finally:
+        os.close(fd)
+
+
+def lock_held(path: str, lock: str, shown: str) -> Exception:
+    """The error for a git lock still held when the wait ran out: dulwich's FileLocked (what
+    callers already catch), with `message`, one line naming the lock file `shown`, its age and
+    what to do."""
+    from dulwich.file import FileLocked
+
+    age = lock_age(lock)
+    fcntl = _fcntl()
+    live = False
+    if fcntl is not None:
+        try:
+            fd = os.open(lock, os.O_RDONLY)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                live = True
+            finally:
+                os.close(fd)
+    who = "a running canonry process" if live else "another process (git?)"
+    err = FileLocked(path, lock)
+    err.message = (f"{shown} has been held for {age or 0:.0f} s by {who}; if no git or canonry "  # type: ignore[attr-defined]
+                   "process is running, delete it")
+    return err
 
 
 class FileLock:

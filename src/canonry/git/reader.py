@@ -16,11 +16,14 @@ import mmap
 import os
 import struct
 import threading
+import time
 import zlib
 
+from canonry.git import locks
 from canonry.git.compat import fast_apply_delta
 
 __all__ = [
+    "REF_LOCK_WAIT",
     "ObjectReader",
     "apply_delta",
     "apply_delta_py",
@@ -30,6 +33,10 @@ __all__ = [
     "update_ref",
 ]
 
+# How long a write waits for a ref lock a live process holds. canonry and git hold one for
+# milliseconds, so this only runs out when something is wrong (a stopped process); generous for
+# a loaded machine, short enough to tell the user.
+REF_LOCK_WAIT = 10.0
 _OFS_DELTA, _REF_DELTA = 6, 7
 _IDX_MAGIC = b"\377tOc\x00\x00\x00\x02"
 _FANOUT = 8
@@ -340,39 +347,34 @@ def _object_dirs(objects_dir: str) -> list[str]:
 
 
 # ---- refs ----------------------------------------------------------------------------------------
-def update_ref(git_dir: str, ref: bytes, old: bytes | None, new: bytes, fsync: bool) -> bool:
+def update_ref(git_dir: str, ref: bytes, old: bytes | None, new: bytes, fsync: bool,
+               wait: float | None = None) -> bool:
     """Move `ref` from `old` (None: it must not exist) to `new`, as git does: hold `REF.lock`
-    (created exclusively; dulwich.file.FileLocked if another writer holds it), re-read the ref
-    under the lock, write, rename. False if the ref was not `old`.
+    (created exclusively), re-read the ref under the lock, write, rename. False if the ref was
+    not `old`.
+
+    While it holds `REF.lock` canonry also flocks it (locks.hold), so a lock file left by a
+    killed writer can be told from a live one: a stale one is removed at once (locks.break_if_stale),
+    a live one is waited for up to `wait` seconds (default REF_LOCK_WAIT), then
+    dulwich.file.FileLocked is raised with a `message` naming the lock file and its age.
 
     Not dulwich's set_if_equals: that fsyncs every ref update, while git hardens refs only
     when core.fsync names them; canonry fsyncs the objects a ref points to before moving it,
     so a ref lost in a crash leaves the previous, complete state."""
     path = os.path.join(git_dir, os.fsdecode(ref))
     lock = path + ".lock"
-    try:
-        try:
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileNotFoundError:  # the ref's folder is not there yet (a first branch/x)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        from dulwich.file import FileLocked
-
-        raise FileLocked(path, lock) from None
+    fd = _create_lock(path, lock, REF_LOCK_WAIT if wait is None else wait,
+                      os.fsdecode(ref) + ".lock")
     renamed = False
     try:
-        try:
-            current = _loose_ref(path)
-            if current is None:
-                current = _packed_refs(git_dir).get(ref)
-            if current != old:
-                return False
-            os.write(fd, new + b"\n")
-            if fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        current = _loose_ref(path)
+        if current is None:
+            current = _packed_refs(git_dir).get(ref)
+        if current != old:
+            return False
+        os.write(fd, new + b"\n")
+        if fsync:
+            os.fsync(fd)
         os.replace(lock, path)
         renamed = True
         return True
@@ -382,6 +384,34 @@ def update_ref(git_dir: str, ref: bytes, old: bytes | None, new: bytes, fsync: b
                 os.unlink(lock)
             except OSError:
                 pass
+        os.close(fd)  # after the rename or unlink: the flock marks the lock live until it is gone
+
+
+def _create_lock(path: str, lock: str, wait: float, shown: str) -> int:
+    """Create and flock git's lock file `lock` for `path`; wait for a live holder up to `wait`
+    seconds, remove a dead one's."""
+    deadline = time.monotonic() + wait
+    delay = 0.002
+    while True:
+        try:
+            try:
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileNotFoundError:  # the ref's folder is not there yet (a first branch/x)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            if locks.break_if_stale(lock):
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise locks.lock_held(path, lock, shown) from None
+            import random  # only when waiting (see locks.FileLock.acquire)
+
+            time.sleep(min(remaining, random.uniform(delay / 2, delay)))
+            delay = min(delay * 2, 0.05)
+            continue
+        locks.hold(fd)
+        return fd
 
 
 def _loose_ref(path: str) -> bytes | None:
