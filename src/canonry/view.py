@@ -13,7 +13,7 @@ from collections.abc import Collection
 from typing import Any
 
 from canonry import model as m
-from canonry.errors import BrokenState, NotFound, SchemaError
+from canonry.errors import BrokenState, InvalidInput, NotFound, SchemaError
 from canonry.git.storage import GitStorage
 from canonry.names import LATEST, is_version, version_number
 from canonry.schemas import check_record
@@ -128,6 +128,9 @@ class View:
         from canonry import yamlio
 
         data = yamlio.dump(record)
+        if len(data) > yamlio.MAX_BYTES:  # written, it could never be read back
+            raise InvalidInput(f"{path} would be {len(data)} bytes, more than the {yamlio.MAX_BYTES} "
+                               f"canonry reads (a folder of fewer files, or pack it into one)")
         self._underived(path)
         self.pending[path] = data
         self._pending_records[path] = _clone(record)

@@ -1,11 +1,25 @@
-"""YAML in and out: the C loader/dumper when present, no implicit timestamps, stable output."""
+"""YAML in and out: the C loader/dumper when present, no implicit timestamps, stable output.
+
+Every YAML canonry reads — store files anyone with push access can write by hand, and a user's
+automations file — is checked before it is built into objects (`check_shape`): at most
+MAX_BYTES bytes, no anchor or alias (canonry never writes one; a few lines of nested aliases
+expand to gigabytes), at most MAX_DEPTH levels of nesting (the C composer recurses and would
+crash the process) and at most MAX_NODES nodes. Each refusal is a ValueError with one line.
+"""
 from __future__ import annotations
 
 import re
 
 import yaml
 
-__all__ = ["dump", "load"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "check_shape", "dump", "load"]
+
+# 2 MiB: the largest record canonry writes is a version record, ~140 bytes per file of its
+# manifest, so this holds a folder of ~15,000 files; the worst 2 MiB of YAML (a flow list of
+# one-digit numbers) costs ~400 MB and a few seconds to load, a bound a laptop survives.
+MAX_BYTES = 2 * 1024 * 1024
+MAX_NODES = 250_000  # what bounds memory: ~400 bytes a node while composing
+MAX_DEPTH = 64  # canonry's records nest 3 levels; metadata a user nests stays far below this
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _BaseDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -55,7 +69,40 @@ class _Dumper(_BaseDumper):  # type: ignore[misc, valid-type]
     pass
 
 
+def check_shape(data: bytes | str) -> None:
+    """Raise ValueError (one line) if `data` is too large, holds an anchor or alias, nests too
+    deeply or has too many nodes; the parse errors of malformed YAML are left to `load`."""
+    size = len(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
+    if size > MAX_BYTES:
+        raise ValueError(f"{size} bytes, more than the {MAX_BYTES} canonry reads")
+    # The events come from the C parser, which keeps its own stacks: nothing here recurses.
+    loader = _Loader(data)
+    depth = nodes = 0
+    try:
+        while True:
+            event = loader.get_event()
+            if event is None:
+                return
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                line = event.start_mark.line + 1 if event.start_mark else 0
+                raise ValueError(f"an anchor or alias (line {line}): canonry refuses them")
+            if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+                nodes += 1
+                if nodes > MAX_NODES:
+                    raise ValueError(f"more than {MAX_NODES} values")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    finally:
+        loader.dispose()
+
+
 def load(data: bytes | str):
+    """The one document in `data`, after `check_shape`."""
+    check_shape(data)
     return yaml.load(data, Loader=_Loader)
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from canonry.cli.common import UserError, done, json_option, pass_ctx, plugins_without_store, say, store_options
+from canonry.cli.common import UserError, done, json_option, note, pass_ctx, plugins_without_store, say, store_options
 from canonry.errors import CanonryError
 
 __all__ = [
@@ -122,11 +122,24 @@ def automations_set(c, file, registry, as_json):
     from canonry import yamlio
 
     try:
-        autos = yamlio.load(file.read())
+        # read one character past the bound, not the whole of a huge file (or of /dev/zero)
+        autos = yamlio.load(file.read(yamlio.MAX_BYTES + 1))
     except Exception as e:
-        raise UserError(f"{file.name}: not valid YAML: {str(e).splitlines()[0]}") from None
+        raise UserError(f"{file.name}: not valid YAML: {(str(e) or type(e).__name__).splitlines()[0]}") from None
     if isinstance(autos, dict) and "automations" in autos:
         autos = autos["automations"]
-    result = c.store().set_automations(autos if autos is not None else [], registry=registry)
+    if autos is None:
+        # an empty file is more often a mistake than a wish to drop every automation
+        raise UserError(f"{file.name} holds no automations: to remove them all, give an explicit []")
+    store = c.store()
+    result = store.set_automations(autos, registry=registry)
+    # A warning, not a refusal: the plugin giving an action may be loaded only where
+    # automations run (CI), not here where they are set. One line, after the change.
+    known = store.plugins.actions()
+    unknown = sorted({str(a.get("action")) for a in result if a.get("action") not in known})
+    if unknown:
+        note(f"warning: no plugin loaded here gives action {', '.join(unknown)} "
+             f"(known: {', '.join(sorted(known)) or 'none'}): such automations fail when they fire "
+             f"unless a plugin there gives it")
     done(as_json, {"automations": result}, f"automations of {('registry ' + registry) if registry else 'the store'}: "
          f"{', '.join(a['name'] for a in result) or 'none'}")

@@ -1,0 +1,123 @@
+"""Hostile input: every bad input ends in one line, exit 1 (2 for usage), nothing written.
+
+Never a traceback, a hang, unbounded memory or a write outside the store. The cases are those of
+issue 15; the hypothesis tests at the end throw generated names, filters and YAML at the same
+paths, with a modest number of examples and a deadline so they stay a few seconds in CI.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _plugin_helpers import invoke, one_line_error
+from conftest import git, head_of
+from hypothesis import HealthCheck, settings
+
+import canonry
+from canonry import yamlio
+
+HYPO = settings(max_examples=40, deadline=2000, derandomize=True,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    text = 'metadata:\n  a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]\n'
+    for i in range(1, levels + 1):
+        text += f"  a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]\n"
+    return text
+
+
+@pytest.fixture(scope="module")
+def _base(tmp_path_factory):
+    """A work-tree store with b:v0 linked as model/c:v0 [production], built once."""
+    root = tmp_path_factory.mktemp("hostile")
+    f = root / "m.txt"
+    f.write_bytes(b"hi\n")
+    os.environ.setdefault("CANONRY_ACTOR", "Ada Lovelace <ada@example.com>")
+    with canonry.init(str(root / "store")) as s:
+        s.log_artifact(str(f), name="b", type="model")
+        s.link("b:v0", "model/c", aliases=["production"])
+    return root / "store"
+
+
+@pytest.fixture
+def base(_base, tmp_path):
+    import shutil
+
+    dest = tmp_path / "store"
+    shutil.copytree(_base, dest, symlinks=True, ignore=shutil.ignore_patterns("records-v*.sqlite*"))
+    return dest
+
+
+def hand_commit(store: Path, path: str, text: str | bytes) -> str:
+    """Commit `text` as `path` with the git CLI, as a user with push access could."""
+    p = store / path
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(text.encode() if isinstance(text, str) else text)
+    git("-C", store, "add", path)
+    git("-C", store, "commit", "-q", "-m", "hand edit")
+    return head_of(store)
+
+
+# ---- 1. YAML: anchors, aliases, nesting, size ----------------------------------------------------
+def test_an_alias_bomb_in_a_store_file_is_refused_by_every_reader_quickly(base):
+    text = (base / "artifacts/b/v0.yaml").read_text().replace("metadata: {}\n", _alias_bomb())
+    hand_commit(base, "artifacts/b/v0.yaml", text)
+    started = time.monotonic()
+    for args in (["show", "b:v0"], ["history", "b"], ["search", "--json"], ["validate"],
+                 ["events", "HEAD~1..HEAD"], ["diff", "HEAD~1"]):
+        r = invoke("-C", base, *args)
+        assert "Traceback" not in r.stderr and not isinstance(r.exception, MemoryError), (args, r)
+        if r.exit_code != 0:
+            assert r.exit_code == 1, (args, r)
+    assert time.monotonic() - started < 60
+    line = one_line_error(invoke("-C", base, "show", "b:v0"))
+    assert "anchor or alias" in line and "artifacts/b/v0.yaml" in line
+
+
+def test_a_single_anchor_is_refused_before_it_is_expanded():
+    with pytest.raises(ValueError, match="anchor or alias"):
+        yamlio.load(b"a: &x [1]\nb: *x\n")
+    with pytest.raises(ValueError, match="anchor or alias"):
+        yamlio.load(b"a: &x 1\n")
+
+
+@pytest.mark.parametrize("data", [b"[" * 100_000 + b"]" * 100_000, b"- " * 100_000 + b"1",
+                                  b"a: " + b"{x: " * 50_000 + b"1" + b"}" * 50_000],
+                         ids=["flow-lists", "block-lists", "flow-maps"])
+def test_deep_nesting_is_refused_without_recursing(data):
+    # the old code crashed the interpreter (the C composer recurses): run it in a child
+    code = ("import sys; from canonry import yamlio\n"
+            "try:\n    yamlio.load(sys.stdin.buffer.read())\nexcept ValueError as e:\n    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert b"nested more than" in proc.stdout
+
+
+def test_an_oversized_file_is_refused_before_parsing():
+    with pytest.raises(ValueError, match="more than the"):
+        yamlio.load(b"a: '" + b"x" * (yamlio.MAX_BYTES + 1) + b"'\n")
+
+
+def test_automations_set_refuses_a_bomb_and_an_empty_file(base, tmp_path):
+    before = head_of(base)
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("- name: x\n  action: webhook\n  with:\n" + _alias_bomb().replace("metadata:", "    m:")
+                    .replace("\n  a", "\n      a"))
+    assert "anchor or alias" in one_line_error(invoke("-C", base, "automations", "set", bomb))
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert "explicit []" in one_line_error(invoke("-C", base, "automations", "set", empty))
+    assert head_of(base) == before
+
+
+def test_automations_set_warns_of_an_action_no_plugin_gives(base, tmp_path):
+    f = tmp_path / "a.yaml"
+    f.write_text("- name: x\n  action: no-such-action\n")
+    r = invoke("-C", base, "automations", "set", f)
+    assert r.exit_code == 0, r
+    assert "no-such-action" in r.stderr and len(r.stderr.strip().splitlines()) == 1
