@@ -6,6 +6,7 @@ paths, with a modest number of examples and a deadline so they stay a few second
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from hypothesis import HealthCheck, settings
 
 import canonry
 from canonry import yamlio
+from canonry.errors import CanonryError
 
 HYPO = settings(max_examples=40, deadline=2000, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -121,3 +123,20 @@ def test_automations_set_warns_of_an_action_no_plugin_gives(base, tmp_path):
     r = invoke("-C", base, "automations", "set", f)
     assert r.exit_code == 0, r
     assert "no-such-action" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+# ---- 2. search filters and limits ------------------------------------------------------------------
+@pytest.mark.parametrize("flt", ["[]", "null", "3", '"x"', "[" * 60_000, '{"$not":' * 5000 + "{}" + "}" * 5000,
+                                 json.dumps({"name": {"$in": ["x"] * 20_000}}),
+                                 json.dumps({"$and": [{"name": "x"}] * 2000})],
+                         ids=["list", "null", "number", "string", "deep-list", "deep-not", "huge-in", "huge-and"])
+def test_search_refuses_a_filter_that_is_not_a_bounded_mapping(base, flt):
+    line = one_line_error(invoke("-C", base, "search", "--filter", flt))
+    assert "filter" in line
+
+
+def test_search_limit_is_bounded(base):
+    r = invoke("-C", base, "search", "--limit", "99999999999999999999999")
+    assert r.exit_code == 2 and "Traceback" not in r.stderr, r
+    with pytest.raises(CanonryError, match="limit"):
+        canonry.open(str(base)).search(None, limit=10**30)

@@ -94,7 +94,8 @@ def compare_cmd(c, collection, metrics, ascending, as_json):
 @click.option("--registry", metavar="R", help="Only inside registry R.")
 @click.option("--kind", type=click.Choice(["versions", "collections", "registries"]), default="versions",
               show_default=True, help="What to search.")
-@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N", help="At most N results.")
+@click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=None, metavar="N",
+              help="At most N results.")
 @click.option("--json", "as_json", is_flag=True, help="Print the matching items as JSON (aliases included).")
 @branch_option
 @click.pass_obj
@@ -114,6 +115,10 @@ def search_cmd(c, filter_json, tag, alias, type_, registry, kind, limit, as_json
             filter_ = json.loads(filter_json)
         except ValueError as e:
             raise InvalidInput(f"--filter is not valid JSON: {e}") from None
+        except RecursionError:  # '[[[[…' deeper than Python's stack
+            raise InvalidInput("--filter nests too deeply") from None
+        if not isinstance(filter_, dict):  # `null` and `[]` would otherwise match everything
+            raise InvalidInput(f"--filter is a JSON object like {{\"tag\": \"vision\"}}, not {filter_json.strip()[:40]}")
     store = _store(c)
     if as_json:
         from canonry.query.search import search

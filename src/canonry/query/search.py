@@ -56,11 +56,15 @@ __all__ = [
     "COMPARISONS",
     "FIELDS",
     "KINDS",
+    "MAX_DEPTH",
+    "MAX_LIMIT",
+    "MAX_TERMS",
     "OPERATORS",
     "SYNONYMS",
     "TRUE",
     "Field",
     "FilterError",
+    "check_size",
     "combine",
     "explain",
     "parse",
@@ -145,6 +149,30 @@ TRUE = ("true",)
 
 
 # ---- parsing (shared by SQL and the reference evaluator of the tests) ---------------------------------
+MAX_DEPTH = 32  # objects and lists nested in a filter; a real one nests three or four
+# Keys and list items in a whole filter. Each becomes a term of an AND/OR chain in SQL, and
+# sqlite refuses expressions nested deeper than 1000: 500 stays below that with room for nesting.
+MAX_TERMS = 500
+MAX_LIMIT = 2**63 - 1  # sqlite's largest integer
+
+
+def check_size(filter) -> None:
+    """Raise FilterError if `filter` nests deeper than MAX_DEPTH or holds more than MAX_TERMS
+    keys and list items: walked without recursion, before anything recurses on it."""
+    terms = 0
+    stack = [(filter, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise FilterError(f"the filter nests more than {MAX_DEPTH} levels deep")
+            terms += len(value)
+            if terms > MAX_TERMS:
+                raise FilterError(f"the filter has more than {MAX_TERMS} fields, operators and "
+                                  f"list values")
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+
+
 def parse(filter, kind: str | None = None):
     """The filter as a tree of ("and"|"or", [nodes]), ("not", node), ("true",) and
     ("cmp", field, path, op, value). `kind` (registries, collections, versions) checks field names
@@ -543,6 +571,7 @@ def query(store, kind: str, filter=None, registry: str | None = None, collection
     """Items of `kind` matching `filter` (within one registry or collection), made into result
     objects by `make(row)` (default: the plain dict documents filters are evaluated on)."""
 
+    check_size(filter)
     node = parse(filter, kind)
     where, args = to_sql(node)
     scope, scope_args = [], []
@@ -558,6 +587,8 @@ def query(store, kind: str, filter=None, registry: str | None = None, collection
         args = scope_args + args
     sql = _select(kind, where, columns)
     if limit:
+        if not 0 < int(limit) <= MAX_LIMIT:
+            raise FilterError(f"a limit is a number from 1 to {MAX_LIMIT}, not {limit}")
         sql += f" LIMIT {int(limit)}"
     make = make or _DOC[kind]
 
@@ -571,6 +602,7 @@ def explain(store, kind: str, filter=None) -> list:
     """sqlite's query plan for a filter (to check which index drives it; benchmarks/bench_search.py
     reports it)."""
 
+    check_size(filter)
     where, args = to_sql(parse(filter, kind))
     sql = "EXPLAIN QUERY PLAN " + _select(kind, where)
     return for_store(store).query(lambda db: [r[-1] for r in db.execute(sql, args)])
@@ -633,7 +665,7 @@ def search_registries(store, filter=None) -> list:
 
 def combine(filter=None, tag: str | None = None, alias: str | None = None, type: str | None = None):
     """The filter plus the CLI's shortcuts (--tag, --alias, --type), all required."""
-    parts = [filter] if filter else []
+    parts = [filter] if filter is not None else []  # `[]` is a wrong filter, not no filter
     if tag:
         parts.append({"tags": tag})
     if alias:
