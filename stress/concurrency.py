@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         f = check_clones(crun)
         print(f"clones    2 clones × {args.rounds} link-and-push rounds: {f['pushes acknowledged']} pushes "
               f"acknowledged and on the remote once each, {f['conflicts']} conflicts on `production` "
-              f"reported (their links kept off the remote), {f['walked']} remote commits walked; "
+              f"reported (their links kept off the remote; `pull` failed right after {f['stuck']} of them), {f['walked']} remote commits walked; "
               f"pushes {f['seconds']:.1f} s, in all {time.monotonic() - t:.1f} s", flush=True)
     if args.keep:
         print(f"stores kept in {root}")

@@ -389,6 +389,7 @@ def _clone_worker(path: str, who: str, rounds: int, out: str, start: str) -> Non
     conflicts: list[str] = []
     errors: list[str] = []
     pending: list[dict] = []
+    stuck: list[str] = []  # what `pull` said right after a conflict
     dropped: list[dict] = []  # links whose push reported a conflict: they must not reach the remote
     deadline = time.monotonic() + 60
     while not Path(start).exists() and time.monotonic() < deadline:
@@ -405,6 +406,10 @@ def _clone_worker(path: str, who: str, rounds: int, out: str, start: str) -> Non
                 result = store.push()
             except CanonryError as e:
                 conflicts.append(f"round {j}: {e}")
+                try:  # does canonry itself get the clone moving again? (issue 15: it does not yet)
+                    store.pull()
+                except CanonryError as stuck_error:
+                    stuck.append(f"round {j}: pull: {stuck_error}")
                 _back_to_remote(path)
                 dropped.extend(pending)
                 pending = []
@@ -417,7 +422,7 @@ def _clone_worker(path: str, who: str, rounds: int, out: str, start: str) -> Non
         finally:
             store.close()
         time.sleep(rng.uniform(0, 0.02))
-    Path(out).write_text(json.dumps({"pushed": pushed, "dropped": dropped, "conflicts": conflicts,
+    Path(out).write_text(json.dumps({"pushed": pushed, "dropped": dropped, "conflicts": conflicts, "stuck": stuck,
                                       "errors": errors}))
 
 
@@ -460,6 +465,7 @@ def check_clones(run: CloneRun) -> dict:
         check_clean(path, worktree=True)
     return {"pushes acknowledged": acknowledged,
             "conflicts": sum(len(r["conflicts"]) for r in run.results.values()),
+            "stuck": sum(len(r["stuck"]) for r in run.results.values()),
             "commits": len(commits), "walked": walked, "seconds": run.seconds}
 
 
