@@ -10,14 +10,19 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import (
     assert_one_line_error,
     canonry_command,
     fsck,
+    git,
+    git_status,
     head_of,
 )
+
+import canonry
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL and flock")
 
@@ -83,3 +88,92 @@ def test_ref_lock_of_a_live_canonry_is_never_broken(linked, store_path, run_cli,
                                           "a running canonry process", "delete it"))
     assert "kept moving" not in r.stderr
     assert head_of(store_path) == head
+
+
+# ---- 2. work-tree stores after a crash -----------------------------------------------------------
+def _worktree_store(tmp_path, model_file) -> Path:
+    w = tmp_path / "w"
+    assert _run("init", w).returncode == 0
+    assert _run("-C", w, "log", model_file, "--name", "gem", "--type", "model").returncode == 0
+    assert _run("-C", w, "link", "gem:v0", "model/first").returncode == 0
+    assert git_status(w) == ""
+    return w
+
+
+def _kill_during_sync(w: Path, rel: str, *args) -> None:
+    """Start a writer, hold it inside its work-tree sync (after its ref moved) on a FIFO put where
+    it reads `rel`, SIGKILL it there, and put the file back as it was."""
+    target = w / rel
+    before = target.read_bytes()
+    target.unlink()
+    os.mkfifo(target)
+    proc = subprocess.Popen([*canonry_command(), "-C", str(w), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 30
+        fd = None
+        while fd is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)  # once the writer reads it
+            except OSError:
+                time.sleep(0.01)
+        assert fd is not None, proc.communicate()
+        proc.kill()
+        proc.wait()
+        os.close(fd)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    target.unlink()
+    target.write_bytes(before)
+
+
+def test_work_tree_is_brought_to_the_head_after_a_writer_died_in_its_sync(tmp_path, model_file):
+    """A writer SIGKILLed after its commit landed but before the work tree caught up, with a
+    half-written index left (`index.lock`) and a temp file: the next write clears the lock,
+    brings index and files to the branch head, and leaves the user's own edit alone."""
+    w = _worktree_store(tmp_path, model_file)
+    (w / "NOTES.md").write_text("mine\n")
+    git("-C", w, "add", "NOTES.md")
+    git("-C", w, "commit", "-qm", "user notes")
+    (w / "NOTES.md").write_text("mine, edited\n")  # the user's edit in progress
+    rel = "registries/model/first/links/v0.yaml"
+    _kill_during_sync(w, rel, "tag", "add", "model/first:v0", "reviewed")
+    assert "reviewed" in git("-C", w, "show", f"main:{rel}")  # the commit landed
+    assert git_status(w) != " M NOTES.md\n"  # the work tree lags the branch
+    lock = w / ".git" / "index.lock"
+    lock.write_bytes(b"DIRC half-written")
+    _age(lock, 5)
+    (w / (rel + ".canonry-tmp")).write_text("half")
+    started = time.monotonic()
+    r = _run("-C", w, "alias", "set", "model/first:v0", "staging")
+    assert r.returncode == 0, r.stderr
+    assert "warning" not in r.stderr
+    assert time.monotonic() - started < 20
+    assert not lock.exists()
+    assert git_status(w) == " M NOTES.md\n"
+    assert (w / "NOTES.md").read_text() == "mine, edited\n"
+    assert "reviewed" in (w / rel).read_text()
+    assert not list((w / ".git" / "canonry" / "syncing").iterdir())
+    assert fsck(w).returncode == 0
+
+
+def test_live_gits_index_lock_is_left_and_the_next_write_catches_up(tmp_path, model_file,
+                                                                    monkeypatch):
+    """A fresh index.lock (a running git's) is never removed: the write lands, warns in one
+    line, and the first write after the lock went brings the work tree up to date."""
+    w = _worktree_store(tmp_path, model_file)
+    lock = w / ".git" / "index.lock"
+    lock.write_bytes(b"")
+    store = canonry.open(str(w))
+    from canonry import store as store_module
+
+    monkeypatch.setattr(store_module, "WORKTREE_SYNC_WAIT", 0.5)
+    store.set_alias("model/first:v0", "staging")
+    assert lock.exists()
+    assert git_status(w) != ""
+    lock.unlink()
+    store.tag("model/first:v0", "reviewed")
+    assert git_status(w) == ""
+    store.close()

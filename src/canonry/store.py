@@ -32,6 +32,7 @@ __all__ = [
 ]
 
 MAX_ATTEMPTS = 30
+WORKTREE_SYNC_WAIT = 5.0  # seconds a landed commit waits for the git index to update the work tree
 DEFAULT_REGISTRIES = {
     "model": ("Models: the organization's trained models", ["model"]),
     "dataset": ("Datasets: the organization's training and evaluation data", ["dataset"]),
@@ -294,17 +295,22 @@ class Store(_Operations):
         from dulwich.file import FileLocked
 
         self.cache.flush_soon()
-        for _attempt in range(20):
+        # Long enough for a dead writer's index.lock to turn stale and be removed (locks.py).
+        deadline = time.monotonic() + WORKTREE_SYNC_WAIT
+        while True:
             try:
                 self.storage.sync_worktree(old, new, paths)
                 break
             except FileLocked:  # someone else is writing the index: wait briefly, try again
+                if time.monotonic() > deadline:
+                    # The sync's marker stays: the next canonry write finishes it (syncmarks).
+                    _warn("committed, but the git index stayed locked (.git/index.lock: is a git "
+                          "command running?); the next canonry write updates the work tree")
+                    break
                 time.sleep(random.uniform(0.005, 0.05))
             except OSError as e:
                 _warn(f"committed, but could not update the work tree: {e}")
                 break
-        else:
-            _warn("committed, but the git index stayed locked: run `git reset` to refresh it")
         self.storage.maybe_pack()
         # Automations follow the store branch only: a proposal on a review branch fires nothing
         # until it is merged.

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from canonry.errors import NotAStore
-from canonry.git import compat, packs, reader, treebytes
+from canonry.git import compat, locks, packs, reader, syncmarks, treebytes
 from canonry.git.housekeeping import Housekeeping
 from canonry.git.locks import FileLock
 from canonry.git.treebytes import FILE_MODE
@@ -111,6 +111,8 @@ class GitStorage:
         # One writer at a time brings index and files to the branch head (sync_worktree).
         self.worktree_lock = FileLock(os.path.join(git_dir, "canonry", "worktree.lock"),
                                       wait=WORKTREE_LOCK_WAIT, stale_after=120.0)
+        self._markers: dict[bytes, syncmarks.Marker] = {}  # commit -> its pending sync's marker
+        self._markers_lock = threading.Lock()
         self._raw_lookups: dict[bytes, int] = {}
         self._commits: dict[bytes, Commit] = {}
         self._objects = reader.ObjectReader(objects_dir, fallback=lambda: self.repo.object_store)
@@ -474,12 +476,24 @@ class GitStorage:
         # No reflog: the commits themselves are the audit log.
         if self._fsync_refs is None:
             self._fsync_refs = "reference" in fsync_components(self.config(b"core", b"fsync"))
-        if reader.update_ref(self.common_dir, self.ref, old, new, fsync=self._fsync_refs):
-            return True
-        # `old` may be where a branch not made yet starts (a proposal branch off the store
-        # branch's head): then the ref must still not exist.
-        return (old is not None and not self.branch_exists()
-                and reader.update_ref(self.common_dir, self.ref, None, new, fsync=self._fsync_refs))
+        # In a checked-out store, a marker says from before the ref moves until sync_worktree
+        # is done that the work tree may lag the branch (syncmarks).
+        marker = syncmarks.begin(self.git_dir, old, new) if self.checked_out_here() else None
+        moved = False
+        try:
+            moved = reader.update_ref(self.common_dir, self.ref, old, new, fsync=self._fsync_refs)
+            # `old` may be where a branch not made yet starts (a proposal branch off the store
+            # branch's head): then the ref must still not exist.
+            moved = moved or (old is not None and not self.branch_exists() and reader.update_ref(
+                self.common_dir, self.ref, None, new, fsync=self._fsync_refs))
+        finally:
+            if marker is not None:
+                if moved:
+                    with self._markers_lock:
+                        self._markers[new] = marker
+                else:
+                    syncmarks.finish(marker, done=True)
+        return moved
 
     def write_objects(self, objects: list) -> None:
         """Store git objects in a new pack, which also holds the last pack this storage wrote
@@ -584,44 +598,133 @@ class GitStorage:
         Runs under a lock, against the head at that moment (not `new`): when several writers
         finish out of order, a later sync never writes older content. A file whose content is not
         what the index says we last put there was modified by the user: it is left as it is (and
-        shows as modified)."""
-        if not self.checked_out_here():
-            return
-        from dulwich.index import index_entry_from_stat
+        shows as modified). First repairs what writers that died before their sync left behind
+        (syncmarks), so the work tree never stays behind after a crash."""
+        with self._markers_lock:
+            marker = self._markers.pop(new, None)
+        done = False
+        try:
+            if not self.checked_out_here():
+                done = True
+                return
+            with self.worktree_lock:
+                root = self.commit(self.repo.refs[self.ref]).tree
+                index = self.repo.open_index()
+                repaired = self._repair(root, index)
+                self._bring(root, index, [f"{self.prefix}/{rel}" if self.prefix else rel
+                                          for rel in paths], {})
+                self._write_index(index)
+                for path in repaired:
+                    syncmarks.remove(path)
+            done = True
+        finally:
+            if marker is not None:
+                syncmarks.finish(marker, done)
 
-        worktree = self.repo.path
+    def repair_worktree(self) -> bool:
+        """Repair now what writers that died before their work-tree sync left behind; True if
+        there was anything (a read calls this: one listdir when there is nothing)."""
+        if self.is_bare or not syncmarks.dead(self.git_dir):
+            return False
+        if not self.checked_out_here():
+            return False
         with self.worktree_lock:
             root = self.commit(self.repo.refs[self.ref]).tree
             index = self.repo.open_index()
-            for rel in paths:
-                path = f"{self.prefix}/{rel}" if self.prefix else rel
-                after = self.lookup(root, path)
-                fs_path = os.path.join(worktree, *path.split("/"))
-                key = path.encode()
-                indexed = getattr(index[key], "sha", b"?") if key in index else None
-                clean = _file_matches(fs_path, indexed, self)
-                if after is None:
-                    if clean and os.path.exists(fs_path):
-                        os.unlink(fs_path)
-                        _prune_empty_dirs(os.path.dirname(fs_path), worktree)
-                    if key in index:
-                        del index[key]
+            repaired = self._repair(root, index)
+            if repaired:
+                self._write_index(index)
+                for path in repaired:
+                    syncmarks.remove(path)
+        return bool(repaired)
+
+    def _repair(self, root: bytes, index) -> list[str]:
+        """Bring to `root` every store path a dead writer's commit touched (its marker's OLD..NEW
+        and OLD..head). A file is the writer's to overwrite if its content is what the index,
+        OLD, NEW or the head holds there; anything else is the user's and stays. Returns the
+        markers handled (removed once the index is written)."""
+        found = syncmarks.dead(self.git_dir)
+        if not found:
+            return []
+        from dulwich.diff_tree import tree_changes
+
+        store = self.repo.object_store
+        ours: dict[str, set[bytes]] = {}
+        for _path, old, new in found:
+            old_root = self._tree_of(old)
+            for other in (self._tree_of(new), root):
+                if other is None or other == old_root:
                     continue
-                if clean:
-                    os.makedirs(os.path.dirname(fs_path), exist_ok=True)
-                    tmp = fs_path + ".canonry-tmp"
-                    with open(tmp, "wb") as f:
-                        f.write(self.blob(after[1]))
-                    os.replace(tmp, fs_path)
-                if os.path.exists(fs_path):
-                    entry = index_entry_from_stat(os.lstat(fs_path), after[1], mode=after[0])
-                    if not clean:
-                        # Keep the user's edit visible: a stat that never matches makes git re-hash.
-                        entry = _dirty(entry)
-                    index[key] = entry
-                elif key in index:
+                try:
+                    changes = list(tree_changes(store, cast("ObjectID | None", old_root),
+                                                cast("ObjectID", other)))
+                except KeyError:  # NEW never made it to disk: nothing of it to repair
+                    continue
+                for change in changes:
+                    for side in (change.old, change.new):
+                        if side is not None and side.path is not None and side.sha is not None:
+                            ours.setdefault(side.path.decode("utf-8", "surrogateescape"),
+                                            set()).add(side.sha)
+        prefix = self.prefix + "/" if self.prefix else ""
+        self._bring(root, index, [p for p in ours if p.startswith(prefix)], ours)
+        return [path for path, _old, _new in found]
+
+    def _tree_of(self, commit: bytes | None) -> bytes | None:
+        if commit is None:
+            return None
+        try:
+            return self.commit(commit).tree
+        except KeyError:
+            return None
+
+    def _write_index(self, index) -> None:
+        """Write the index; a stale `index.lock` (a killed writer's) is removed first. A live
+        git's is not: dulwich.file.FileLocked then, and the marker stays for the next writer."""
+        locks.break_if_stale(self.repo.index_path() + ".lock")
+        index.write()
+
+    def _bring(self, root: bytes, index, paths: list[str], ours: dict[str, set[bytes]]) -> None:
+        """Bring index and files of repository `paths` to tree `root`, leaving the user's edits."""
+        from dulwich.index import index_entry_from_stat
+
+        worktree = self.repo.path
+        for path in paths:
+            after = self.lookup(root, path)
+            fs_path = os.path.join(worktree, *path.split("/"))
+            key = path.encode()
+            indexed = getattr(index[key], "sha", b"?") if key in index else None
+            known = set(ours.get(path, ()))
+            if known:  # a repair: the head's content and what the index holds are ours too
+                known |= {indexed} if indexed is not None else set()
+                known |= {after[1]} if after is not None else set()
+                try:
+                    os.unlink(fs_path + ".canonry-tmp")
+                except OSError:
+                    pass
+                clean = _file_matches_any(fs_path, known)
+            else:
+                clean = _file_matches(fs_path, indexed, self)
+            if after is None:
+                if clean and os.path.exists(fs_path):
+                    os.unlink(fs_path)
+                    _prune_empty_dirs(os.path.dirname(fs_path), worktree)
+                if key in index:
                     del index[key]
-            index.write()
+                continue
+            if clean:
+                os.makedirs(os.path.dirname(fs_path), exist_ok=True)
+                tmp = fs_path + ".canonry-tmp"
+                with open(tmp, "wb") as f:
+                    f.write(self.blob(after[1]))
+                os.replace(tmp, fs_path)
+            if os.path.exists(fs_path):
+                entry = index_entry_from_stat(os.lstat(fs_path), after[1], mode=after[0])
+                if not clean:
+                    # Keep the user's edit visible: a stat that never matches makes git re-hash.
+                    entry = _dirty(entry)
+                index[key] = entry
+            elif key in index:
+                del index[key]
 
 
 # Storages still open at exit are closed then: dulwich objects closed by the garbage collector
@@ -713,6 +816,15 @@ def _file_matches(fs_path: str, sha: bytes | None, storage: GitStorage) -> bool:
 
     with open(fs_path, "rb") as f:
         return Blob.from_string(f.read()).id == sha
+
+
+def _file_matches_any(fs_path: str, shas: set[bytes]) -> bool:
+    if not os.path.exists(fs_path):
+        return True
+    from dulwich.objects import Blob
+
+    with open(fs_path, "rb") as f:
+        return Blob.from_string(f.read()).id in shas
 
 
 def _prune_empty_dirs(path: str, top: str) -> None:
