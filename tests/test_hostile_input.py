@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from _plugin_helpers import invoke, one_line_error
 from conftest import git, head_of
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import canonry
 from canonry import yamlio
@@ -140,3 +141,42 @@ def test_search_limit_is_bounded(base):
     assert r.exit_code == 2 and "Traceback" not in r.stderr, r
     with pytest.raises(CanonryError, match="limit"):
         canonry.open(str(base)).search(None, limit=10**30)
+
+
+# ---- 3. branch names: git's rules, before anything is created -------------------------------------
+@pytest.mark.parametrize("branch", ["../x", "a..b", "-x", ".hidden", "a/.b", "x.lock", "a/", "a//b", "a b",
+                                    "a@{1}", "HEAD", ""])
+def test_init_refuses_a_branch_git_refuses_and_creates_nothing(tmp_path, branch):
+    target = tmp_path / "x"
+    r = invoke("init", target, "--branch", branch)
+    assert "invalid branch name" in one_line_error(r)
+    assert not target.exists()
+
+
+def test_every_command_taking_a_branch_checks_it(base):
+    before = head_of(base)
+    assert "invalid branch name" in one_line_error(invoke("-C", base, "merge", "../x"))
+    assert "invalid branch name" in one_line_error(invoke("-C", base, "show", "b", "--branch", "a/.b"))
+    with pytest.raises(CanonryError, match="invalid branch name"):
+        canonry.open(str(base), branch=".hidden")
+    assert head_of(base) == before and git("-C", base, "for-each-ref", "--format=%(refname)").split() == [
+        "refs/heads/main"]
+
+
+_REF_CHARS = st.sampled_from([*"ab/.-@{}~^:?*[\\ _lockHED", "\x01", "\x7f", "é"])
+
+
+@HYPO
+@given(name=st.text(_REF_CHARS, min_size=1, max_size=12))
+def test_branch_names_follow_git_check_ref_format(name):
+    """canonry accepts exactly what `git check-ref-format refs/heads/NAME` accepts, minus a
+    leading '-' (an option to git) and 'HEAD'."""
+    from canonry.names import branch_problem
+
+    proc = subprocess.run(["git", "check-ref-format", f"refs/heads/{name}"], capture_output=True)
+    git_ok = proc.returncode == 0
+    ours = branch_problem(name) is None
+    if name.startswith("-") or name == "HEAD":
+        assert not ours
+    else:
+        assert ours == git_ok, (name, branch_problem(name))

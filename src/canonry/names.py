@@ -11,6 +11,7 @@ __all__ = [
     "NAME_RE",
     "VERSION_RE",
     "Address",
+    "branch_problem",
     "check_alias",
     "check_branch",
     "check_name",
@@ -146,11 +147,41 @@ def _check_ref(ref: str, text: str) -> None:
         raise InvalidAddress(f"invalid address {text!r}: bad version or alias {ref!r}")
 
 
+def branch_problem(name: object) -> str | None:
+    """Why git would refuse `name` as a branch (`git check-ref-format --branch`), or None.
+
+    git's rules for refs/heads/NAME: no component empty, starting with '.' or ending with
+    '.lock'; no '..', '@{', '\\', space, control character, '~', '^', ':', '?', '*' or '[';
+    not starting with '-' or ending with '/' or '.'; not '@' or 'HEAD'."""
+    if not isinstance(name, str) or not name:
+        return "it is empty"
+    if name.startswith("-"):
+        return "it starts with '-'"
+    if name in ("@", "HEAD"):
+        return f"{name!r} names something else in git"
+    if name.endswith("."):
+        return "it ends with '.'"
+    for bad in ("..", "@{", "\\"):
+        if bad in name:
+            return f"it holds {bad!r}"
+    for c in name:
+        if ord(c) < 32 or ord(c) == 0x7F or c in " ~^:?*[":
+            return f"it holds {c!r}"
+        if 0xD800 <= ord(c) <= 0xDFFF:  # a lone surrogate: not encodable as UTF-8
+            return "it is not valid UTF-8"
+    for part in name.split("/"):
+        if not part:
+            return "it has an empty folder (a leading, trailing or double '/')"
+        if part.startswith("."):
+            return f"a part starts with '.' ({part!r})"
+        if part.endswith(".lock"):
+            return f"a part ends with '.lock' ({part!r})"
+    return None
+
+
 def check_branch(name: str) -> str:
-    """A git branch name canonry may create: no '..', no leading '-', no spaces or controls."""
-    bad = (not name or name.startswith(("-", "/")) or name.endswith(("/", ".lock", ".")) or ".." in name
-           or "//" in name or "@{" in name or any(c in name for c in " ~^:?*[\\\x7f")
-           or any(ord(c) < 32 for c in name))
-    if bad:
-        raise InvalidName(f"invalid branch name {name!r}")
+    """`name` if git accepts it as a branch name (`branch_problem`), else InvalidName."""
+    problem = branch_problem(name)
+    if problem:
+        raise InvalidName(f"invalid branch name {name!r}: {problem} (see `git check-ref-format`)")
     return name

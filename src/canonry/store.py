@@ -16,7 +16,7 @@ from canonry.errors import CanonryError, Conflict, InvalidInput, NotAStore, NotF
 from canonry.files import manifest
 from canonry.files.blobs import blob_store_for
 from canonry.git.storage import DEFAULT_BRANCH, GitStorage, Identity, find_repo_path, head_commit_of, identity
-from canonry.names import Address, parse, parse_collection, parse_link
+from canonry.names import Address, check_branch, parse, parse_collection, parse_link
 from canonry.recordcache import RecordCache
 from canonry.schemas import FORMAT_VERSION
 from canonry.view import ParseCache, View
@@ -480,6 +480,7 @@ class Store(_Operations):
         """Merge proposal branch BRANCH into the store branch (see canonry/sharing/merge.py)."""
         from canonry.sharing.merge import merge_branch
 
+        check_branch(branch)
         return merge_branch(self, branch, message=message, fast_forward=fast_forward,
                             check=self._check_policies, landed=self._after_commit,
                             gate=lambda base, head: self._refuse_invalid(branch, base, head))
@@ -798,6 +799,8 @@ def open_store(path: str | None = None, branch: str | None = None, plugins_dir: 
                load_plugins: bool = True) -> Store:
     """Open the store at `path` (or found from it upwards, like git; default: CANONRY_STORE or cwd)."""
     start = path or os.environ.get("CANONRY_STORE") or os.getcwd()
+    if branch is not None:
+        check_branch(branch)
     if not os.path.exists(start):
         raise NotAStore(f"not a canonry store: {start} does not exist")
     top = find_repo_path(start)
@@ -815,6 +818,8 @@ def clone_store(url: str, directory: str, branch: str | None = None, bare: bool 
     log (see sharing/remote.py)."""
     from canonry.sharing import remote
 
+    if branch is not None:
+        check_branch(branch)
     remote.clone_repository(url, directory, branch=branch, bare=bare)
     store = open_store(directory, branch)
     remote.fetch_run_log(store, "origin")
@@ -827,6 +832,8 @@ def init_store(path: str, branch: str | None = None, bare: bool = False,
 
     With `prefix` ("registry/"), the store lives under that folder of an existing code
     repository, on the code's own branch (the checked-out one unless `branch` says otherwise)."""
+    if branch is not None:
+        check_branch(branch)  # before anything is created: no empty repository left behind
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise InvalidInput(f"cannot init {path}: it is a file")
