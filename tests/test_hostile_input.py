@@ -180,3 +180,28 @@ def test_branch_names_follow_git_check_ref_format(name):
         assert not ours
     else:
         assert ours == git_ok, (name, branch_problem(name))
+
+
+# ---- 4. log: names that are not UTF-8, symbolic links ---------------------------------------------
+def test_log_refuses_a_file_name_that_is_not_utf8_naming_it_escaped(base, tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "ok.txt").write_text("x")
+    with open(os.path.join(os.fsencode(d), b"bad\xff.txt"), "wb") as f:
+        f.write(b"x")
+    before = head_of(base)
+    line = one_line_error(invoke("-C", base, "log", d, "--name", "dd", "--type", "model"))
+    assert "bad\\xff.txt" in line and "UTF-8" in line
+    assert head_of(base) == before
+
+
+@pytest.mark.parametrize("target", ["/etc/hostname", "/etc"], ids=["file", "folder"])
+def test_log_refuses_a_symbolic_link_inside_the_folder(base, tmp_path, target):
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "ok.txt").write_text("x")
+    (d / "sub" / "link").symlink_to(target)
+    before = head_of(base)
+    line = one_line_error(invoke("-C", base, "log", d, "--name", "dd", "--type", "model"))
+    assert "symbolic link" in line and "sub/link" in line
+    assert head_of(base) == before

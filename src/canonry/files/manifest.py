@@ -29,6 +29,7 @@ __all__ = [
     "manifest_problems",
     "path_problem",
     "restore_plan",
+    "shown",
     "store_files",
 ]
 
@@ -38,6 +39,17 @@ MAX_SEGMENT_BYTES = 255  # NAME_MAX of common file systems
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _DRIVE = re.compile(r"^[A-Za-z]:")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def shown(path: str) -> str:
+    """`path` printable on one line: bytes that are not UTF-8 as \\xNN, controls escaped."""
+    try:
+        raw = path.encode("utf-8", "surrogateescape")  # a name read from disk: its bytes
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8", "surrogatepass")  # any other lone surrogate
+    text = raw.decode("utf-8", "backslashreplace")
+    return text if not _CONTROL.search(text) else text.encode("unicode_escape").decode("ascii")
 
 
 def path_problem(path: object) -> str | None:
@@ -47,6 +59,8 @@ def path_problem(path: object) -> str | None:
         return "a manifest path is a non-empty string"
     if _CONTROL.search(path):
         return "it holds a control character"
+    if _SURROGATE.search(path):  # how Python reads a file name whose bytes are not UTF-8
+        return "it is not valid UTF-8"
     if "\\" in path:
         return "it holds a backslash (use / between folders)"
     if path.startswith("/") or _DRIVE.match(path):
@@ -130,19 +144,29 @@ def collect_files(path: str) -> list[tuple[str, str]]:
     if os.path.isfile(path):
         name = os.path.basename(path)
         if (why := path_problem(name)) is not None:
-            raise InvalidInput(f"cannot log {path}: its name {name!r} cannot be a manifest path: {why}")
+            raise InvalidInput(f"cannot log {shown(path)}: its name {shown(name)!r} cannot be a manifest "
+                               f"path: {why}")
         return [(name, path)]
     if not os.path.isdir(path):
-        raise InvalidInput(f"cannot log {path}: not a regular file or directory")
+        raise InvalidInput(f"cannot log {shown(path)}: not a regular file or directory")
     found = []
     for top, dirs, files in os.walk(path, onerror=_raise):
         dirs.sort()
+        for name in dirs + files:
+            full = os.path.join(top, name)
+            # A symbolic link inside a logged folder is refused, not followed: it may lead out
+            # of the folder (to /etc/hostname, ~/.ssh). A dangling one leads nowhere and is
+            # skipped, as ever; the path given to `log` itself may be a link (the user named it).
+            if os.path.islink(full) and os.path.exists(full):
+                raise InvalidInput(f"cannot log {shown(full)}: it is a symbolic link (canonry logs "
+                                   f"only the regular files of a folder: copy them, e.g. `cp -rL`)")
         for name in files:
             full = os.path.join(top, name)
             if os.path.isfile(full):
                 rel = os.path.relpath(full, path).replace(os.sep, "/")
                 if (why := path_problem(rel)) is not None:
-                    raise InvalidInput(f"cannot log {full}: its path {rel!r} cannot be a manifest path: {why}")
+                    raise InvalidInput(f"cannot log {shown(full)}: its path {shown(rel)!r} cannot be a "
+                                       f"manifest path: {why}")
                 found.append((rel, full))
     if not found:
         raise InvalidInput(f"cannot log {path}: the directory holds no files")
@@ -150,7 +174,7 @@ def collect_files(path: str) -> list[tuple[str, str]]:
 
 
 def _raise(err: OSError) -> None:
-    raise InvalidInput(f"cannot read {err.filename}: {err.strerror}")
+    raise InvalidInput(f"cannot read {shown(str(err.filename))}: {err.strerror}")
 
 
 def store_files(path: str, blobs: LocalBlobStore) -> list[dict]:
