@@ -177,3 +177,82 @@ def test_live_gits_index_lock_is_left_and_the_next_write_catches_up(tmp_path, mo
     store.tag("model/first:v0", "reviewed")
     assert git_status(w) == ""
     store.close()
+
+
+# ---- 3. temporary files of killed writers --------------------------------------------------------
+_HOLDER = r"""
+import os, sys, time
+import canonry
+store = canonry.open(sys.argv[1])
+if sys.argv[2] == "pack":  # dulwich writing a temporary pack (gc, fetch)
+    f, _commit, _abort = store.storage.repo.object_store.add_pack()
+    f.write(b"PACK" + os.urandom(1 << 20))
+    f.flush()
+    print("ready", flush=True)
+    time.sleep(600)
+else:  # `log` copying a file in: blocked reading a FIFO
+    print("ready", flush=True)
+    store.blobs.put_file(sys.argv[3])
+"""
+
+
+def _holder(store_path, *args) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(store_path), *map(str, args)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
+    return proc
+
+
+def _wait_for(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_temporary_pack_of_a_killed_writer_is_removed_by_gc_a_live_ones_never(linked, store_path):
+    pack_dir = store_path / ".git" / "objects" / "pack"
+
+    def temp_packs():
+        return [p for p in pack_dir.iterdir() if p.name.startswith("tmp") and p.suffix == ".pack"]
+
+    writer = _holder(store_path, "pack")
+    try:
+        [tmp] = temp_packs()
+        _age(tmp, 3600)
+        assert _run("-C", store_path, "gc").returncode == 0
+        assert tmp.exists()  # its writer is alive
+    finally:
+        writer.kill()
+        writer.wait()
+    assert tmp.exists()
+    assert _run("-C", store_path, "gc").returncode == 0
+    assert temp_packs() == []
+    assert fsck(store_path).returncode == 0
+
+
+def test_incoming_blob_of_a_killed_log_is_removed_by_the_next_log(linked, store_path, make_file):
+    blobs = store_path / ".git" / "canonry" / "blobs"
+    fifo = store_path.parent / "fifo"
+    os.mkfifo(fifo)
+    writer = _holder(store_path, "blob", fifo)
+    fd = -1
+    try:
+        _wait_for(lambda: any(p.name.startswith(".incoming-") for p in blobs.iterdir()))
+        [incoming] = [p for p in blobs.iterdir() if p.name.startswith(".incoming-")]
+        fd = os.open(fifo, os.O_WRONLY)
+        os.write(fd, os.urandom(1 << 16))  # the copy is under way
+        _age(incoming, 3600)
+        r = _run("-C", store_path, "log", make_file("one"), "--name", "one", "--type", "model")
+        assert r.returncode == 0, r.stderr
+        assert incoming.exists()  # its writer is alive
+    finally:
+        writer.kill()
+        writer.wait()
+        if fd >= 0:
+            os.close(fd)
+    r = _run("-C", store_path, "log", make_file("two"), "--name", "two", "--type", "model")
+    assert r.returncode == 0, r.stderr
+    assert not incoming.exists()
+    assert not [p for p in blobs.iterdir() if p.name.startswith(".incoming-")]

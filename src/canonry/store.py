@@ -525,6 +525,7 @@ class Store(_Operations):
 
     def gc(self) -> dict:
         """Pack loose objects and consolidate packs."""
+        self.blobs.remove_leftovers()  # of `log`s killed while copying
         return self.storage.gc(full=True)
 
     # ---- reading --------------------------------------------------------------------------------

@@ -13,21 +13,30 @@ import shutil
 import tempfile
 
 from canonry.errors import IntegrityError, InvalidInput
+from canonry.git import locks
 
-__all__ = ["CHUNK", "LocalBlobStore", "blob_store_for"]
+__all__ = ["CHUNK", "INCOMING", "LocalBlobStore", "blob_store_for"]
 
 CHUNK = 1 << 20
+INCOMING = ".incoming-"  # a blob being copied in (put_file), renamed to its digest when complete
 
 
 class LocalBlobStore:
     def __init__(self, root: str):
         self.root = root
+        self._swept = False
 
     def path(self, sha256: str) -> str:
         return os.path.join(self.root, sha256[:2], sha256[2:])
 
     def has(self, sha256: str) -> bool:
         return os.path.exists(self.path(sha256))
+
+    def remove_leftovers(self) -> int:
+        """Remove what writers killed while copying a file in left (flocked while alive, so
+        never a live one's: locks.remove_stale); the bytes freed."""
+        self._swept = True
+        return locks.remove_stale(self.root, lambda name: name.startswith(INCOMING))
 
     def put_file(self, src: str) -> tuple[str, int]:
         """Copy `src` in (hashing as it goes); return (sha256, size). Existing content is kept."""
@@ -36,7 +45,10 @@ class LocalBlobStore:
         os.makedirs(self.root, exist_ok=True)
         h = hashlib.sha256()
         size = 0
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")
+        if not self._swept:  # once per process
+            self.remove_leftovers()
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=INCOMING)
+        locks.hold(fd)  # alive while flocked: never taken for a dead writer's
         try:
             with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
                 while chunk := f.read(CHUNK):

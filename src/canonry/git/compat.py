@@ -12,6 +12,7 @@ instead of slowing canonry down or corrupting a tree.
 - `serialize_pack_rescans`: a lock around `DiskObjectStore._update_pack_cache` and
   `_evict_pack`.
 - `set_object_fsync`: `DiskObjectStore.fsync_object_files`, changed after the store is made.
+- `hold_temp_packs`: `DiskObjectStore.add_pack` returning the open temporary pack file first.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:  # imported where trees are built: reading needs no dulwich.ob
 
 __all__ = [
     "fast_apply_delta",
+    "hold_temp_packs",
     "parse_tree",
     "serialize_pack_rescans",
     "set_object_fsync",
@@ -170,3 +172,30 @@ def set_object_fsync(object_store: Any, fsync: bool) -> None:
     Relies on: `DiskObjectStore.fsync_object_files`, set from the constructor's argument, being
     read each time an object or pack is written (not only when the store is made)."""
     object_store.fsync_object_files = fsync
+
+
+# ---- temporary packs ------------------------------------------------------------------------------
+def hold_temp_packs(object_store: Any) -> None:
+    """Flock each temporary pack dulwich writes (`tmpXXXX.pack`, gc and fetch) while it is open,
+    as canonry does its own (locks.hold): then one nobody flocks was left by a killed process and
+    packs.remove_leftover_temp_files may take it. Calling it again does nothing.
+
+    Relies on: `DiskObjectStore.add_pack()` returning (open file, commit, abort), the file kept
+    open until the pack is renamed into place or removed, and being looked up on the instance."""
+    if getattr(object_store, "_canonry_holds_temp_packs", False):
+        return
+    original = getattr(object_store, "add_pack", None)
+    if original is None:
+        return
+    from canonry.git import locks
+
+    def add_pack(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        try:
+            locks.hold(result[0].fileno())
+        except (AttributeError, OSError, TypeError, IndexError):
+            pass  # another shape: nothing held, the temp file is judged by its age alone
+        return result
+
+    object_store.add_pack = add_pack
+    object_store._canonry_holds_temp_packs = True

@@ -28,6 +28,7 @@ class Housekeeping:
         # one object folder, one lock
         self.lock = FileLock(os.path.join(storage.common_dir, "canonry", "gc.lock"))
         self._deleter: _Deleter | None = None
+        self._swept = False
 
     def loose_object_estimate(self) -> int:
         sample = os.path.join(self.storage.objects_dir, "17")
@@ -47,6 +48,9 @@ class Housekeeping:
         until it is done: unlinking files is slow on some disks, time the next commit need not wait for
         (the thread only waits on the disk, not on the GIL)."""
         storage = self.storage
+        if not self._swept:  # once per process: temp files of writers killed while writing
+            self._swept = True
+            packs.remove_leftover_temp_files(storage.pack_dir)
         superseded = storage.superseded
         loose = self.loose_object_estimate() >= PACK_LOOSE_THRESHOLD
         merge_due = bool(storage.packs_written and packs.merge_plan(storage.pack_dir))
@@ -123,6 +127,7 @@ class Housekeeping:
                            f"(lock {self.lock.path}): try again later") from None
         try:
             packs.remove_retired(packs.leftover_retired(self.storage.pack_dir))  # of an interrupted process
+            packs.remove_leftover_temp_files(self.storage.pack_dir)  # of killed writers
             store = self.storage.repo.object_store
             packed = store.pack_loose_objects()
             packs_before = len(store.packs)

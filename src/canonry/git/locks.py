@@ -27,7 +27,8 @@ import threading
 import time
 from types import ModuleType
 
-__all__ = ["STALE_LOCK_AGE", "FileLock", "break_if_stale", "hold", "lock_age", "lock_held"]
+__all__ = ["STALE_LOCK_AGE", "FileLock", "break_if_stale", "hold", "lock_age", "lock_held",
+           "remove_stale"]
 
 # A git lock file nobody flocks is stale once this old. git holds a ref lock for the few
 # milliseconds between creating it and renaming it over the ref (an fsync of one small file at
@@ -100,6 +101,29 @@ def break_if_stale(path: str, stale_after: float = STALE_LOCK_AGE) -> bool:
         return True
     finally:
         os.close(fd)
+
+
+def remove_stale(folder: str, match, stale_after: float = STALE_LOCK_AGE) -> int:
+    """Remove the temporary files in `folder` whose names `match` (a predicate) that were left
+    by dead processes: nobody flocks them (their writers `hold` them while writing) and they are
+    older than `stale_after` (break_if_stale). Returns the bytes freed."""
+    try:
+        names = [n for n in os.listdir(folder) if match(n)]
+    except FileNotFoundError:
+        return 0
+    freed = 0
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            size = os.lstat(path).st_size
+        except OSError:
+            continue
+        try:
+            if break_if_stale(path, stale_after):
+                freed += size
+        except OSError:  # not ours to remove (permissions): it stays
+            pass
+    return freed
 
 
 def lock_held(path: str, lock: str, shown: str) -> Exception:

@@ -27,6 +27,7 @@ import os
 import struct
 import zlib
 
+from canonry.git import locks
 from canonry.git.reader import apply_delta, entry_header, offset_at
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "TIER_WIDTH",
     "GrowingPack",
     "PackContent",
+    "is_dulwich_temp_file",
+    "is_own_temp_file",
     "leftover_retired",
     "make_delta",
     "merge",
@@ -46,6 +49,7 @@ __all__ = [
     "merge_plan",
     "object_count",
     "read_index",
+    "remove_leftover_temp_files",
     "remove_packs",
     "remove_retired",
     "retire_packs",
@@ -349,6 +353,7 @@ def _write_files(files: list[tuple[str, list[bytes]]], fsync: bool) -> None:
             for path, chunks in files:
                 tmp = f"{os.path.dirname(path)}/tmp_{os.path.basename(path)}_{os.urandom(6).hex()}"
                 fds.append(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444))  # read-only, as git's
+                locks.hold(fds[-1])  # alive while flocked: see remove_leftover_temp_files
                 pending.append((tmp, path))
                 rest = memoryview(b"".join(chunks))
                 while rest:
@@ -581,6 +586,26 @@ def leftover_retired(pack_dir: str) -> list[str]:
         return []
 
 
+
+
+def is_own_temp_file(name: str) -> bool:
+    """Whether `name` in a pack folder is one of canonry's temporary files (_write_files)."""
+    return name.startswith("tmp_pack-")
+
+
+def is_dulwich_temp_file(name: str) -> bool:
+    """Whether `name` in a pack folder is a temporary pack dulwich writes (gc, fetch): mkstemp's
+    `tmpXXXXXXXX.pack` (git's own are `tmp_pack_*` and `tmp_idx_*`: not ours to judge)."""
+    return name.startswith("tmp") and name.endswith(".pack") and not name.startswith("tmp_")
+
+
+def remove_leftover_temp_files(pack_dir: str) -> int:
+    """Remove the temporary pack files of writers killed while writing; the bytes freed.
+
+    canonry flocks its own while writing them, and dulwich's through compat.hold_temp_packs, so
+    only dead writers' are taken (locks.remove_stale)."""
+    return locks.remove_stale(
+        pack_dir, lambda name: is_own_temp_file(name) or is_dulwich_temp_file(name))
 
 
 def _mtime(base: str) -> float:

@@ -126,6 +126,7 @@ class GitStorage:
         if repo is not None:
             compat.serialize_pack_rescans(repo.object_store)
             compat.set_object_fsync(repo.object_store, self.fsync_packs)
+            compat.hold_temp_packs(repo.object_store)
         _open_storages.add(self)
 
     @property
@@ -140,6 +141,7 @@ class GitStorage:
                     compat.serialize_pack_rescans(repo.object_store)
                     # dulwich writes packs too (fetch, gc): harden them as ours
                     compat.set_object_fsync(repo.object_store, self.fsync_packs)
+                    compat.hold_temp_packs(repo.object_store)
                     self._repo = repo
         return self._repo
 
