@@ -205,3 +205,24 @@ def test_log_refuses_a_symbolic_link_inside_the_folder(base, tmp_path, target):
     line = one_line_error(invoke("-C", base, "log", d, "--name", "dd", "--type", "model"))
     assert "symbolic link" in line and "sub/link" in line
     assert head_of(base) == before
+
+
+# ---- 5. integers: bounded in the schemas and in file names ----------------------------------------
+def test_a_huge_next_version_is_a_schema_finding_not_an_overflow(base):
+    text = (base / "registries/model/c/collection.yaml").read_text()
+    hand_commit(base, "registries/model/c/collection.yaml",
+                text.replace("next_version: 1\n", "next_version: 1000000000000000000000000000000\n"))
+    assert "maximum" in "\n".join(invoke("-C", base, "validate").stdout.splitlines())
+    for args in (["search"], ["history", "model/c"], ["show", "model/c"], ["compare", "model/c"]):
+        r = invoke("-C", base, *args)
+        assert r.exit_code in (0, 1) and not isinstance(r.exception, OverflowError), (args, r)
+        if r.exit_code:
+            one_line_error(r)
+
+
+def test_a_link_file_numbered_past_sqlite_integers_is_not_indexed(base):
+    link = (base / "registries/model/c/links/v0.yaml").read_text()
+    hand_commit(base, "registries/model/c/links/v99999999999999999999999.yaml", link)
+    for args in (["search"], ["history", "model/c"], ["compare", "model/c"]):
+        r = invoke("-C", base, *args)
+        assert r.exit_code == 0, (args, r)

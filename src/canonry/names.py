@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-VERSION_RE = re.compile(r"^v(0|[1-9][0-9]*)$")
+VERSION_RE = re.compile(r"^v(0|[1-9][0-9]{0,15})$")  # at most 16 digits: fits sqlite's integers
 LATEST = "latest"
 
 

@@ -20,7 +20,7 @@ from canonry.schemas import check_record
 
 __all__ = ["ParseCache", "View"]
 
-_VERSION_FILE = re.compile(r"^v(0|[1-9][0-9]*)\.yaml$")
+_VERSION_FILE = re.compile(r"^v(0|[1-9][0-9]{0,15})\.yaml$")  # at most 16 digits: fits sqlite
 
 
 def _clone(value):

@@ -86,7 +86,8 @@ def version_num(name: str) -> int | None:
     if not name.endswith(".yaml") or not name.startswith("v"):
         return None
     digits = name[1:-5]
-    if not digits.isdigit() or (len(digits) > 1 and digits[0] == "0"):
+    # ASCII digits only (isdigit() takes "١" too), and at most 16: sqlite holds 2**63 - 1
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 16 or (len(digits) > 1 and digits[0] == "0"):
         return None
     return int(digits)
 
