@@ -9,7 +9,8 @@ canonry's read model:
 - every acknowledged change is in exactly one commit, and each worker's commits are, in order,
   its acknowledged changes (matched on the `Canonry-Op` trailer records);
 - at every commit of the history, each collection's aliases.yaml has no repeated key and every
-  alias names a link that exists, and no link number reaches `next_version`;
+  alias names a link that exists, no link number reaches `next_version`, and no artifact version
+  is linked twice;
 - `git fsck --strict` and `canonry validate` are clean, and a work-tree store's `git status` is empty.
 """
 from __future__ import annotations
@@ -226,7 +227,8 @@ _NoDuplicates.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _m
 
 def check_aliases_at_every_commit(repo: Path, rev: str = "main") -> int:
     """Walk every commit reachable from `rev`: in each collection, aliases.yaml has no repeated
-    key, each alias names an existing links/vN.yaml, and every vN is below next_version.
+    key, each alias names an existing links/vN.yaml, every vN is below next_version, and no
+    artifact version is linked twice.
     Returns the number of commits walked."""
     from dulwich.objects import Tree
     from dulwich.repo import Repo
@@ -234,6 +236,7 @@ def check_aliases_at_every_commit(repo: Path, rev: str = "main") -> int:
     r = Repo(str(repo))
     try:
         seen: set[bytes] = set()  # collection trees already checked (most commits change one)
+        artifacts: dict[bytes, str] = {}  # link file blob -> the artifact version it links
         shas = git("-C", repo, "rev-list", rev).split()
         for sha in shas:
             tree = r[r[sha.encode()].tree]
@@ -253,7 +256,12 @@ def check_aliases_at_every_commit(repo: Path, rev: str = "main") -> int:
                     where = f"{reg_name.decode()}/{coll_name.decode()} at {sha[:10]}"
                     links = set()
                     if b"links" in coll:
-                        links = {n.decode()[:-len(".yaml")] for n in r[coll[b"links"][1]]}
+                        entries = r[coll[b"links"][1]]
+                        assert isinstance(entries, Tree)
+                        links = {n.decode()[:-len(".yaml")] for n in entries}
+                        linked = [_artifact_of(r, blob, artifacts) for _n, _m, blob in entries.items()]
+                        twice = {a for a in linked if linked.count(a) > 1}
+                        assert not twice, f"{where}: {sorted(twice)} linked twice"
                     meta = yaml.safe_load(r[coll[b"collection.yaml"][1]].data)
                     nxt = meta.get("next_version", 0)
                     assert all(int(v[1:]) < nxt for v in links), f"{where}: a link at or past next_version {nxt}"
@@ -264,6 +272,12 @@ def check_aliases_at_every_commit(repo: Path, rev: str = "main") -> int:
         return len(shas)
     finally:
         r.close()
+
+
+def _artifact_of(repo: Any, blob: bytes, cache: dict[bytes, str]) -> str:
+    if blob not in cache:
+        cache[blob] = yaml.safe_load(repo[blob].data)["artifact"]
+    return cache[blob]
 
 
 def check_clean(repo: Path, worktree: bool) -> None:

@@ -10,7 +10,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from _reliability_helpers import check_clones, check_store, prepare_store, run_clones, run_workers
+from _reliability_helpers import (
+    check_aliases_at_every_commit,
+    check_clones,
+    check_store,
+    git,
+    prepare_store,
+    run_clones,
+    run_workers,
+)
+
+import canonry
 
 WORKERS, OPS = 4, 15
 ROUNDS = 10
@@ -51,3 +61,18 @@ def test_the_check_notices_a_lost_or_doubled_operation(tmp_path):
     run.results["w0"]["acks"] = [*acks, change]
     with pytest.raises(AssertionError, match="w0"):
         check_store(run)
+
+
+def test_the_walk_notices_an_alias_naming_no_link_in_an_old_commit(tmp_path):
+    """An unsound commit deep in the history fails the walk even when the head is sound again."""
+    run = prepare_store(tmp_path, 1, 2, bare=False)
+    with canonry.open(str(run.path)) as store:
+        store.link("w0:v0", "model/shared", aliases=["champion"])
+    aliases = run.path / "registries/model/shared/aliases.yaml"
+    good = aliases.read_text()
+    assert check_aliases_at_every_commit(run.path) == 3  # init, prepare, link
+    for text in (good.replace("champion: v0", "champion: v7"), good):  # broken, then mended by hand
+        aliases.write_text(text)
+        git("-C", run.path, "-c", "user.name=t", "-c", "user.email=t@x", "commit", "-qam", "hand edit")
+    with pytest.raises(AssertionError, match="champion names v7"):
+        check_aliases_at_every_commit(run.path)
