@@ -256,3 +256,44 @@ def test_incoming_blob_of_a_killed_log_is_removed_by_the_next_log(linked, store_
     assert r.returncode == 0, r.stderr
     assert not incoming.exists()
     assert not [p for p in blobs.iterdir() if p.name.startswith(".incoming-")]
+
+
+# ---- 4. a clone stuck after a real conflict -------------------------------------------------------
+def test_clone_stuck_on_a_real_conflict_gets_out_with_pull_discard_local(tmp_path, run_cli,
+                                                                         make_file):
+    origin, one, two = tmp_path / "origin", tmp_path / "one", tmp_path / "two"
+    assert run_cli("init", "--bare", origin).exit_code == 0
+    for content in ("a", "b"):
+        assert run_cli("-C", origin, "log", make_file(content), "--name", "m", "--type",
+                       "model").exit_code == 0
+    assert run_cli("-C", origin, "link", "m:v0", "model/c").exit_code == 0
+    assert run_cli("-C", origin, "link", "m:v1", "model/c").exit_code == 0
+    assert run_cli("clone", origin, one).exit_code == 0
+    assert run_cli("clone", origin, two).exit_code == 0
+    assert run_cli("-C", one, "alias", "set", "model/c:v0", "production").exit_code == 0
+    assert run_cli("-C", two, "alias", "set", "model/c:v1", "production").exit_code == 0
+    assert run_cli("-C", two, "tag", "add", "model/c:v1", "mine").exit_code == 0
+    assert run_cli("-C", one, "push").exit_code == 0
+    mine = head_of(two)
+    # The conflict stops every push and pull of `two`, each naming the way out.
+    for command in ("push", "pull"):
+        r = run_cli("-C", two, command)
+        assert_one_line_error(r, 1, contains=("both sides moved production",
+                                              "canonry pull origin --discard-local"))
+        assert head_of(two) == mine
+    r = run_cli("-C", two, "pull", "--discard-local", "--json")
+    assert r.exit_code == 0, r.stderr
+    out = r.json()
+    assert out["action"] == "discarded-local" and out["discarded"] == 2
+    assert head_of(two) == head_of(origin)
+    # nothing is lost: the dropped commits are kept under the named ref
+    assert git("-C", two, "rev-parse", out["kept_at"]).strip() == mine
+    assert git_status(two) == ""
+    assert run_cli("-C", two, "push").exit_code == 0
+    assert run_cli("-C", two, "pull").exit_code == 0
+    assert run_cli("-C", two, "alias", "set", "model/c:v1", "staging").exit_code == 0
+    assert run_cli("-C", two, "push").exit_code == 0
+    assert fsck(two).returncode == 0
+    # with nothing of its own to drop, --discard-local is an ordinary pull
+    assert run_cli("-C", one, "pull", "--discard-local").exit_code == 0
+    assert head_of(one) == head_of(origin)

@@ -505,10 +505,12 @@ class Store(_Operations):
 
         return push(self, remote)
 
-    def pull(self, remote: str = "origin"):
+    def pull(self, remote: str = "origin", discard_local: bool = False):
+        """Bring the store branch onto `remote`'s, replaying local work on it; `discard_local`:
+        drop the local commits it lacks instead (kept under refs/canonry/discarded/)."""
         from canonry.sharing.remote import pull
 
-        return pull(self, remote)
+        return pull(self, remote, discard_local=discard_local)
 
     def sync(self, remote: str = "origin"):
         from canonry.sharing.remote import sync

@@ -73,12 +73,19 @@ def push(c, remote, as_json):
 
 @click.command()
 @click.argument("remote", default="origin")
+@click.option("--discard-local", is_flag=True,
+              help="Drop your commits REMOTE lacks instead of replaying them (the way out of a "
+                   "conflict); they are kept under refs/canonry/discarded/.")
 @json_option
 @pass_ctx
-def pull(c, remote, as_json):
+def pull(c, remote, discard_local, as_json):
     """Fetch REMOTE's store branch and bring yours onto it (local work is replayed on top)."""
-    r = c.store().pull(remote)
-    done(as_json, r.to_dict(), _sync_text("pulled", r))
+    r = c.store().pull(remote, discard_local=discard_local)
+    text = _sync_text("pulled", r)
+    if r.action == "discarded-local":
+        text = (f"pulled {r.branch}: dropped {r.discarded} local commit(s), kept at {r.kept_at} "
+                f"(git log {r.kept_at}); now at {r.remote}'s {(r.new or '')[:10]}")
+    done(as_json, r.to_dict(), text)
 
 
 @click.command()

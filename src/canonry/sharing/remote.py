@@ -20,12 +20,14 @@ from urllib.parse import urlsplit, urlunsplit
 from dulwich.file import FileLocked
 
 from canonry.automation.runlog import NOTES_REF, merge_notes
-from canonry.errors import CanonryError, Conflict, InvalidInput
+from canonry.errors import CanonryError, Conflict, InvalidInput, MergeConflict
 from canonry.git.graph import can_fast_forward, first_parent_chain, merge_base
 from canonry.sharing.merge import changed_paths, rebase_commits
 
 __all__ = [
+    "DISCARDED_REFS",
     "ZERO",
+    "DiscardResult",
     "RemoteError",
     "SyncResult",
     "clone_repository",
@@ -39,6 +41,8 @@ __all__ = [
 ]
 
 ZERO = b"0" * 40
+# `pull --discard-local` keeps the commits it drops here, one ref per use: nothing is lost.
+DISCARDED_REFS = b"refs/canonry/discarded/"
 
 
 class RemoteError(CanonryError):
@@ -140,7 +144,8 @@ def _track(repo, remote: str, branch: str, sha: bytes) -> None:
     repo.refs[b"refs/remotes/" + remote.encode() + b"/" + branch.encode()] = sha
 
 
-def _integrate(store, remote_head: bytes | None, what: str) -> tuple[str, bytes | None, bytes | None, int]:
+def _integrate(store, remote_head: bytes | None, what: str,
+               remote: str | None = None) -> tuple[str, bytes | None, bytes | None, int]:
     """Bring the local branch onto `remote_head`: fast-forward, or replay local work on it.
     Returns (action, old local, new local, replayed commits)."""
     storage = store.storage
@@ -164,7 +169,13 @@ def _integrate(store, remote_head: bytes | None, what: str) -> tuple[str, bytes 
         if base is None:
             raise Conflict("the local and remote store branches share no history")
         mine = first_parent_chain(storage, base, local)
-        new = rebase_commits(store, mine, base, remote_head, what)
+        try:
+            new = rebase_commits(store, mine, base, remote_head, what)
+        except MergeConflict as e:
+            # Every later push and pull would meet the same conflict: name the way out.
+            raise MergeConflict(f"{e}; to drop your unpublished commits (kept under "
+                                f"{DISCARDED_REFS.decode()}) and take the remote's: "
+                                f"canonry pull {remote or 'REMOTE'} --discard-local") from None
         if storage.compare_and_swap(local, new, "canonry: replay local commits on the remote's"):
             _after_pull(store, local, new, changed_paths(storage, local, new))
             return "rebased", local, new, len(mine)
@@ -183,10 +194,16 @@ def _after_pull(store, old: bytes | None, new: bytes, paths: list[str]) -> None:
         sys.stderr.write(f"canonry: warning: moved the branch, but could not update the work tree: {e}\n")
 
 
-def pull(store, remote: str = "origin") -> SyncResult:
+def pull(store, remote: str = "origin", discard_local: bool = False) -> SyncResult:
+    """Fetch `remote`'s store branch and bring the local one onto it, replaying local work.
+    `discard_local`: instead drop the local commits the remote does not have (the way out of a
+    conflict that would stop every later push and pull), keeping them under DISCARDED_REFS."""
     refs = fetch(store, remote)
     storage = store.storage
-    action, old, new, replayed = _integrate(store, refs.get(storage.ref), "your unpublished commits")
+    if discard_local:
+        return _discard_local(store, remote, refs)
+    action, old, new, replayed = _integrate(store, refs.get(storage.ref), "your unpublished commits",
+                                            remote)
     _merge_notes_from(store, refs.get(NOTES_REF))
     if action == "ahead":
         action = "up-to-date"
@@ -198,6 +215,43 @@ def pull(store, remote: str = "origin") -> SyncResult:
     elif action in ("fast-forward", "created") and new:
         result.incoming = f"{old.decode()}..{new.decode()}" if old else new.decode()
     return result
+
+
+@dataclass
+class DiscardResult(SyncResult):
+    """What `pull --discard-local` did: SyncResult, plus how many commits it dropped and the
+    ref that keeps them."""
+
+    discarded: int = 0
+    kept_at: str | None = None
+
+
+def _discard_local(store, remote: str, refs: dict) -> SyncResult:
+    storage = store.storage
+    repo = storage.repo
+    url = safe_url(remote_url(repo, remote))
+    remote_head = refs.get(storage.ref)
+    if remote_head is None:
+        raise InvalidInput(f"{url} has no branch {storage.branch}: nothing to take in place of yours")
+    for _ in range(10):
+        local = _ref(repo, storage.ref)
+        if local is None or local == remote_head or can_fast_forward(storage, local, remote_head):
+            return pull(store, remote)  # nothing of ours to drop: an ordinary pull
+        base = merge_base(storage, local, remote_head)
+        dropped = first_parent_chain(storage, base, local) if base else []
+        # Keep them first, so that a crash between the two steps loses nothing.
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        backup = DISCARDED_REFS + f"{stamp}-{local.decode()[:10]}".encode()
+        repo.refs[backup] = local
+        if storage.compare_and_swap(local, remote_head, "canonry pull --discard-local"):
+            _after_pull(store, local, remote_head, changed_paths(storage, local, remote_head))
+            _merge_notes_from(store, refs.get(NOTES_REF))
+            return DiscardResult("discarded-local", storage.branch, local.decode(),
+                                 remote_head.decode(), 0, url,
+                                 f"{base.decode()}..{remote_head.decode()}" if base else remote_head.decode(),
+                                 len(dropped), backup.decode())
+        repo.refs.remove_if_equals(backup, local)  # the branch moved: look again
+    raise Conflict("the local branch kept moving; nothing was changed")
 
 
 PUSH_BUDGET_S = 15.0  # how long a push keeps retrying lost races before it reports the remote moving
@@ -224,7 +278,8 @@ def push(store, remote: str = "origin", budget: float = PUSH_BUDGET_S) -> SyncRe
         if sent and landed is None and remote_head and can_fast_forward(storage, sent[1], remote_head):
             # An attempt we took for lost did land: another push built on it before we looked.
             landed = sent
-        _action, _old, local, replayed = _integrate(store, remote_head, "your unpublished commits")
+        _action, _old, local, replayed = _integrate(store, remote_head, "your unpublished commits",
+                                                    remote)
         replayed_total += replayed
         _merge_notes_from(store, refs.get(NOTES_REF))
         notes = _ref(repo, NOTES_REF)
