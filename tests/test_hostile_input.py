@@ -226,3 +226,33 @@ def test_a_link_file_numbered_past_sqlite_integers_is_not_indexed(base):
     for args in (["search"], ["history", "model/c"], ["compare", "model/c"]):
         r = invoke("-C", base, *args)
         assert r.exit_code == 0, (args, r)
+
+
+# ---- 6. metrics, metadata keys, reserved aliases -----------------------------------------------------
+@pytest.mark.parametrize("value", ["1_000", "１０", "inf", "nan", "1e999", "0x10", " 1"])
+def test_a_metric_is_a_plain_finite_number(base, tmp_path, value):
+    f = tmp_path / "f.txt"
+    f.write_text("new")
+    before = head_of(base)
+    r = invoke("-C", base, "log", f, "--name", "n", "--type", "model", "--metric", f"acc={value}")
+    assert r.exit_code == 2 and "not a number" in r.stderr and "Traceback" not in r.stderr, r
+    assert head_of(base) == before
+
+
+@pytest.mark.parametrize("option", ["--metric", "--metadata"])
+def test_metric_and_metadata_keys_hold_no_newline(base, tmp_path, option):
+    f = tmp_path / "f.txt"
+    f.write_text("new")
+    before = head_of(base)
+    line = one_line_error(invoke("-C", base, "log", f, "--name", "n", "--type", "model", option, "a\nb=1"))
+    assert "control character" in line
+    assert head_of(base) == before
+
+
+def test_reserved_aliases_are_compared_case_insensitively(base):
+    before = head_of(base)
+    for alias in ("LATEST", "Latest"):
+        assert "reserved" in one_line_error(invoke("-C", base, "alias", "set", "model/c:v0", alias))
+    assert head_of(base) == before
+    hand_commit(base, "registries/model/c/aliases.yaml", "format: 1\naliases:\n  production: v0\n  LATEST: v0\n")
+    assert "LATEST" in invoke("-C", base, "validate").stdout

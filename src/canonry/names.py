@@ -39,9 +39,10 @@ def check_name(name: str, what: str = "name") -> str:
 
 def check_alias(alias: str) -> str:
     check_name(alias, "alias")
-    if alias == LATEST:
-        raise ReservedAlias("alias 'latest' is reserved: it always follows the newest link")
-    if re.fullmatch(r"v[0-9]+", alias):
+    # Compared case-insensitively: `LATEST` next to `latest` reads as the same name.
+    if alias.lower() == LATEST:
+        raise ReservedAlias(f"alias {alias!r} is reserved: 'latest' always follows the newest link")
+    if re.fullmatch(r"v[0-9]+", alias):  # V1 is an ordinary alias: versions are lowercase
         raise ReservedAlias(f"alias {alias!r} is reserved: v<digits> names a version")
     return alias
 

@@ -169,11 +169,37 @@ def registry_edit(view: View, ctx: Context, name: str, description: str | None =
 
 
 # ---- artifact versions --------------------------------------------------------------------------
+MAX_KEY = 256  # characters in a metadata or metric key
+
+
+def _check_fields(what: str, fields: dict | None, numeric: bool = False) -> None:
+    """Metadata and metrics: a mapping of keys that print on one line (no newline to forge a
+    line of `show` or of a review), and for metrics finite numbers a float can hold."""
+    import math
+    import sys
+
+    if fields is None:
+        return
+    if not isinstance(fields, dict):
+        raise InvalidInput(f"{what} is a mapping of KEY to value, not {type(fields).__name__}")
+    for key, value in fields.items():
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY \
+                or any(ord(c) < 32 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in key):
+            raise InvalidInput(f"{what} key {key!r}: a key is 1 to {MAX_KEY} characters, none a "
+                               "control character (newline, tab)")
+        if numeric and (isinstance(value, bool) or not isinstance(value, (int, float))
+                        or abs(value) > sys.float_info.max
+                        or (isinstance(value, float) and not math.isfinite(value))):
+            raise InvalidInput(f"metric {key}: {value!r} is not a finite number")
+
+
 def log(view: View, ctx: Context, name: str, type: str, files: list[dict], digest: str,
         metadata: dict | None = None, metrics: dict | None = None, inputs=(), description: str = "",
         producer: dict | None = None):
     check_name(name, "artifact name")
     check_name(type, "artifact type")
+    _check_fields("metadata", metadata)
+    _check_fields("metrics", metrics, numeric=True)
     resolved_inputs = []
     for ref in inputs:
         addr = parse_artifact_version(ref)

@@ -8,8 +8,14 @@ from canonry.cli.common import done, store_options
 __all__ = ["alias", "alias_rm", "alias_set", "link", "log_cmd", "tag", "tag_add", "tag_rm", "unlink"]
 
 
+# A plain decimal number, ASCII only: float() also takes 1_000, full-width digits, inf and nan.
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+
+
 def _key_values(values, what: str, numeric: bool = False) -> dict:
     import json
+    import math
+    import re
 
     out = {}
     for item in values:
@@ -17,16 +23,17 @@ def _key_values(values, what: str, numeric: bool = False) -> dict:
         if not sep or not key:
             raise click.BadParameter(f"{item!r}: expected KEY=VALUE", param_hint=f"--{what}")
         if numeric:
-            try:
-                value = float(raw)
-            except ValueError:
+            value = float(raw) if re.fullmatch(_NUMBER, raw) else math.nan
+            if not math.isfinite(value):
                 raise click.BadParameter(f"{key}={raw!r}: not a number", param_hint=f"--{what}") from None
-            out[key] = int(value) if value.is_integer() and "." not in raw and "e" not in raw.lower() else value
+            out[key] = int(raw) if re.fullmatch(r"[+-]?[0-9]+", raw) else value
         else:
             try:
-                out[key] = json.loads(raw)  # numbers, booleans, lists stay typed
-            except ValueError:
-                out[key] = raw
+                value = json.loads(raw)  # numbers, booleans, lists stay typed
+            except (ValueError, RecursionError):
+                value = raw
+            # inf/nan (1e999, NaN) have no JSON or YAML 1.2 form every reader takes: kept as text
+            out[key] = raw if isinstance(value, float) and not math.isfinite(value) else value
     return out
 
 
