@@ -256,3 +256,58 @@ def test_reserved_aliases_are_compared_case_insensitively(base):
     assert head_of(base) == before
     hand_commit(base, "registries/model/c/aliases.yaml", "format: 1\naliases:\n  production: v0\n  LATEST: v0\n")
     assert "LATEST" in invoke("-C", base, "validate").stdout
+
+
+# ---- 7. get --to: no overwrite without --force, no symbolic link followed, no empty target ----------
+def test_get_refuses_to_overwrite_unless_forced(base, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "m.txt").write_text("mine")
+    assert "--force" in one_line_error(invoke("-C", base, "get", "b:v0", "--to", out))
+    assert (out / "m.txt").read_text() == "mine"
+    r = invoke("-C", base, "get", "b:v0", "--to", out, "--force")
+    assert r.exit_code == 0, r
+    assert (out / "m.txt").read_text() == "hi\n"
+
+
+@pytest.mark.parametrize("where", ["m.txt.canonry-partial", "m.txt"])
+def test_get_never_writes_through_a_planted_symbolic_link(base, tmp_path, where):
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    out.mkdir()
+    outside.write_text("keep")
+    (out / where).symlink_to(outside)
+    for extra in ([], ["--force"]):
+        assert "symbolic link" in one_line_error(invoke("-C", base, "get", "b:v0", "--to", out, *extra))
+    assert outside.read_text() == "keep"
+
+
+def test_get_never_follows_a_linked_folder_inside_the_target(base, tmp_path):
+    # a manifest path sub/m.txt under a planted link out/sub -> elsewhere
+    f = tmp_path / "d" / "sub" / "m.txt"
+    f.parent.mkdir(parents=True)
+    f.write_text("x")
+    with canonry.open(str(base)) as s:
+        s.log_artifact(str(tmp_path / "d"), name="nested", type="model")
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "sub").symlink_to(elsewhere)
+    assert "symbolic link" in one_line_error(invoke("-C", base, "get", "nested:v0", "--to", out))
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_blob_copy_unlinks_a_planted_temporary_link_instead_of_following_it(base, tmp_path):
+    s = canonry.open(str(base))
+    sha = s.artifact_version("b:v0").files[0]["sha256"]
+    outside = tmp_path / "outside"
+    outside.write_text("keep")
+    dest = tmp_path / "m.txt"
+    os.symlink(outside, str(dest) + ".canonry-partial")
+    s.blobs.copy_to(sha, str(dest))
+    assert outside.read_text() == "keep" and dest.read_text() == "hi\n"
+
+
+def test_get_refuses_an_empty_target(base, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert "''" in one_line_error(invoke("-C", base, "get", "b:v0", "--to", ""))
+    assert not (tmp_path / "m.txt").exists()

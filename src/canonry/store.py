@@ -666,9 +666,12 @@ class Store(_Operations):
                         found.append(ops.link_record(view, r, c, v).to_dict())
         return found
 
-    def download(self, target: str, to: str) -> m.ArtifactVersion:
+    def download(self, target: str, to: str, force: bool = False) -> m.ArtifactVersion:
         """Restore the files of an artifact version (or of what a link points at) into `to`,
-        verifying every sha256. Files appear only once verified."""
+        verifying every sha256. Files appear only once verified. An existing file is refused
+        unless `force`; a symbolic link inside `to` is never followed."""
+        if not to:
+            raise InvalidInput("get needs a folder to write to: '' is none (say . for this one)")
         obj = self.resolve(target)
         if isinstance(obj, m.LinkedVersion):
             from canonry.governance import check
@@ -680,7 +683,8 @@ class Store(_Operations):
         if not isinstance(obj, m.ArtifactVersion):
             raise InvalidInput(f"{target} is not a version: get takes ARTIFACT:vK or REGISTRY/COLLECTION:vN|ALIAS")
         # the whole manifest is checked before the first file is written (files/manifest.py)
-        for sha256, dest in manifest.restore_plan(obj.address, obj.files, os.path.abspath(to), self.blobs):
+        for sha256, dest in manifest.restore_plan(obj.address, obj.files, os.path.abspath(to), self.blobs,
+                                                  force=force):
             self.blobs.copy_to(sha256, dest)
         return obj
 

@@ -78,10 +78,12 @@ def history(c, target, limit, actor, as_json):
 @click.command()
 @click.argument("target")
 @click.option("--to", "dest", required=True, type=click.Path(file_okay=False), help="Directory to write to.")
+@click.option("--force", is_flag=True, help="Overwrite files that exist in DIR.")
 @store_options
-def get(c, target, dest, as_json):
-    """Restore the files of a version into DIR, verifying every sha256."""
-    v = c.store().download(target, dest)
+def get(c, target, dest, force, as_json):
+    """Restore the files of a version into DIR, verifying every sha256. A file already in DIR is
+    refused unless --force; a symbolic link inside DIR is never followed."""
+    v = c.store().download(target, dest, force=force)
     done(as_json, {"artifact": v.address, "digest": v.digest, "to": os.path.abspath(dest),
                    "files": [f["path"] for f in v.files]},
          f"restored {v.address} ({len(v.files)} file{'s' * (len(v.files) != 1)}, digests verified) "

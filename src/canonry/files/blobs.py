@@ -82,13 +82,19 @@ class LocalBlobStore:
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         h = hashlib.sha256()
         tmp = dest + ".canonry-partial"
+        if os.path.lexists(tmp):  # a leftover, or a planted link: unlinked, never followed
+            os.unlink(tmp)
         try:
-            with open(src, "rb") as f, open(tmp, "wb") as out:
+            # O_EXCL and O_NOFOLLOW: never write through a link planted at the temporary name
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            with open(src, "rb") as f, os.fdopen(fd, "wb") as out:
                 while chunk := f.read(CHUNK):
                     h.update(chunk)
                     out.write(chunk)
+        except FileExistsError:  # planted again between the unlink and the open
+            raise InvalidInput(f"cannot write {dest}: {tmp} appeared while writing; nothing written") from None
         except BaseException:  # a full disk, an interrupt: leave no partial file behind
-            if os.path.exists(tmp):
+            if os.path.lexists(tmp):
                 os.unlink(tmp)
             raise
         if h.hexdigest() != sha256:

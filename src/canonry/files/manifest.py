@@ -103,10 +103,11 @@ def manifest_problems(paths: Iterable[object]) -> list[tuple[object, str]]:
 
 
 def restore_plan(address: str, entries: list[dict], root: str,
-                 blobs: LocalBlobStore) -> list[tuple[str, str]]:
+                 blobs: LocalBlobStore, force: bool = False) -> list[tuple[str, str]]:
     """(sha256, destination) of every file of a manifest restored under `root`, checked whole
     before anything is written: raises IntegrityError for an unsafe path or missing content,
-    InvalidInput when something in `root` is in the way."""
+    InvalidInput when something in `root` is in the way — a folder, a symbolic link below
+    `root` (never followed), or an existing file unless `force`."""
     problems = manifest_problems(e.get("path") for e in entries)
     if problems:
         path, why = problems[0]
@@ -120,16 +121,25 @@ def restore_plan(address: str, entries: list[dict], root: str,
                                  "CANONRY_BLOBS at shared storage)")
         dest = os.path.join(root, *entry["path"].split("/"))
         _check_room(root, dest)
+        if os.path.lexists(dest) and not os.path.islink(dest) and not force:
+            raise InvalidInput(f"cannot write {dest}: it exists (--force to overwrite; nothing written)")
         plan.append((entry["sha256"], dest))
     return plan
 
 
 def _check_room(root: str, dest: str) -> None:
-    """A file cannot be written where a folder is, nor below a file: say so before writing."""
+    """A file cannot be written where a folder is, nor below a file, nor through a symbolic
+    link below `root` (it may lead out of it): say so before writing. `root` itself may be a
+    link: the user named it."""
+    for path in (dest, dest + ".canonry-partial"):
+        if os.path.islink(path):
+            raise InvalidInput(f"cannot write {dest}: {path} is a symbolic link (not followed; nothing written)")
     if os.path.isdir(dest):
         raise InvalidInput(f"cannot write {dest}: a folder is in the way")
     parent = os.path.dirname(dest)
     while True:  # from the file's folder up to `root` itself (which may be "/")
+        if len(parent) > len(root) and os.path.islink(parent):
+            raise InvalidInput(f"cannot write {dest}: {parent} is a symbolic link (not followed; nothing written)")
         if os.path.lexists(parent) and not os.path.isdir(parent):
             raise InvalidInput(f"cannot write {dest}: {parent} is not a folder")
         if len(parent) <= len(root):
