@@ -23,7 +23,9 @@ import canonry
 from canonry import yamlio
 from canonry.errors import CanonryError
 
-HYPO = settings(max_examples=40, deadline=2000, derandomize=True,
+# 40 examples in CI; CANONRY_HOSTILE_EXAMPLES=2000 for a full-size run (derandomized unless set)
+_FULL = int(os.environ.get("CANONRY_HOSTILE_EXAMPLES", "0"))
+HYPO = settings(max_examples=_FULL or 40, deadline=2000, derandomize=not _FULL,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -170,13 +172,13 @@ _REF_CHARS = st.sampled_from([*"ab/.-@{}~^:?*[\\ _lockHED", "\x01", "\x7f", "é"
 @given(name=st.text(_REF_CHARS, min_size=1, max_size=12))
 def test_branch_names_follow_git_check_ref_format(name):
     """canonry accepts exactly what `git check-ref-format refs/heads/NAME` accepts, minus a
-    leading '-' (an option to git) and 'HEAD'."""
+    leading "-" (an option to git), "HEAD" and "@" (git reads both as HEAD)."""
     from canonry.names import branch_problem
 
     proc = subprocess.run(["git", "check-ref-format", f"refs/heads/{name}"], capture_output=True)
     git_ok = proc.returncode == 0
     ours = branch_problem(name) is None
-    if name.startswith("-") or name == "HEAD":
+    if name.startswith("-") or name in ("HEAD", "@"):
         assert not ours
     else:
         assert ours == git_ok, (name, branch_problem(name))
@@ -311,3 +313,101 @@ def test_get_refuses_an_empty_target(base, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert "''" in one_line_error(invoke("-C", base, "get", "b:v0", "--to", ""))
     assert not (tmp_path / "m.txt").exists()
+
+
+# ---- 8. generated input: a CanonryError or success, never another exception, never a write --------
+_TEXT = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"])
+                | st.sampled_from(":/@.-_vV0123456789 \n\t$[]{}*&!"), max_size=40) \
+    | st.sampled_from(["latest", "LATEST", "..", "v99999999999999999999", "model/c:v0", "b:latest",
+                       "model/c:LATEST", "b:v99999999999999999999", "model/c:v01", "model//c"])
+
+
+def _json(max_leaves: int = 20):
+    scalars = (st.none() | st.booleans() | st.integers(min_value=-(10**30), max_value=10**30)
+               | st.floats(allow_nan=True, allow_infinity=True) | _TEXT)
+    return st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
+                        | st.dictionaries(_TEXT | st.sampled_from(["$not", "$and", "$or", "$in", "$regex",
+                                                                  "$gt", "name", "metrics.acc", "tags"]),
+                                          inner, max_size=4), max_leaves=max_leaves)
+
+
+@pytest.fixture(scope="module")
+def hostile_store(_base, tmp_path_factory):
+    """One copy of the base store shared by the generated cases (each checks it is unchanged or
+    only grew by a successful operation)."""
+    import shutil
+
+    dest = tmp_path_factory.mktemp("gen") / "store"
+    shutil.copytree(_base, dest, symlinks=True)
+    return dest
+
+
+@HYPO
+@given(text=_TEXT)
+def test_generated_addresses_and_names(hostile_store, text):
+    s = canonry.open(str(hostile_store))
+    before = head_of(hostile_store)
+    for call in (lambda: s.show(text), lambda: s.history(text),
+                 lambda: s.set_alias("model/c:v0", text) if text else None):
+        try:
+            call()
+        except CanonryError as e:
+            assert "\n" not in str(e).strip() or "\n" in text, str(e)
+            assert head_of(hostile_store) == before
+
+
+@HYPO
+@given(flt=_json() | st.sampled_from([{"$not": {"$not": {"name": "c"}}}, {"$and": []}, {"name": {"$in": []}}]))
+def test_generated_filters(hostile_store, flt):
+    from canonry.query.search import search
+
+    s = canonry.open(str(hostile_store))
+    for kind in ("versions", "collections", "registries"):
+        try:
+            assert isinstance(search(s, flt, kind=kind), list)
+        except CanonryError:
+            pass
+
+
+@HYPO
+@given(metadata=st.dictionaries(_TEXT, _json(6), max_size=3),
+       metrics=st.dictionaries(_TEXT, st.integers(min_value=-(10**400), max_value=10**400)
+                               | st.floats() | st.booleans() | _TEXT, max_size=3))
+def test_generated_metadata_and_metrics(hostile_store, tmp_path_factory, metadata, metrics):
+    f = tmp_path_factory.mktemp("f") / "f.txt"
+    f.write_text(repr((metadata, metrics)))
+    s = canonry.open(str(hostile_store))
+    before = head_of(hostile_store)
+    try:
+        v = s.log_artifact(str(f), name="gen", type="model", metadata=metadata, metrics=metrics)
+    except CanonryError:
+        assert head_of(hostile_store) == before
+        return
+    # what was written reads back: show, search and history of it work
+    assert s.show(v.address)
+    assert isinstance(s.search({"type": "model"}), list)
+    assert s.history("gen") is not None
+
+
+_YAML_PIECES = st.sampled_from([
+    "metadata: {a: &x [1, 2]}\n", "metadata: {b: *x}\n", "metadata: " + "[" * 70 + "]" * 70 + "\n",
+    "metadata: {big: " + "9" * 40 + "}\n", "size: " + "9" * 40 + "\n", "size: 99999999999999999999999\n",
+    "metadata: {a: 1, a: 2}\n", "unknown_field: 1\n", "metadata: {'a\\nb': 1}\n", "format: 2\n",
+    "metadata: {long: '" + "x" * 10_000 + "'}\n", "files: !!python/object:os.system x\n", "- list\n",
+    "metrics: {m: .nan}\n", "metrics: {m: 1e999}\n", "metrics: {m: " + "9" * 400 + "}\n", "\t\x00\n",
+])
+
+
+@HYPO
+@given(pieces=st.lists(_YAML_PIECES, max_size=4), junk=st.binary(max_size=8))
+def test_generated_store_files(hostile_store, pieces, junk):
+    """Hand-written version records: a dict or a one-line SchemaError from the reader, quickly."""
+    s = canonry.open(str(hostile_store))
+    good = (hostile_store / "artifacts/b/v0.yaml").read_text()
+    data = (good + "".join(pieces)).encode() + junk
+    view = s.view()
+    for path in ("artifacts/b/v0.yaml", "registries/model/c/collection.yaml", "canonry.yaml"):
+        try:
+            assert isinstance(view.parse_record(path, data), dict)
+        except CanonryError as e:
+            assert "\n" not in str(e), str(e)
