@@ -14,11 +14,13 @@ import yaml
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "check_shape", "dump", "load"]
 
-# 2 MiB: the largest record canonry writes is a version record, ~140 bytes per file of its
-# manifest, so this holds a folder of ~15,000 files; the worst 2 MiB of YAML (a flow list of
-# one-digit numbers) costs ~400 MB and a few seconds to load, a bound a laptop survives.
-MAX_BYTES = 2 * 1024 * 1024
-MAX_NODES = 250_000  # what bounds memory: ~400 bytes a node while composing
+# The largest record canonry writes is a version record, ~125 bytes and 7 values per file of its
+# manifest: these bounds hold a folder of ~140,000 files (a 17 MB record that takes seconds to
+# read; a bigger folder is better logged as several artifacts or an archive). The values bound
+# is what bounds memory (~600 bytes a value while composing: ~600 MB at most, which a laptop
+# survives); the bytes bound keeps long scalars from doing what many values cannot.
+MAX_BYTES = 32 * 1024 * 1024
+MAX_NODES = 1_000_000
 MAX_DEPTH = 64  # canonry's records nest 3 levels; metadata a user nests stays far below this
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
