@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,7 @@ def _store_worker(path: str, who: str, ops: int, out: str, start: str) -> None:
     """Worker `who`: `ops` random operations — link, link with an alias, alias set, unlink, tag —
     each recorded with what the API returned; an error is recorded, never retried."""
     import canonry
+    from canonry.errors import CanonryError
 
     rng = random.Random(f"{who}-{ops}")
     store = canonry.open(path)
@@ -175,7 +177,8 @@ def _store_worker(path: str, who: str, ops: int, out: str, start: str) -> None:
                 acks.append({"op": "tag.add", "target": tc.target, "before": tc.before, "after": tc.after,
                              "changed": tc.changed})
         except Exception as e:  # recorded: the check fails on any, with what it was
-            errors.append(f"op {i} {kind}: {type(e).__name__}: {e}")
+            where = "" if isinstance(e, CanonryError) else "\n" + traceback.format_exc(limit=-6)
+            errors.append(f"op {i} {kind}: {type(e).__name__}: {e}{where}")
     store.close()
     Path(out).write_text(json.dumps({"acks": acks, "errors": errors}))
 
@@ -393,8 +396,8 @@ def run_clones(root: Path, rounds: int, clones: int = 2, timeout: float = 600) -
 def _clone_worker(path: str, who: str, rounds: int, out: str, start: str) -> None:
     """Clone `who`: each round links a new version (every third with the contested alias
     `production`) and pushes; every fourth round pulls first. A push that reports a conflict
-    is recorded, and the clone is brought back to the remote's head with git, dropping the
-    commits that conflicted; those were never acknowledged as pushed."""
+    is recorded, and the clone gets out with `canonry pull --discard-local` (the way out the
+    error names), dropping the commits that conflicted: they were never acknowledged as pushed."""
     import canonry
     from canonry.errors import CanonryError
 
@@ -420,11 +423,15 @@ def _clone_worker(path: str, who: str, rounds: int, out: str, start: str) -> Non
                 result = store.push()
             except CanonryError as e:
                 conflicts.append(f"round {j}: {e}")
-                try:  # does canonry itself get the clone moving again? (issue 15: it does not yet)
+                try:  # a plain pull meets the same conflict: recorded, for the figures
                     store.pull()
                 except CanonryError as stuck_error:
                     stuck.append(f"round {j}: pull: {stuck_error}")
-                _back_to_remote(path)
+                # the way out the error names, as a user runs it
+                way_out = canonry_cli("-C", path, "pull", "--discard-local", actor=actor_of(who))
+                if way_out.returncode != 0:
+                    errors.append(f"round {j}: pull --discard-local: {way_out.stderr.strip()}")
+                    _back_to_remote(path)
                 dropped.extend(pending)
                 pending = []
                 continue
@@ -441,7 +448,7 @@ def _clone_worker(path: str, who: str, rounds: int, out: str, start: str) -> Non
 
 
 def _back_to_remote(path: str) -> None:
-    """The way out of a conflicting clone that works today: git itself (fetch, reset --hard)."""
+    """When canonry's own way out failed (recorded as an error): git itself, to go on."""
     git("-C", path, "fetch", "-q", "origin")
     git("-C", path, "reset", "-q", "--hard", "origin/main")
 
@@ -456,6 +463,7 @@ def check_clones(run: CloneRun) -> dict:
             one_line = "\n" not in msg.strip()
             assert one_line and "conflict" in msg and "production" in msg, \
                 f"{c}: a push failed for another reason than a conflict on the alias: {msg}"
+            assert "--discard-local" in msg, f"{c}: the conflict does not name the way out: {msg}"
     commits = log_of(run.remote)
     linked: dict[str, list[dict]] = {}
     for c in commits:
@@ -470,8 +478,11 @@ def check_clones(run: CloneRun) -> dict:
             assert len(found) == 1, f"{who}: pushed link of {ack['artifact']} is in {len(found)} commits of the remote"
             assert found[0]["email"] == f"{who}@workers.example"
             assert found[0]["aliases"] == ack["aliases"], (who, ack, found[0])
+        kept = git("-C", run.clones[who], "log", "--format=%B", "--glob=refs/canonry/discarded/*")
         for gone in res["dropped"]:
             assert gone["artifact"] not in linked, f"{who}: {gone['artifact']} reached the remote after a conflict"
+            # discarded, not lost: the clone keeps the dropped commits under refs/canonry/discarded/
+            assert f'"artifact":"{gone["artifact"]}"' in kept, f"{who}: dropped {gone['artifact']} is not kept"
     walked = check_aliases_at_every_commit(run.remote)
     check_clean(run.remote, worktree=False)
     for path in run.clones.values():
