@@ -142,6 +142,9 @@ def test_work_tree_is_brought_to_the_head_after_a_writer_died_in_its_sync(tmp_pa
     _kill_during_sync(w, rel, "tag", "add", "model/first:v0", "reviewed")
     assert "reviewed" in git("-C", w, "show", f"main:{rel}")  # the commit landed
     assert git_status(w) != " M NOTES.md\n"  # the work tree lags the branch
+    # The writer died writing the index: its marker is older than the lock it left.
+    [marker] = (w / ".git" / "canonry" / "syncing").iterdir()
+    _age(marker, 10)
     lock = w / ".git" / "index.lock"
     lock.write_bytes(b"DIRC half-written")
     _age(lock, 5)
@@ -161,11 +164,13 @@ def test_work_tree_is_brought_to_the_head_after_a_writer_died_in_its_sync(tmp_pa
 
 def test_live_gits_index_lock_is_left_and_the_next_write_catches_up(tmp_path, model_file,
                                                                     monkeypatch):
-    """A fresh index.lock (a running git's) is never removed: the write lands, warns in one
-    line, and the first write after the lock went brings the work tree up to date."""
+    """An index.lock a running git took before the write (`git commit` in an editor: old, and
+    nobody flocks it) is never removed: the write lands, warns in one line, and the first
+    write after the lock went brings the work tree up to date."""
     w = _worktree_store(tmp_path, model_file)
     lock = w / ".git" / "index.lock"
     lock.write_bytes(b"")
+    _age(lock, 3600)
     store = canonry.open(str(w))
     from canonry import store as store_module
 

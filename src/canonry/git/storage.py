@@ -615,7 +615,7 @@ class GitStorage:
                 repaired = self._repair(root, index)
                 self._bring(root, index, [f"{self.prefix}/{rel}" if self.prefix else rel
                                           for rel in paths], {})
-                self._write_index(index)
+                self._write_index(index, repaired)
                 for path in repaired:
                     syncmarks.remove(path)
             done = True
@@ -635,7 +635,7 @@ class GitStorage:
             index = self.repo.open_index()
             repaired = self._repair(root, index)
             if repaired:
-                self._write_index(index)
+                self._write_index(index, repaired)
                 for path in repaired:
                     syncmarks.remove(path)
         return bool(repaired)
@@ -679,10 +679,17 @@ class GitStorage:
         except KeyError:
             return None
 
-    def _write_index(self, index) -> None:
-        """Write the index; a stale `index.lock` (a killed writer's) is removed first. A live
-        git's is not: dulwich.file.FileLocked then, and the marker stays for the next writer."""
-        locks.break_if_stale(self.repo.index_path() + ".lock")
+    def _write_index(self, index, dead_markers: list[str]) -> None:
+        """Write the index. An `index.lock` left by a writer that died in its sync (one of
+        `dead_markers`) is removed first: one nobody flocks, older than locks.STALE_LOCK_AGE and
+        made after that writer's marker (a dead writer takes the index lock after leaving its
+        marker; a git command that holds it for long, `git commit` in an editor, took it
+        before). Anything else is left: dulwich.file.FileLocked, and the marker stays."""
+        lock = self.repo.index_path() + ".lock"
+        since = min((_mtime(path) for path in dead_markers), default=None)
+        made = _mtime(lock)
+        if since is not None and made is not None and made >= since:
+            locks.break_if_stale(lock)
         index.write()
 
     def _bring(self, root: bytes, index, paths: list[str], ours: dict[str, set[bytes]]) -> None:
@@ -818,6 +825,13 @@ def _file_matches(fs_path: str, sha: bytes | None, storage: GitStorage) -> bool:
 
     with open(fs_path, "rb") as f:
         return Blob.from_string(f.read()).id == sha
+
+
+def _mtime(path: str) -> float | None:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
 
 
 def _file_matches_any(fs_path: str, shas: set[bytes]) -> bool:
