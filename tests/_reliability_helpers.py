@@ -297,8 +297,6 @@ def check_clean(repo: Path, worktree: bool) -> None:
 
 def check_store(run: StoreRun) -> dict:
     """Everything a run must leave true; returns the figures (acknowledged, landed, commits)."""
-    errors = [f"{w}: {e}" for w, res in run.results.items() for e in res["errors"]]
-    assert errors == [], "operations failed:\n" + "\n".join(errors[:20])
     commits = log_of(run.path)
     assert all(len(c["parents"]) <= 1 for c in commits), "local writes made a merge commit"
     assert len(git("-C", run.path, "rev-list", "main").split()) == len(commits)
@@ -329,6 +327,11 @@ def check_store(run: StoreRun) -> dict:
         assert h.returncode == 0, h.stderr
         listed = {(e["target"], e["commit"]) for e in json.loads(h.stdout) if e["op"] == "link"}
         assert wanted <= listed, f"history of {coll} misses {sorted(wanted - listed)[:3]}"
+    # checked last, so a failed call is first shown to have written nothing (no commit of its
+    # worker is left unmatched above) and the run's other guarantees are still checked
+    errors = [f"{w}: {e}" for w, res in run.results.items() for e in res["errors"]]
+    assert errors == [], (f"{len(errors)} operations failed (nothing of them was written; "
+                          f"{acknowledged} acknowledged ones all landed once):\n" + "\n".join(errors[:20]))
     return {"acknowledged": acknowledged, "landed": landed, "commits": len(commits), "walked": walked,
             "seconds": run.seconds}
 
@@ -422,6 +425,9 @@ def _clone_worker(path: str, who: str, rounds: int, out: str, start: str) -> Non
             try:
                 result = store.push()
             except CanonryError as e:
+                if "production" not in str(e):  # not the conflict this run provokes: a failure
+                    errors.append(f"round {j}: push: {type(e).__name__}: {e}")
+                    continue  # the link stays pending: the next acknowledged push carries it
                 conflicts.append(f"round {j}: {e}")
                 try:  # a plain pull meets the same conflict: recorded, for the figures
                     store.pull()
@@ -456,8 +462,6 @@ def _back_to_remote(path: str) -> None:
 def check_clones(run: CloneRun) -> dict:
     """The remote's history holds every acknowledged push of every clone exactly once, its aliases
     are sound at every commit, and the remote and each clone pass fsck and validate."""
-    errors = [f"{c}: {e}" for c, res in run.results.items() for e in res["errors"]]
-    assert errors == [], "clone operations failed:\n" + "\n".join(errors[:20])
     for c, res in run.results.items():
         for msg in res["conflicts"]:
             one_line = "\n" not in msg.strip()
@@ -488,6 +492,9 @@ def check_clones(run: CloneRun) -> dict:
     for path in run.clones.values():
         canonry_cli("-C", path, "pull")  # each clone ends where the remote is
         check_clean(path, worktree=True)
+    errors = [f"{c}: {e}" for c, res in run.results.items() for e in res["errors"]]
+    assert errors == [], (f"{len(errors)} rounds failed ({acknowledged} acknowledged pushes all on the "
+                          "remote once):\n" + "\n".join(errors[:20]))
     return {"pushes acknowledged": acknowledged,
             "conflicts": sum(len(r["conflicts"]) for r in run.results.values()),
             "stuck": sum(len(r["stuck"]) for r in run.results.values()),
