@@ -27,11 +27,17 @@ if TYPE_CHECKING:
     from canonry.automation.plugins import Plugins
 
 __all__ = [
-    "DEFAULT_REGISTRIES", "DEFAULT_ROLES", "MAX_ATTEMPTS", "Store", "Transaction", "clone_store",
-    "init_store", "open_store",
+    "COMMIT_BUDGET_S",
+    "DEFAULT_REGISTRIES",
+    "DEFAULT_ROLES",
+    "Store",
+    "Transaction",
+    "clone_store",
+    "init_store",
+    "open_store",
 ]
 
-MAX_ATTEMPTS = 30
+COMMIT_BUDGET_S = 30.0  # how long a write keeps redoing itself after lost races
 WORKTREE_SYNC_WAIT = 5.0  # seconds a landed commit waits for the git index to update the work tree
 DEFAULT_REGISTRIES = {
     "model": ("Models: the organization's trained models", ["model"]),
@@ -780,7 +786,9 @@ class Transaction(_Operations):
 
     def _commit(self) -> None:
         store = self._store
-        for attempt in range(MAX_ATTEMPTS):
+        deadline = time.monotonic() + COMMIT_BUDGET_S
+        attempt = 0
+        while True:
             if not self._view.pending:
                 self.commit = self._view.commit.decode() if self._view.commit else None
                 return
@@ -788,8 +796,13 @@ class Transaction(_Operations):
             if new is not None:
                 self.commit = new.decode()
                 return
-            # Lost the race: re-read and redo every operation on the new state.
-            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** attempt)))
+            # Lost the race: re-read and redo every operation on the new state, for as long as the
+            # budget lasts (a time, not a count: eight busy writers on two cores lose many races).
+            attempt += 1
+            if time.monotonic() > deadline and attempt >= 3:
+                raise Conflict(f"branch {store.branch} kept moving: gave up after {attempt} attempts in "
+                               f"{COMMIT_BUDGET_S:g} s; nothing was written")
+            time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 10))))
             self._view = store.view()
             self._ctx = ops.Context(store.actor, _now())
             self._records, self.results = [], []
@@ -797,8 +810,6 @@ class Transaction(_Operations):
                 result, records = ops.OPS[op](self._view, self._ctx, **kwargs)
                 self._records += records
                 self.results.append(result)
-        raise Conflict(f"branch {store.branch} kept moving: gave up after {MAX_ATTEMPTS} attempts; "
-                       "nothing was written")
 
 
 # ---- opening and creating stores ----------------------------------------------------------------

@@ -210,26 +210,51 @@ class ObjectReader:
             self._packs, self._known, self._bases = [], set(), {}
 
     # ---- objects -----------------------------------------------------------------------------
-    def get_raw(self, hex_sha: bytes) -> tuple[int, bytes]:
-        """(type number, bytes) of an object, by hex id (or binary, as dulwich also takes)."""
+    # An object a ref leads to exists: git and canonry write objects before moving a ref. A miss
+    # then means another process replaced the pack holding it between our listing of the pack
+    # folder and our opening of it (a growing pack rewritten, packs merged): look again, for a
+    # moment, before calling it missing.
+    MISS_RETRY_S = 2.0
+
+    def get_raw(self, hex_sha: bytes, must_exist: bool = True) -> tuple[int, bytes]:
+        """(type number, bytes) of an object, by hex id (or binary, as dulwich also takes).
+
+        Raises KeyError when it is missing: at once with `must_exist=False` (a question, as
+        `in` asks), else only after looking again for up to MISS_RETRY_S seconds."""
         if len(hex_sha) == 20:
             sha, hex_sha = hex_sha, binascii.hexlify(hex_sha)
         else:
             sha = binascii.unhexlify(hex_sha)
+        found = self._lookup(sha, hex_sha)
+        if found is not None:
+            return found
+        if must_exist:
+            deadline = time.monotonic() + self.MISS_RETRY_S
+            delay = 0.005
+            while time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.1)
+                found = self._lookup(sha, hex_sha)
+                if found is not None:
+                    return found
+        raise KeyError(hex_sha)
+
+    def _lookup(self, sha: bytes, hex_sha: bytes) -> tuple[int, bytes] | None:
         found = self._from_packs(sha)
         if found is None:
             found = self._loose(hex_sha)
         if found is None and self._scan():
             found = self._from_packs(sha)
-        if found is None:
-            if self._fallback is None:
-                raise KeyError(hex_sha)
-            return self._fallback().get_raw(hex_sha)
+        if found is None and self._fallback is not None:
+            try:
+                found = self._fallback().get_raw(hex_sha)
+            except KeyError:
+                return None
         return found
 
     def __contains__(self, hex_sha: bytes) -> bool:
         try:
-            self.get_raw(hex_sha)
+            self.get_raw(hex_sha, must_exist=False)
         except KeyError:
             return False
         return True

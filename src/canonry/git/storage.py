@@ -672,7 +672,9 @@ class GitStorage:
         return [path for path, _old, _new in found]
 
     def _tree_of(self, commit: bytes | None) -> bytes | None:
-        if commit is None:
+        """A commit's tree; None when the commit is not there (a crashed writer may never have
+        written it: asked as a question, without the reader's wait for a missing object)."""
+        if commit is None or commit not in self._objects:
             return None
         try:
             return self.commit(commit).tree

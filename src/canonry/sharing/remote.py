@@ -120,7 +120,8 @@ def fetch(store, remote: str = "origin") -> dict:
     def determine_wants(refs, depth=None):
         return [refs[r] for r in wanted if refs.get(r) and refs[r] not in repo.object_store]
 
-    for _ in range(5):
+    retry = _Retry(FETCH_BUDGET_S)
+    while True:
         try:
             result = client.fetch(path, repo, determine_wants=determine_wants)
         except Exception as e:
@@ -130,8 +131,9 @@ def fetch(store, remote: str = "origin") -> dict:
         # we have what the refs we act on point at, else fetch again.
         if all(refs[r] in repo.object_store for r in wanted if r in refs):
             break
-    else:
-        raise RemoteError(f"fetch from {safe_url(url)}: the remote kept moving; try again")
+        if not retry.again():
+            raise RemoteError(f"fetch from {safe_url(url)}: the remote kept moving for {FETCH_BUDGET_S:g} s "
+                              f"({retry.attempts} attempts); try again")
     if storage.ref in refs:
         _track(repo, remote, storage.branch, refs[storage.ref])
     return refs
@@ -150,13 +152,16 @@ def _integrate(store, remote_head: bytes | None, what: str,
     Returns (action, old local, new local, replayed commits)."""
     storage = store.storage
     repo = storage.repo
-    for _ in range(10):
+    retry = _Retry(INTEGRATE_BUDGET_S)
+    while True:
         local = _ref(repo, storage.ref)
         if remote_head is None or local == remote_head:
             return "up-to-date", local, local, 0
         if local is None:
             if storage.compare_and_swap(None, remote_head, "canonry pull"):
                 return "created", None, remote_head, 0
+            if not retry.again():
+                break
             continue
         if can_fast_forward(storage, remote_head, local):
             return "ahead", local, local, 0
@@ -164,6 +169,8 @@ def _integrate(store, remote_head: bytes | None, what: str,
             if storage.compare_and_swap(local, remote_head, "canonry pull: fast-forward"):
                 _after_pull(store, local, remote_head, changed_paths(storage, local, remote_head))
                 return "fast-forward", local, remote_head, 0
+            if not retry.again():
+                break
             continue
         base = merge_base(storage, local, remote_head)
         if base is None:
@@ -179,7 +186,26 @@ def _integrate(store, remote_head: bytes | None, what: str,
         if storage.compare_and_swap(local, new, "canonry: replay local commits on the remote's"):
             _after_pull(store, local, new, changed_paths(storage, local, new))
             return "rebased", local, new, len(mine)
-    raise Conflict("the local branch kept moving; nothing was changed")
+        if not retry.again():
+            break
+    raise Conflict(f"the local branch kept moving for {INTEGRATE_BUDGET_S:g} s; nothing was changed")
+
+
+class _Retry:
+    """Another try after a lost race, with a short jittered pause, until `budget` seconds have
+    passed (and at least three tries): a time budget, so a loaded machine and an idle one
+    retry for as long as each other."""
+
+    def __init__(self, budget: float):
+        self.deadline = time.monotonic() + budget
+        self.attempts = 1
+
+    def again(self) -> bool:
+        if time.monotonic() > self.deadline and self.attempts >= 3:
+            return False
+        time.sleep(random.uniform(0.002, min(0.2, 0.005 * 2 ** min(self.attempts, 6))))
+        self.attempts += 1
+        return True
 
 
 def _after_pull(store, old: bytes | None, new: bytes, paths: list[str]) -> None:
@@ -254,6 +280,8 @@ def _discard_local(store, remote: str, refs: dict) -> SyncResult:
     raise Conflict("the local branch kept moving; nothing was changed")
 
 
+FETCH_BUDGET_S = 10.0  # how long a fetch keeps asking a remote that moves while it sends
+INTEGRATE_BUDGET_S = 10.0  # how long a pull keeps redoing itself while local writers move the branch
 PUSH_BUDGET_S = 15.0  # how long a push keeps retrying lost races before it reports the remote moving
 
 
