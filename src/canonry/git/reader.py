@@ -214,7 +214,7 @@ class ObjectReader:
     # then means another process replaced the pack holding it between our listing of the pack
     # folder and our opening of it (a growing pack rewritten, packs merged): look again, for a
     # moment, before calling it missing.
-    MISS_RETRY_S = 2.0
+    MISS_RETRY_S = 1.0
 
     def get_raw(self, hex_sha: bytes, must_exist: bool = True) -> tuple[int, bytes]:
         """(type number, bytes) of an object, by hex id (or binary, as dulwich also takes).
@@ -283,7 +283,7 @@ class ObjectReader:
         elif type_num == _REF_DELTA:
             base_hex = binascii.hexlify(data[at:at + 20])
             at += 20
-            base_type, base = self.get_raw(base_hex)
+            base_type, base = self.get_raw(base_hex, must_exist=False)  # no wait: a missing base is damage, not a race
         raw = _inflate(data, at, size)
         if type_num in (_OFS_DELTA, _REF_DELTA):
             type_num, raw = base_type, apply_delta(base, raw)

@@ -211,11 +211,8 @@ class Index:
         usable = (old is not None and meta.get("layout") == str(LAYOUT)
                   and meta.get("prefix") == self.storage.prefix)
         old_id = old.encode() if usable and old else None
-        if usable and old_id is not None:
-            try:
-                self.storage.commit(old_id)
-            except KeyError:  # the commit it reflects is gone (gc after a reset): start over
-                usable = False
+        if usable and old_id is not None and old_id not in self.storage.objects:
+            usable = False  # the commit it reflects is gone (gc after a reset): start over
         stages: dict[str, float | None] = {}
         if not usable:
             if not self.in_memory and _interactive():
