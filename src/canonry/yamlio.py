@@ -98,6 +98,11 @@ def check_shape(data: bytes | str) -> None:
                     raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
+    except yaml.YAMLError as e:
+        # PyYAML >= 6.0.4 stops deep nesting in its own scanner: the same refusal, worded as ours
+        if "nesting depth" in str(e):
+            raise ValueError(f"nested more than {MAX_DEPTH} levels deep") from None
+        return  # malformed YAML: `load` reports the parse error where it is
     finally:
         loader.dispose()
 
