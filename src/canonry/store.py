@@ -367,12 +367,14 @@ class Store(_Operations):
 
     def events(self, rev_range: str) -> list:
         """Events of the commits in `A..B` (or of one commit), oldest first."""
-        from canonry.automation.events import commits_in_range, events_for_commit
+        from canonry.automation.events import commits_in_range
 
-        out = []
-        for commit in commits_in_range(self.storage, rev_range):
-            out += events_for_commit(self.storage, commit, self.read_record)
-        return out
+        return self._events_of(commits_in_range(self.storage, rev_range))
+
+    def _events_of(self, commits: list[bytes]) -> list:
+        from canonry.automation.events import events_for_commit
+
+        return [e for commit in commits for e in events_for_commit(self.storage, commit, self.read_record)]
 
     def events_between(self, old: bytes | None, new: bytes, paths=None) -> list:
         from canonry.automation.events import events_for_commit
@@ -412,14 +414,11 @@ class Store(_Operations):
         Raises:
             InvalidInput: a commit of the range is not on the store branch; nothing was delivered.
         """
-        from canonry.automation.events import commits_in_range, events_for_commit
+        from canonry.automation.events import commits_in_range
 
         commits = commits_in_range(self.storage, rev_range)
         self._refuse_off_store_branch(commits, rev_range)
-        events = []
-        for commit in commits:
-            events += events_for_commit(self.storage, commit, self.read_record)
-        return self._deliver(events)
+        return self._deliver(self._events_of(commits))
 
     def _deliver(self, events: list) -> list[dict]:
         """Deliver events of commits on the store branch, with the automations of its head."""

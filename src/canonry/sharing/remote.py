@@ -297,10 +297,8 @@ def push(store, remote: str = "origin", budget: float = PUSH_BUDGET_S) -> SyncRe
     replayed_total = 0
     landed = None  # (remote head before, our head) once the remote's branch holds our commits
     sent = None
-    deadline = time.monotonic() + budget
-    attempts = 0
+    retry = _Retry(budget)
     while True:
-        attempts += 1
         refs = fetch(store, remote)
         remote_head = refs.get(storage.ref)
         if sent and landed is None and remote_head and can_fast_forward(storage, sent[1], remote_head):
@@ -328,10 +326,9 @@ def push(store, remote: str = "origin", budget: float = PUSH_BUDGET_S) -> SyncRe
         # The remote moved between our fetch and our push (or so it looks): go round again.
         if storage.ref in updates:
             sent = (remote_head, local)
-        if time.monotonic() > deadline and attempts >= 3:
-            raise Conflict(f"the remote {safe_url(url)} kept moving; pushed nothing after {attempts} "
+        if not retry.again():
+            raise Conflict(f"the remote {safe_url(url)} kept moving; pushed nothing after {retry.attempts} "
                            f"attempts in {budget:g} s")
-        time.sleep(random.uniform(0.005, min(0.2, 0.01 * 2 ** min(attempts, 5))))
 
 
 class _Moved(Exception):
