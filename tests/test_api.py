@@ -615,7 +615,7 @@ def test_download_detects_corrupt_blob(store, model_file, tmp_path):
         store.download("gem:v0", str(out))
     assert not (out / "my_model.txt").exists()  # files appear only once verified
     os.unlink(blob)
-    with pytest.raises(IntegrityError, match="not in blob storage"):
+    with pytest.raises(IntegrityError, match="not in storage"):
         store.download("gem:v0", str(out))
 
 

@@ -136,7 +136,7 @@ def test_get_checks_every_blob_and_the_destination_before_writing(guarded, store
     good = yaml.safe_load((Path(store_path) / "artifacts/g/v0.yaml").read_text())["files"][0]
     _hand_version(store_path, [good, {**good, "path": "b", "sha256": "0" * 64}])
     store = canonry.open(str(store_path))
-    with pytest.raises(IntegrityError, match="not in blob storage"):
+    with pytest.raises(IntegrityError, match="not in storage"):
         store.download("g:v2", str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()
     # something in the way at the destination: refused before the first file is written

@@ -110,7 +110,7 @@ def test_clone_made_with_git_works_with_canonry(store, store_path, tmp_path, mod
     assert fsck(clone).returncode == 0
     # bytes live outside git: get in the clone needs the shared blob storage
     r = run_cli("-C", clone, "get", "gemma-finetuned:v0", "--to", tmp_path / "out")
-    assert r.exit_code == 1 and "not in blob storage" in r.stderr
+    assert r.exit_code == 1 and "not in storage" in r.stderr
     monkeypatch.setenv("CANONRY_BLOBS", str(store.blobs.root))
     r = run_cli("-C", clone, "get", "gemma-finetuned:v0", "--to", tmp_path / "out")
     assert r.exit_code == 0, r

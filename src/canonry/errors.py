@@ -4,7 +4,7 @@ from __future__ import annotations
 __all__ = [
     "BrokenState", "CanonryError", "Conflict", "IntegrityError", "InvalidAddress", "InvalidInput", "InvalidName",
     "MergeConflict", "NotAStore", "NotFound", "PolicyRefused", "ReservedAlias", "SchemaError",
-    "TypeNotAccepted",
+    "StorageUnavailable", "TypeNotAccepted",
 ]
 
 
@@ -72,6 +72,10 @@ class Conflict(CanonryError):
 
 class IntegrityError(CanonryError):
     """Stored bytes do not match their recorded digest, or are missing."""
+
+
+class StorageUnavailable(CanonryError):
+    """Object storage could not be reached, or refused the request (credentials, permissions)."""
 
 
 class PolicyRefused(CanonryError):

@@ -39,6 +39,7 @@ __all__ = [
     "registry_edit",
     "registry_record",
     "store_admin",
+    "store_storage",
     "tag",
     "unlink",
 ]
@@ -553,11 +554,30 @@ def group_set(view: View, ctx: Context, name: str, members: list[str]):
                      "summary": f"set group {name}: {', '.join(members) or 'removed'}"}]
 
 
+def store_storage(view: View, ctx: Context, url: str | None):
+    """Where the store's artifact bytes live, for every clone (url checked by the caller:
+    files/location.py); None: each clone's own folder."""
+    config = view.store_config()
+    check_store_admin(view, ctx.actor.actor, "set the store's storage")
+    before = config.get("storage")
+    if before == url:
+        return {"storage": url, "changed": False}, []
+    if url:
+        config["storage"] = url
+    else:
+        config.pop("storage", None)
+    view.write(m.STORE_FILE, config)
+    return {"storage": url, "changed": True}, [{
+        "op": "store.storage", "storage": url, "changes": {"storage": [before, url]},
+        "summary": f"set storage to {url}" if url else "unset storage (each clone keeps its own bytes)"}]
+
+
 OPS: dict[str, Callable[..., tuple[Any, list[dict]]]] = {
     "member.set": member_set,
     "registry.protect": protect,
     "store.admin": store_admin,
     "store.group": group_set,
+    "store.storage": store_storage,
     "automations.set": automations_set,
     "registry.create": registry_create,
     "registry.edit": registry_edit,

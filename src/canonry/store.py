@@ -8,13 +8,12 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from canonry import journal, ops
 from canonry import model as m
 from canonry.errors import CanonryError, Conflict, InvalidInput, NotAStore, NotFound
 from canonry.files import manifest
-from canonry.files.blobs import blob_store_for
 from canonry.git.storage import DEFAULT_BRANCH, GitStorage, Identity, find_repo_path, head_commit_of, identity
 from canonry.names import Address, check_branch, parse, parse_collection, parse_link
 from canonry.recordcache import RecordCache
@@ -81,11 +80,37 @@ class _Operations:
 
     def log_artifact(self, path: str, name: str, type: str, metadata: dict | None = None,
                      metrics: dict | None = None, inputs=(), description: str = "",
-                     producer: dict | None = None) -> m.ArtifactVersion:
+                     producer: dict | None = None, offline: bool = False,
+                     progress: Callable[[int], None] | None = None) -> m.ArtifactVersion:
         """Store the bytes of `path` (file or directory) and record an immutable version.
+
+        The bytes go to the store's storage (`storage_location`), several files at a time,
+        each under its sha256: content storage has already is not sent again. `offline`: keep
+        them in this clone's folder for `push_storage` to upload later. `progress` is called
+        with each number of bytes moved.
 
         Returns the new ArtifactVersion, or the newest one with `created=False` when the
         content is identical to it."""
+        self._check_log(name, type, metrics)
+        found = manifest.collect_files(path)
+        blobs = self._store.offline_blobs if offline else self._store.blobs
+        files = manifest.store_files(found, blobs, progress)
+        return self._record_log(name, type, files, metadata, metrics, inputs, description, producer)
+
+    def log_reference(self, url: str, name: str, type: str, metadata: dict | None = None,
+                      metrics: dict | None = None, inputs=(), description: str = "",
+                      producer: dict | None = None) -> m.ArtifactVersion:
+        """Record the files at `url` (file://, http(s)://, s3://, gs://, az://) as a version
+        without copying them: path, size and URL of each, with its sha256 when canonry can read
+        it, else the ETag and version id the object store reports (files/references.py)."""
+        from canonry.files.references import list_reference
+
+        self._check_log(name, type, metrics)
+        files = list_reference(url)
+        return self._record_log(name, type, files, metadata, metrics, inputs, description, producer)
+
+    @staticmethod
+    def _check_log(name: str, type: str, metrics: dict | None) -> None:
         from canonry.names import check_name
 
         check_name(name, "artifact name")
@@ -94,7 +119,8 @@ class _Operations:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
                     or value in (float("inf"), float("-inf")):
                 raise InvalidInput(f"metric {key!r} must be a finite number, got {value!r}")
-        files = manifest.store_files(path, self._store.blobs)
+
+    def _record_log(self, name, type, files, metadata, metrics, inputs, description, producer):
         producer = producer if producer is not None else _producer(self._store.actor)
         return self._run("log", name=name, type=type, files=files, digest=manifest.digest(files),
                          metadata=metadata or {}, metrics=metrics or {}, inputs=list(inputs),
@@ -210,7 +236,9 @@ class Store(_Operations):
         self.plugins_dir = plugins_dir
         self._load_plugins = load_plugins
         self._plugins: Plugins | None = None
-        self.blobs = blob_store_for(storage.git_dir, storage.config(b"canonry", b"blobs"))
+        self._blobs: Any = None  # a BlobStore (files/blobs.py), opened on first use
+        self._offline: Any = None
+        self._location: Any = None
         self.cache = ParseCache(RecordCache(storage.git_dir))
         self.query_index = None  # the derived SQLite index (canonry.query.index.for_store), made on first use
         self._store = self
@@ -532,8 +560,122 @@ class Store(_Operations):
 
     def gc(self) -> dict:
         """Pack loose objects and consolidate packs."""
-        self.blobs.remove_leftovers()  # of `log`s killed while copying
+        self.offline_blobs.remove_leftovers()  # of `log`s killed while copying
+        if self.blobs is not self.offline_blobs:
+            self.blobs.remove_leftovers()
         return self.storage.gc(full=True)
+
+    # ---- storage of the bytes ------------------------------------------------------------------
+    @property
+    def storage_location(self):
+        """Where this store's bytes are read and written (url, source): the user's override
+        (CANONRY_STORAGE, git config canonry.storage), else canonry.yaml's `storage`, else
+        <git dir>/canonry/blobs. See canonry/files/location.py."""
+        if self._location is None:
+            from canonry.content import storage_choice
+
+            committed = self.view().store_config().get("storage")
+            self._location = storage_choice(self.storage.git_dir, committed,
+                                            lambda key: self.storage.config(b"canonry", key))
+        return self._location
+
+    @property
+    def blobs(self):
+        """The blob store at `storage_location` (files/blobs.py, files/objects.py)."""
+        if self._blobs is None:
+            from canonry.files.location import open_blob_store
+
+            blobs = open_blob_store(self.storage_location.url)
+            same = getattr(blobs, "root", None) == self.offline_blobs.root
+            self._blobs = self.offline_blobs if same else blobs
+        return self._blobs
+
+    @property
+    def offline_blobs(self):
+        """This clone's own folder (<git dir>/canonry/blobs): the default storage, and where
+        `log --offline` keeps bytes until `push_storage`."""
+        if self._offline is None:
+            from canonry.content import offline_folder
+
+            self._offline = offline_folder(self.storage.git_dir)
+        return self._offline
+
+    def set_storage(self, url: str | None) -> dict:
+        """Record where the store's bytes live (a folder, file://, s3://, gs://, az://) in
+        canonry.yaml, for every clone; None goes back to each clone's own folder. Store admins
+        only. Credentials never go in the URL."""
+        from canonry.files.location import check_storage_url
+
+        return self._run("store.storage", url=check_storage_url(url) if url else None)
+
+    def verify_storage(self, target: str | None = None, deep: bool = True,
+                       progress: Callable[[int], None] | None = None) -> list[dict]:
+        """Check that storage holds every file of TARGET's version (or of every version on every
+        branch), read back and hashed (`deep`), or only present. Returns the problems, each
+        naming the file, its sha256 or URL, what is wrong and the versions that need it."""
+        from canonry.content import verify_blobs
+
+        if target is not None:
+            version = self._version_of(target)
+            versions = [(version.address, {"files": version.files})]
+        else:
+            versions = self._all_versions()
+        return verify_blobs(self.blobs, versions, deep=deep, progress=progress)
+
+    def push_storage(self, progress: Callable[[int], None] | None = None) -> dict:
+        """Upload to the store's storage every blob a version on any branch needs that this
+        clone's folder holds and storage lacks (logged offline, or before storage was set)."""
+        from canonry.content import push_blobs
+
+        return push_blobs(self.offline_blobs, self.blobs, self._needed_blobs(), progress)
+
+    def collect_blobs(self, dry_run: bool = True) -> dict:
+        """Blobs in storage that no version on any branch needs, older than an hour; deleted
+        unless `dry_run`. Returns the blobs, their bytes, and whether they were deleted."""
+        from canonry.content import collect_garbage
+
+        needed = self._needed_blobs()
+        result = collect_garbage(self.blobs, needed, dry_run=dry_run)
+        if self.offline_blobs is not self.blobs:
+            local = collect_garbage(self.offline_blobs, needed, dry_run=dry_run)
+            result["blobs"] += local["blobs"]
+            result["bytes"] += local["bytes"]
+        return result
+
+    def _branch_views(self) -> list[View]:
+        """A view at the tip of every branch, local and remote-tracking, that holds a store."""
+        tips = set()
+        refs = self.storage.repo.refs
+        for ref in refs.allkeys():
+            if ref.startswith((b"refs/heads/", b"refs/remotes/", b"refs/tags/")):
+                try:
+                    tips.add(refs[ref])
+                except KeyError:
+                    continue
+        views = []
+        for tip in sorted(tips):
+            try:
+                view = self.view(tip.decode())
+                view.store_config()
+            except CanonryError:
+                continue
+            views.append(view)
+        return views
+
+    def _needed_blobs(self) -> dict[str, list[str]]:
+        from canonry.content import needed_blobs
+
+        return needed_blobs(self._branch_views())
+
+    def _all_versions(self) -> list[tuple[str, dict]]:
+        seen: dict[str, dict] = {}
+        for view in self._branch_views():
+            for name in view.artifact_names():
+                for version in view.artifact_versions(name):
+                    address = f"{name}:{version}"
+                    if address not in seen:
+                        seen[address] = view.read(m.artifact_version_file(name, version), copy_=False)
+        return sorted(seen.items())
 
     # ---- reading --------------------------------------------------------------------------------
     def registries(self, filter: dict | None = None) -> list[m.Registry]:
@@ -671,12 +813,44 @@ class Store(_Operations):
                         found.append(ops.link_record(view, r, c, v).to_dict())
         return found
 
-    def download(self, target: str, to: str, force: bool = False) -> m.ArtifactVersion:
+    def download(self, target: str, to: str | None = None, force: bool = False,
+                 progress: Callable[[int], None] | None = None) -> m.ArtifactVersion:
         """Restore the files of an artifact version (or of what a link points at) into `to`,
-        verifying every sha256. Files appear only once verified. An existing file is refused
-        unless `force`; a symbolic link inside `to` is never followed."""
+        verifying every sha256 (a reference: its sha256 or ETag). Files appear only once
+        verified. An existing file is refused unless `force`; a symbolic link inside `to` is
+        never followed. Without `to`, into the download cache (see `use`)."""
+        obj = self._version_of(target)
+        if to is None:
+            self._cached(obj, progress)
+            return obj
         if not to:
             raise InvalidInput("get needs a folder to write to: '' is none (say . for this one)")
+        from canonry.content import restore_files
+
+        restore_files(self.blobs, obj.address, obj.files, to, force=force, progress=progress,
+                      fallback=self._fallback())
+        return obj
+
+    def use(self, target: str, progress: Callable[[int], None] | None = None) -> str:
+        """A local folder holding the files of TARGET's version (ARTIFACT:vK or
+        REGISTRY/COLLECTION:vN|ALIAS), downloaded and verified once into the download cache
+        ($CANONRY_CACHE_DIR, else ~/.cache/canonry) and reused after."""
+        return self._cached(self._version_of(target), progress)
+
+    def _cached(self, obj: m.ArtifactVersion, progress) -> str:
+        from canonry.content import restore_files
+        from canonry.files.cache import cached_version
+
+        return cached_version(obj.digest, obj.files, lambda folder: restore_files(
+            self.blobs, obj.address, obj.files, folder, progress=progress, fallback=self._fallback()))
+
+    def _fallback(self):
+        """This clone's own folder, read before remote storage: a blob logged offline (or
+        already here) is not fetched over the network."""
+        return self.offline_blobs if self.offline_blobs is not self.blobs else None
+
+    def _version_of(self, target: str) -> m.ArtifactVersion:
+        """The artifact version TARGET names, when the actor may download it."""
         obj = self.resolve(target)
         if isinstance(obj, m.LinkedVersion):
             from canonry.governance import check
@@ -687,10 +861,6 @@ class Store(_Operations):
             self._check_download_of(obj)
         if not isinstance(obj, m.ArtifactVersion):
             raise InvalidInput(f"{target} is not a version: get takes ARTIFACT:vK or REGISTRY/COLLECTION:vN|ALIAS")
-        # the whole manifest is checked before the first file is written (files/manifest.py)
-        for sha256, dest in manifest.restore_plan(obj.address, obj.files, os.path.abspath(to), self.blobs,
-                                                  force=force):
-            self.blobs.copy_to(sha256, dest)
         return obj
 
     def _check_download_of(self, version: m.ArtifactVersion) -> None:

@@ -18,7 +18,6 @@ import re
 from collections.abc import Iterable
 
 from canonry.errors import IntegrityError, InvalidInput
-from canonry.files.blobs import LocalBlobStore
 
 __all__ = [
     "MAX_DEPTH",
@@ -31,6 +30,7 @@ __all__ = [
     "restore_plan",
     "shown",
     "store_files",
+    "total_size",
 ]
 
 MAX_DEPTH = 64  # folders nested deeper than this are not a model or a data set, but an attack
@@ -102,12 +102,13 @@ def manifest_problems(paths: Iterable[object]) -> list[tuple[object, str]]:
     return problems
 
 
-def restore_plan(address: str, entries: list[dict], root: str,
-                 blobs: LocalBlobStore, force: bool = False) -> list[tuple[str, str]]:
-    """(sha256, destination) of every file of a manifest restored under `root`, checked whole
-    before anything is written: raises IntegrityError for an unsafe path or missing content,
-    InvalidInput when something in `root` is in the way — a folder, a symbolic link below
-    `root` (never followed), or an existing file unless `force`."""
+def restore_plan(address: str, entries: list[dict], root: str, force: bool = False,
+                 blobs=None) -> list[tuple[dict, str]]:
+    """(entry, destination) of every file of a manifest restored under `root`, checked whole
+    before anything is written: raises IntegrityError for an unsafe path or, when `blobs` (a
+    blob store, files/blobs.py) is given, content missing from storage; InvalidInput when
+    something in `root` is in the way — a folder, a symbolic link below `root` (never
+    followed), or an existing file unless `force`."""
     problems = manifest_problems(e.get("path") for e in entries)
     if problems:
         path, why = problems[0]
@@ -115,15 +116,15 @@ def restore_plan(address: str, entries: list[dict], root: str,
         raise IntegrityError(f"{address}: refusing unsafe manifest path {path!r}: {why}{more}")
     plan = []
     for entry in entries:
-        if not blobs.has(entry["sha256"]):
+        if blobs is not None and "ref" not in entry and not blobs.has(entry["sha256"]):
             raise IntegrityError(f"{address}: content {entry['sha256'][:12]} of {entry['path']} is not in "
-                                 f"blob storage {blobs.root} (logged from another clone? point "
-                                 "CANONRY_BLOBS at shared storage)")
+                                 f"storage {blobs.url} (logged from a clone whose storage is "
+                                 "elsewhere, or offline? see `canonry storage show`, `canonry storage push`)")
         dest = os.path.join(root, *entry["path"].split("/"))
         _check_room(root, dest)
         if os.path.lexists(dest) and not os.path.islink(dest) and not force:
             raise InvalidInput(f"cannot write {dest}: it exists (--force to overwrite; nothing written)")
-        plan.append((entry["sha256"], dest))
+        plan.append((entry, dest))
     return plan
 
 
@@ -187,19 +188,41 @@ def _raise(err: OSError) -> None:
     raise InvalidInput(f"cannot read {shown(str(err.filename))}: {err.strerror}")
 
 
-def store_files(path: str, blobs: LocalBlobStore) -> list[dict]:
-    """Copy every file into blob storage; return manifest entries."""
-    entries = []
-    for rel, full in collect_files(path):
-        sha, size = blobs.put_file(full)
-        entries.append({"path": rel, "size": size, "sha256": sha})
-    return entries
+def total_size(files: list[tuple[str, str]]) -> int:
+    """Bytes in the files `collect_files` found (for a progress bar)."""
+    total = 0
+    for _, full in files:
+        try:
+            total += os.stat(full).st_size
+        except OSError:
+            pass
+    return total
+
+
+def store_files(files: list[tuple[str, str]], blobs, progress=None) -> list[dict]:
+    """Put every file `collect_files` found into blob storage, several at a time; return
+    manifest entries in the same order."""
+    from canonry.files.transfer import parallel, workers_for
+
+    def put(item: tuple[str, str]) -> dict:
+        rel, full = item
+        sha, size = blobs.put_file(full, progress)
+        return {"path": rel, "size": size, "sha256": sha}
+
+    return parallel(put, files, workers_for(blobs, len(files)))
 
 
 def digest(entries: list[dict]) -> str:
+    """One digest over a manifest: equal manifests, equal digests. A stored file's line is
+    path, size, sha256; a reference's also holds its URL, and its ETag and version id when it
+    has no sha256."""
     import hashlib
 
     h = hashlib.sha256()
     for e in sorted(entries, key=lambda e: e["path"]):
-        h.update(f"{e['path']}\t{e['size']}\t{e['sha256']}\n".encode())
+        if "ref" not in e:
+            h.update(f"{e['path']}\t{e['size']}\t{e['sha256']}\n".encode())
+        else:
+            tag = e.get("sha256") or f"etag:{e.get('etag', '')}:{e.get('version', '')}"
+            h.update(f"{e['path']}\t{e['size']}\t{tag}\t{e['ref']}\n".encode())
     return "sha256:" + h.hexdigest()

@@ -235,6 +235,15 @@ class Replayer:
         _, records = ops.automations_set(self.target, ctx, wanted, registry)
         return records
 
+    def _store_storage(self, rec, ctx, source, sha):
+        before, after = rec["changes"]["storage"]
+        here = self.target.store_config().get("storage")
+        if here == after:
+            return []
+        if here != before:
+            self._conflict(sha, "the store's storage was set on both sides")
+        _, records = ops.store_storage(self.target, ctx, after)
+        return records
 
 
 def _fold_link_aliases(records: list[dict]) -> list[dict]:
