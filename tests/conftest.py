@@ -40,10 +40,13 @@ def _isolated_env(monkeypatch, tmp_path_factory):
     )
     monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(cfg))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
-    for var in ("CANONRY_STORE", "CANONRY_BRANCH", "CANONRY_BLOBS", "GIT_DIR", "GIT_WORK_TREE",
-                "GIT_INDEX_FILE", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
-                "GIT_COMMITTER_EMAIL"):
+    for var in ("CANONRY_STORE", "CANONRY_BRANCH", "CANONRY_BLOBS", "CANONRY_STORAGE", "GIT_DIR",
+                "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME",
+                "GIT_COMMITTER_EMAIL", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                "AWS_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(var, raising=False)
+    # downloads without --to go to a cache of the test's own, never the user's ~/.cache
+    monkeypatch.setenv("CANONRY_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     cwd = tmp_path_factory.mktemp("cwd")
     monkeypatch.chdir(cwd)
 

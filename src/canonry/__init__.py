@@ -9,7 +9,7 @@ The public API is what `__all__` names; everything else is reached through a Sto
 imported on first use, so `import canonry` costs a command almost nothing.
 """
 __version__ = "0.1.0"
-__all__ = ["CanonryError", "Store", "Transaction", "__version__", "hookimpl", "init", "open"]
+__all__ = ["CanonryError", "Store", "Transaction", "__version__", "hookimpl", "init", "open", "use"]
 
 from typing import TYPE_CHECKING
 
@@ -52,20 +52,42 @@ def open(path: "str | None" = None, branch: "str | None" = None,
     return open_store(path, branch, plugins_dir=plugins_dir, load_plugins=load_plugins)
 
 
-def init(path: str, branch: "str | None" = None, bare: bool = False) -> "Store":
+def use(target: str, path: "str | None" = None) -> str:
+    """A local folder holding the files of TARGET's version, downloaded once and verified.
+
+        model_dir = canonry.use("model/mnist:production")
+
+    Args:
+        target: REGISTRY/COLLECTION:ALIAS, REGISTRY/COLLECTION:vN or ARTIFACT:vK.
+        path: a folder inside the store (default: the current directory, or CANONRY_STORE).
+
+    Returns:
+        The folder in the download cache ($CANONRY_CACHE_DIR, else ~/.cache/canonry) that holds
+        the version's files; later calls for the same content return it without downloading.
+    """
+    from canonry.store import open_store
+
+    with open_store(path) as store:
+        return store.use(target)
+
+
+def init(path: str, branch: "str | None" = None, bare: bool = False,
+         storage: "str | None" = None) -> "Store":
     """Create a store at `path` (or adopt an existing git repository).
 
     Args:
         path: the folder to make a store of (created if missing).
         branch: the store branch (default: main).
         bare: make a bare repository (no work tree).
+        storage: where artifact bytes live for every clone (a folder, s3://, gs://, az://;
+            default: each clone's <git dir>/canonry/blobs).
 
     Returns:
         The new Store.
     """
     from canonry.store import init_store
 
-    return init_store(path, branch=branch, bare=bare)[0]
+    return init_store(path, branch=branch, bare=bare, storage=storage)[0]
 
 
 if TYPE_CHECKING:  # the names __getattr__ serves, for type checkers

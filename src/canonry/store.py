@@ -616,7 +616,7 @@ class Store(_Operations):
         from canonry.content import verify_blobs
 
         if target is not None:
-            version = self._version_of(target)
+            version = self.resolve_version(target)
             versions = [(version.address, {"files": version.files})]
         else:
             versions = self._all_versions()
@@ -629,15 +629,17 @@ class Store(_Operations):
 
         return push_blobs(self.offline_blobs, self.blobs, self._needed_blobs(), progress)
 
-    def collect_blobs(self, dry_run: bool = True) -> dict:
-        """Blobs in storage that no version on any branch needs, older than an hour; deleted
-        unless `dry_run`. Returns the blobs, their bytes, and whether they were deleted."""
-        from canonry.content import collect_garbage
+    def collect_blobs(self, dry_run: bool = True, grace_s: float | None = None) -> dict:
+        """Blobs in storage that no version on any branch needs, older than `grace_s` (an hour:
+        a `log` uploads before it commits); deleted unless `dry_run`. Returns the blobs, their
+        bytes, and whether they were deleted."""
+        from canonry.content import GC_GRACE_S, collect_garbage
 
+        grace = GC_GRACE_S if grace_s is None else grace_s
         needed = self._needed_blobs()
-        result = collect_garbage(self.blobs, needed, dry_run=dry_run)
+        result = collect_garbage(self.blobs, needed, dry_run=dry_run, grace_s=grace)
         if self.offline_blobs is not self.blobs:
-            local = collect_garbage(self.offline_blobs, needed, dry_run=dry_run)
+            local = collect_garbage(self.offline_blobs, needed, dry_run=dry_run, grace_s=grace)
             result["blobs"] += local["blobs"]
             result["bytes"] += local["bytes"]
         return result
@@ -819,7 +821,7 @@ class Store(_Operations):
         verifying every sha256 (a reference: its sha256 or ETag). Files appear only once
         verified. An existing file is refused unless `force`; a symbolic link inside `to` is
         never followed. Without `to`, into the download cache (see `use`)."""
-        obj = self._version_of(target)
+        obj = self.resolve_version(target)
         if to is None:
             self._cached(obj, progress)
             return obj
@@ -835,7 +837,7 @@ class Store(_Operations):
         """A local folder holding the files of TARGET's version (ARTIFACT:vK or
         REGISTRY/COLLECTION:vN|ALIAS), downloaded and verified once into the download cache
         ($CANONRY_CACHE_DIR, else ~/.cache/canonry) and reused after."""
-        return self._cached(self._version_of(target), progress)
+        return self._cached(self.resolve_version(target), progress)
 
     def _cached(self, obj: m.ArtifactVersion, progress) -> str:
         from canonry.content import restore_files
@@ -849,8 +851,9 @@ class Store(_Operations):
         already here) is not fetched over the network."""
         return self.offline_blobs if self.offline_blobs is not self.blobs else None
 
-    def _version_of(self, target: str) -> m.ArtifactVersion:
-        """The artifact version TARGET names, when the actor may download it."""
+    def resolve_version(self, target: str) -> m.ArtifactVersion:
+        """The artifact version TARGET (ARTIFACT:vK, or REGISTRY/COLLECTION:vN|ALIAS) names,
+        when the actor may download it (else PermissionDenied)."""
         obj = self.resolve(target)
         if isinstance(obj, m.LinkedVersion):
             from canonry.governance import check
@@ -1014,13 +1017,19 @@ def clone_store(url: str, directory: str, branch: str | None = None, bare: bool 
 
 
 def init_store(path: str, branch: str | None = None, bare: bool = False,
-               prefix: str = "") -> tuple[Store, bool]:
+               prefix: str = "", storage: str | None = None) -> tuple[Store, bool]:
     """Make `path` a store (creating the repository if needed). Returns (store, created).
 
     With `prefix` ("registry/"), the store lives under that folder of an existing code
-    repository, on the code's own branch (the checked-out one unless `branch` says otherwise)."""
+    repository, on the code's own branch (the checked-out one unless `branch` says otherwise).
+    `storage`: where artifact bytes live for every clone (see Store.set_storage)."""
     if branch is not None:
         check_branch(branch)  # before anything is created: no empty repository left behind
+    storage_url = None
+    if storage is not None:
+        from canonry.files.location import check_storage_url
+
+        storage_url = check_storage_url(storage)
     path = os.path.abspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise InvalidInput(f"cannot init {path}: it is a file")
@@ -1051,25 +1060,31 @@ def init_store(path: str, branch: str | None = None, bare: bool = False,
         changed = True
     if changed:
         config.write_to_path()
-    storage = GitStorage.open(path, store_branch=branch)
-    head = storage.head()
-    if head is not None and storage.lookup(storage.root_tree(head), m.STORE_FILE) is not None:
-        return Store(storage), False
-    store = Store(storage)
+    git_storage = GitStorage.open(path, store_branch=branch)
+    head = git_storage.head()
+    if head is not None and git_storage.lookup(git_storage.root_tree(head), m.STORE_FILE) is not None:
+        existing = Store(git_storage)
+        if storage_url is not None and storage_url != existing.view().store_config().get("storage"):
+            raise InvalidInput(f"{path} is already a canonry store: set its storage with "
+                               f"`canonry storage set {storage_url}`")
+        return existing, False
+    store = Store(git_storage)
     view = store.view()
     ctx = ops.Context(store.actor, _now())
-    view.write(m.STORE_FILE, {"format": FORMAT_VERSION, "created_at": ctx.now,
-                              "created_by": ctx.actor.actor, "admins": [ctx.actor.actor],
-                              "trust_local_plugins": False})
+    settings: dict = {"format": FORMAT_VERSION, "created_at": ctx.now, "created_by": ctx.actor.actor,
+                      "admins": [ctx.actor.actor], "trust_local_plugins": False}
+    if storage_url:
+        settings["storage"] = storage_url
+    view.write(m.STORE_FILE, settings)
     where = f" under {prefix}/" if prefix else ""
-    records = [{"op": "init", "branch": storage.branch,
-                "summary": f"init canonry store on {storage.branch}{where}"}]
+    records = [{"op": "init", "branch": git_storage.branch,
+                "summary": f"init canonry store on {git_storage.branch}{where}"}]
     for name, (description, types) in DEFAULT_REGISTRIES.items():
         _, recs = ops.registry_create(view, ctx, name, description, "organization", types,
                                       default_role=DEFAULT_ROLES[name])
         records += recs
     if store._commit_view(view, records, None) is None:
-        raise Conflict(f"branch {storage.branch} moved while initializing; run init again")
+        raise Conflict(f"branch {git_storage.branch} moved while initializing; run init again")
     return store, True
 
 

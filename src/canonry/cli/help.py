@@ -68,6 +68,8 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
                "Find linked versions (or collections, registries) across the store."),
     "show": ("canonry.cli.read", "show",
              "Show everything known about a registry, collection, linked version or artifact version."),
+    "storage": ("canonry.cli.storage", "storage",
+                "Where artifact bytes live (a folder, s3://, gs://, az://): show, set, verify, push."),
     "sync": ("canonry.cli.sharing", "sync", "Pull, then push."),
     "tag": ("canonry.cli.write", "tag", "Add or remove tags on collections and linked versions."),
     "unlink": ("canonry.cli.write", "unlink", "Remove a link (and the aliases it holds)."),

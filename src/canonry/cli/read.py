@@ -77,17 +77,31 @@ def history(c, target, limit, actor, as_json):
 
 @click.command()
 @click.argument("target")
-@click.option("--to", "dest", required=True, type=click.Path(file_okay=False), help="Directory to write to.")
+@click.option("--to", "dest", type=click.Path(file_okay=False),
+              help="Directory to write to (default: the download cache; its folder is printed).")
 @click.option("--force", is_flag=True, help="Overwrite files that exist in DIR.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @store_options
-def get(c, target, dest, force, as_json):
+def get(c, target, dest, force, quiet, as_json):
     """Restore the files of a version into DIR, verifying every sha256. A file already in DIR is
-    refused unless --force; a symbolic link inside DIR is never followed."""
-    v = c.store().download(target, dest, force=force)
-    done(as_json, {"artifact": v.address, "digest": v.digest, "to": os.path.abspath(dest),
-                   "files": [f["path"] for f in v.files]},
-         f"restored {v.address} ({len(v.files)} file{'s' * (len(v.files) != 1)}, digests verified) "
-         f"into {dest}")
+    refused unless --force; a symbolic link inside DIR is never followed. Without --to, the
+    files go to the download cache once (~/.cache/canonry, or $CANONRY_CACHE_DIR) and its
+    folder is printed."""
+    from canonry.cli.progress import byte_progress
+
+    store = c.store()
+    version = store.resolve_version(target)
+    with byte_progress("downloading", version.size, quiet or as_json) as progress:
+        if dest is None:
+            where = store.use(target, progress=progress)
+        else:
+            store.download(target, dest, force=force, progress=progress)
+            where = os.path.abspath(dest)
+    n = len(version.files)
+    done(as_json, {"artifact": version.address, "digest": version.digest, "to": where,
+                   "files": [f["path"] for f in version.files]},
+         where if dest is None else
+         f"restored {version.address} ({n} file{'s' * (n != 1)}, digests verified) into {dest}")
 
 
 # ---- shared with `registry list` and `registry create` -------------------------------------------

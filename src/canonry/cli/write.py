@@ -38,7 +38,9 @@ def _key_values(values, what: str, numeric: bool = False) -> dict:
 
 
 @click.command("log")
-@click.argument("path", type=click.Path())
+@click.argument("path", type=click.Path(), required=False)
+@click.option("--reference", metavar="URL",
+              help="Record the files at URL (file://, https://, s3://, gs://, az://) without copying them.")
 @click.option("--name", "-n", required=True, help="Artifact name.")
 @click.option("--type", "-t", "type_", required=True, help="Artifact type (model, dataset, …).")
 @click.option("--metadata", "-m", multiple=True, metavar="KEY=VALUE", help="Repeatable.")
@@ -46,13 +48,33 @@ def _key_values(values, what: str, numeric: bool = False) -> dict:
 @click.option("--input", "inputs", multiple=True, metavar="ARTIFACT:vK",
               help="An artifact version this one was made from (lineage; repeatable).")
 @click.option("--description", "-d", default="")
+@click.option("--offline", is_flag=True,
+              help="Keep the bytes in this clone until `canonry storage push` (storage out of reach).")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @store_options
-def log_cmd(c, path, name, type_, metadata, metric, inputs, description, as_json):
-    """Log PATH (a file or directory) as a new version of artifact NAME."""
+def log_cmd(c, path, reference, name, type_, metadata, metric, inputs, description, offline, quiet, as_json):
+    """Log PATH (a file or directory) as a new version of artifact NAME.
+
+    The bytes go to the store's storage (`canonry storage show`), each file under its sha256:
+    content already there is not sent again. With --reference URL instead of PATH, the files
+    stay where they are: their sizes and digests are recorded (sha256 when canonry can read
+    them, else the ETag the object store reports) and `get` checks them against the source."""
+    if bool(path) == bool(reference):
+        raise click.UsageError("give PATH, or --reference URL (not both)")
+    if reference and offline:
+        raise click.UsageError("--offline keeps copied bytes; a --reference copies none")
     store = c.store()
-    v = store.log_artifact(path, name=name, type=type_, metadata=_key_values(metadata, "metadata"),
-                           metrics=_key_values(metric, "metric", numeric=True), inputs=inputs,
-                           description=description)
+    fields = dict(name=name, type=type_, metadata=_key_values(metadata, "metadata"),
+                  metrics=_key_values(metric, "metric", numeric=True), inputs=inputs, description=description)
+    if reference:
+        v = store.log_reference(reference, **fields)
+        path = reference
+    else:
+        from canonry.cli.progress import byte_progress
+        from canonry.files.manifest import collect_files, total_size
+
+        with byte_progress("uploading", total_size(collect_files(path)), quiet or as_json) as progress:
+            v = store.log_artifact(path, offline=offline, progress=progress, **fields)
     from canonry.output import human_size
 
     if v.created:

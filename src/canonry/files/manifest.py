@@ -173,6 +173,9 @@ def collect_files(path: str) -> list[tuple[str, str]]:
                                    f"only the regular files of a folder: copy them, e.g. `cp -rL`)")
         for name in files:
             full = os.path.join(top, name)
+            if not os.path.islink(full) and not os.path.isfile(full) and os.path.exists(full):
+                raise InvalidInput(f"cannot log {shown(full)}: it is not a regular file (a fifo, socket "
+                                   "or device: canonry logs only the regular files of a folder)")
             if os.path.isfile(full):
                 rel = os.path.relpath(full, path).replace(os.sep, "/")
                 if (why := path_problem(rel)) is not None:

@@ -73,25 +73,24 @@ def _aws_profile_provider():
         return None
 
 
-class _HashingReader:
-    """A file read by an upload, hashed as it is read: the bytes sent are the bytes checked."""
+class _HashingChunks:
+    """The chunks of a file as an upload reads them, hashed on the way: the bytes sent are the
+    bytes checked. An iterator, so obstore streams it as a multipart upload in bounded memory."""
 
     def __init__(self, path: str, progress: Progress | None):
         import hashlib
 
-        self._f = open(path, "rb")  # noqa: SIM115 (closed by close(), after the upload)
+        self._path = path
         self.hash = hashlib.sha256()
         self._progress = progress
 
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self.hash.update(data)
-        if self._progress and data:
-            self._progress(len(data))
-        return data
-
-    def close(self) -> None:
-        self._f.close()
+    def __iter__(self) -> Iterator[bytes]:
+        with open(self._path, "rb") as f:
+            while data := f.read(MULTIPART_CHUNK):
+                self.hash.update(data)
+                if self._progress:
+                    self._progress(len(data))
+                yield data
 
 
 class ObjectBlobStore:
@@ -146,13 +145,21 @@ class ObjectBlobStore:
             if progress:
                 progress(size)
             return sha256, size
-        reader = _HashingReader(src, progress)
-        try:
-            self._call("upload to", obstore.put, self.store, blob_key(sha256), reader,
-                       chunk_size=MULTIPART_CHUNK, max_concurrency=4)
-        finally:
-            reader.close()
-        if reader.hash.hexdigest() != sha256:
+        if size <= MULTIPART_CHUNK:  # one request, not a multipart upload's three
+            import hashlib
+
+            with open(src, "rb") as f:
+                data = f.read(MULTIPART_CHUNK + 1)
+            if hashlib.sha256(data).hexdigest() != sha256:
+                raise InvalidInput(f"{src} changed while it was being logged; nothing recorded (log it again)")
+            self._call("upload to", obstore.put, self.store, blob_key(sha256), data)
+            if progress:
+                progress(size)
+            return sha256, size
+        chunks = _HashingChunks(src, progress)
+        self._call("upload to", obstore.put, self.store, blob_key(sha256), iter(chunks),
+                   chunk_size=MULTIPART_CHUNK, max_concurrency=4)
+        if chunks.hash.hexdigest() != sha256:
             self.delete(sha256)
             raise InvalidInput(f"{src} changed while it was being logged; nothing recorded (log it again)")
         return sha256, size

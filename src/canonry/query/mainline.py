@@ -112,6 +112,9 @@ def entry(commit: Any, stamp: str, actor: str, rec: dict) -> HistoryEntry:
         target = f"{rec['collection']}:{rec['alias']}"
     elif op == "log":
         after = rec["artifact"]
+    elif op == "store.storage":
+        target = "storage"
+        before, after = rec["changes"]["storage"]
     elif op == "registry.edit":
         before = {k: v[0] for k, v in rec["changes"].items()}
         after = {k: v[1] for k, v in rec["changes"].items()}
