@@ -2,6 +2,7 @@
 `git reflog` reads them."""
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -49,7 +50,7 @@ def test_commits_in_a_store_with_a_work_tree_are_in_git_reflog(tmp_path, model_f
     # old -> new chain, the first from nothing
     chain = raw_lines(path / ".git" / "logs" / "refs" / "heads" / "main")
     assert chain[0][0] == "0" * 40
-    assert all(prev[1] == cur[0] for prev, cur in zip(chain, chain[1:], strict=False))
+    assert all(prev[1] == cur[0] for prev, cur in itertools.pairwise(chain))
     # HEAD names main: its log has the same lines, and `git reflog` (HEAD's) lists them
     assert raw_lines(path / ".git" / "logs" / "HEAD") == chain
     assert git("-C", path, "rev-parse", "HEAD@{1}").strip() == commits[1].split("|")[0]
@@ -107,7 +108,7 @@ def test_concurrent_writers_leave_one_whole_line_per_commit(tmp_path, model_file
     rows = entries(path)
     assert [r["new"] for r in rows] == commits  # one line per commit, in the order they landed
     chain = raw_lines(path / ".git" / "logs" / "refs" / "heads" / "main")
-    assert all(prev[1] == cur[0] for prev, cur in zip(chain, chain[1:], strict=False))
+    assert all(prev[1] == cur[0] for prev, cur in itertools.pairwise(chain))
 
 
 def test_fast_forward_merge_and_remote_tracking_refs_are_logged(tmp_path, model_file):
