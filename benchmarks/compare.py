@@ -81,6 +81,8 @@ class MLflow:
         logging.getLogger("mlflow").setLevel(logging.ERROR)
         from mlflow import MlflowClient
 
+        workdir = os.path.join(workdir, f"run-{os.getpid()}", "mlflow")
+        os.makedirs(workdir, exist_ok=True)
         uri = f"sqlite:///{os.path.join(workdir, 'mlflow.db')}"
         self.client = c = MlflowClient(tracking_uri=uri, registry_uri=uri)
         self.uri = uri
@@ -121,15 +123,20 @@ class MLflow:
 
 
 def build(workdir: str, links: int, worktree: bool) -> str:
-    bare = os.path.join(workdir, f"bare-{links}.git")
-    if not os.path.exists(bare):
-        bench_core.build_store(bare, links, log=lambda *a: None)
-    if not worktree:
-        return bare
-    wt = os.path.join(workdir, f"wt-{links}")
-    if not os.path.exists(wt):
-        subprocess.run(["git", "clone", "-q", bare, wt], check=True)
-    return wt
+    """A store of `links` links not written to by an earlier run: a copy (bare) or a `git clone`
+    (work tree) of a pristine bulk-built one, which is kept in `workdir` for the next run."""
+    pristine = os.path.join(workdir, f"pristine-{links}.git")
+    if not os.path.exists(pristine):
+        bench_core.build_store(pristine + ".tmp", links, log=lambda *a: None)
+        os.rename(pristine + ".tmp", pristine)
+    run = os.path.join(workdir, f"run-{os.getpid()}")
+    target = os.path.join(run, f"{'wt' if worktree else 'bare'}-{links}" + ("" if worktree else ".git"))
+    if not os.path.exists(target):
+        if worktree:
+            subprocess.run(["git", "clone", "-q", pristine, target], check=True)
+        else:
+            shutil.copytree(pristine, target)
+    return target
 
 
 def timed(fn) -> float:
@@ -179,26 +186,26 @@ def processes(workdir: str, canonry_store: str, mlflow_uri: str, runs: int, tags
     py = sys.executable
     cli = [py, "-m", "canonry", "-C", canonry_store]
     coll = f"model/{bench_core.coll_name(0)}"
-    gto_repo = os.path.join(workdir, "gto-repo")
+    gto_repo = os.path.join(workdir, f"run-{os.getpid()}", "gto-repo")
     gto = shutil.which("gto") or os.path.join(os.path.dirname(py), "gto")
     if not os.path.exists(gto_repo):
         os.makedirs(gto_repo)
         subprocess.run(["git", "init", "-q", gto_repo], check=True)
-        subprocess.run(["git", "-C", gto_repo, "commit", "-q", "--allow-empty", "-m", "init"], check=True)
-        for v in range(tags):  # as many registered versions as `tags`, each a git tag
-            subprocess.run(["git", "-C", gto_repo, "tag", "-a", f"nn@v0.0.{v}", "-m", f"Registering artifact nn version v0.0.{v}"],
-                           check=True)
-        subprocess.run([gto, "assign", "nn", "--version", "v0.0.0", "--stage", "prod"], cwd=gto_repo, check=True,
+        for v in range(tags):  # as many registered versions as `tags`, each a commit and its git tag
+            subprocess.run(["git", "-C", gto_repo, "commit", "-q", "--allow-empty", "-m", f"v{v}"], check=True)
+            subprocess.run(["git", "-C", gto_repo, "tag", "-a", f"nn@v0.0.{v}", "-m",
+                            f"Registering artifact nn version v0.0.{v}"], check=True)
+        subprocess.run([gto, "assign", "nn", "nn@v0.0.0", "--stage", "prod"], cwd=gto_repo, check=True,
                        capture_output=True)
-    ml = "from mlflow import MlflowClient as C; c=C('{u}', registry_uri='{u}'); ".format(u=mlflow_uri)
+    ml = f"from mlflow import MlflowClient as C; c=C('{mlflow_uri}', registry_uri='{mlflow_uri}'); "
     flip = {"i": 0}
 
     def canonry_move():
         flip["i"] += 1
-        return cli + ["alias", "set", f"{coll}:v{95 if flip['i'] % 2 else 90}", "production"]
+        return [*cli, "alias", "set", f"{coll}:v{95 if flip['i'] % 2 else 90}", "production"]
 
     reads = {
-        "canonry resolve (show alias)": cli + ["show", f"{coll}:production"],
+        "canonry resolve (show alias)": [*cli, "show", f"{coll}:production"],
         "gto resolve (show nn@prod)": [gto, "show", "nn#prod", "--ref"],
         "mlflow resolve (one-liner)": [py, "-c", ml + "c.get_model_version_by_alias('coll-00000','production')"],
         "python -c pass": [py, "-c", "pass"],
@@ -211,7 +218,7 @@ def processes(workdir: str, canonry_store: str, mlflow_uri: str, runs: int, tags
             if k.startswith("canonry"):
                 cmd = canonry_move()
             elif k.startswith("gto"):
-                cmd = [gto, "assign", "nn", "--version", f"v0.0.{(r + 1) % tags}", "--stage", "prod"]
+                cmd = [gto, "assign", "nn", f"nn@v0.0.{(r + 1) % tags}", "--stage", "prod", "--force"]
             else:
                 cmd = [py, "-c", ml + f"c.set_registered_model_alias('coll-00000','production','{95 if r % 2 else 90}')"]
             t = time.perf_counter()
@@ -341,6 +348,7 @@ def main(argv=None) -> int:
         log(f"plot: {args.plot}")
     except ImportError:
         log("matplotlib is not installed: no plot")
+    shutil.rmtree(os.path.join(work, f"run-{os.getpid()}"), ignore_errors=True)  # pristine stores stay
     if not args.workdir:
         shutil.rmtree(work, ignore_errors=True)
     return 0
