@@ -308,7 +308,8 @@ class Store(_Operations):
         new = self.storage.write_commit(view.commit, view.pending, msg, self.actor)
         self._check_policies(view, new)
         try:
-            moved = self.storage.compare_and_swap(view.commit, new, msg.splitlines()[0])
+            moved = self.storage.compare_and_swap(  # the reflog's message, in git's words
+                view.commit, new, f"commit{'' if view.commit else ' (initial)'}: {msg.splitlines()[0]}")
         except FileLocked as e:
             held = getattr(e, "message", None)  # a live holder outlasted the wait: not a lost race
             if held:
@@ -1052,6 +1053,14 @@ def init_store(path: str, branch: str | None = None, bare: bool = False,
                 branch = head[len(b"ref: refs/heads/"):].decode()
     config = repo.get_config()
     changed = False
+    if fresh and bare:
+        # dulwich writes logAllRefUpdates = true into a bare repository too; `git init --bare`
+        # does not (a bare repository keeps no reflogs unless told to: see git/reflog.py).
+        try:
+            del config[(b"core",)][b"logallrefupdates"]
+            changed = True
+        except KeyError:
+            pass
     if branch and (branch != DEFAULT_BRANCH or _has_config(config, b"branch")):
         config.set(b"canonry", b"branch", branch.encode())
         changed = True

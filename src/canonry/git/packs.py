@@ -43,6 +43,7 @@ __all__ = [
     "is_dulwich_temp_file",
     "is_own_temp_file",
     "leftover_retired",
+    "listed",
     "make_delta",
     "merge",
     "merge_packs",
@@ -227,7 +228,10 @@ class PackContent:
         self._remember(sha, type_num, raw)
         return True
 
-    def add(self, sha: bytes, type_num: int, raw: bytes) -> None:
+    def add(self, sha: bytes, type_num: int, raw: bytes, entry: bytes | None = None) -> None:
+        """Add an object, a large tree as a delta when a similar one is in the pack; `entry`,
+        its whole entry as another pack holds it, is copied when no delta is found (git may
+        have compressed it better than this would)."""
         if type_num != _TREE or len(raw) < DELTA_MIN_SIZE:
             # A large blob (a record with a long description) is stored, not compressed, as a
             # large tree without a base is: see below.
@@ -244,7 +248,7 @@ class PackContent:
                 return
         # Stored, not compressed: a large tree is mostly object ids, which do not compress
         # (compressing costs about ten times the storing), and this happens once a chain.
-        self.add_entry(sha, _encode(type_num, raw, 0))
+        self.add_entry(sha, entry if entry is not None else _encode(type_num, raw, 0))
         self._remember(sha, type_num, raw)
 
     def _add_delta(self, sha: bytes, base: bytes, delta: bytes, depth: int, compressed: bytes | None = None) -> None:
@@ -442,6 +446,19 @@ def merge_plan(pack_dir: str) -> list[str]:
     return [os.path.join(pack_dir, stem) for stem in chosen]
 
 
+def listed(pack_dir: str, keep: bool = True) -> list[str]:
+    """Base paths of the packs readers see (an index and its pack); without `keep`, not those
+    git is told to keep (`.keep`) or its cruft packs (`.mtimes`), which a full gc leaves alone."""
+    try:
+        names = set(os.listdir(pack_dir))
+    except FileNotFoundError:
+        return []
+    stems = sorted(name[:-4] for name in names if name.endswith(".idx") and name[:-4] + ".pack" in names)
+    if not keep:
+        stems = [s for s in stems if s + ".keep" not in names and s + ".mtimes" not in names]
+    return [os.path.join(pack_dir, stem) for stem in stems]
+
+
 def read_index(idx_path: str) -> list[tuple[bytes, int, int]] | None:
     """(object id, offset, crc32) of every object in a pack index v2; None for other versions."""
     with open(idx_path, "rb") as f:
@@ -498,7 +515,7 @@ def merge_packs(object_store, bases: list[str], fsync: bool = False) -> tuple[st
             if sha in out:
                 continue
             type_num, size, at = entry_header(data, off)
-            delta = base_sha = compressed = None
+            delta = base_sha = compressed = whole = None
             if type_num == _OFS_DELTA:
                 distance, at = offset_at(data, at)
                 compressed = data[at:end]
@@ -511,7 +528,7 @@ def merge_packs(object_store, bases: list[str], fsync: bool = False) -> tuple[st
             elif type_num == _REF_DELTA:
                 type_num, raw = object_store.get_raw(sha)
             elif type_num == _TREE and size >= DELTA_MIN_SIZE:
-                raw = zlib.decompress(data[at:end])
+                raw, whole = zlib.decompress(data[at:end]), data[off:end]
             else:
                 out.add_entry(sha, data[off:end])
                 continue
@@ -520,7 +537,7 @@ def merge_packs(object_store, bases: list[str], fsync: bool = False) -> tuple[st
                 if len(decoded) > 256:  # bases of later deltas; ~10 MB at most
                     del decoded[next(iter(decoded))]
             if not out.add_delta(sha, type_num, raw, base_sha, delta, compressed):
-                out.add(sha, type_num, raw)
+                out.add(sha, type_num, raw, entry=whole)
     if not merged_from:
         return None, []
     merged = write(os.path.dirname(bases[0]), out, fsync)

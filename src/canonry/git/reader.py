@@ -373,7 +373,7 @@ def _object_dirs(objects_dir: str) -> list[str]:
 
 # ---- refs ----------------------------------------------------------------------------------------
 def update_ref(git_dir: str, ref: bytes, old: bytes | None, new: bytes, fsync: bool,
-               wait: float | None = None) -> bool:
+               wait: float | None = None, on_move=None) -> bool:
     """Move `ref` from `old` (None: it must not exist) to `new`, as git does: hold `REF.lock`
     (created exclusively), re-read the ref under the lock, write, rename. False if the ref was
     not `old`.
@@ -385,7 +385,10 @@ def update_ref(git_dir: str, ref: bytes, old: bytes | None, new: bytes, fsync: b
 
     Not dulwich's set_if_equals: that fsyncs every ref update, while git hardens refs only
     when core.fsync names them; canonry fsyncs the objects a ref points to before moving it,
-    so a ref lost in a crash leaves the previous, complete state."""
+    so a ref lost in a crash leaves the previous, complete state.
+
+    `on_move()`, if given, runs under the lock once the ref is known to move, before it does:
+    where git writes the reflog (reflog.Reflog.writer)."""
     path = os.path.join(git_dir, os.fsdecode(ref))
     lock = path + ".lock"
     fd = _create_lock(path, lock, REF_LOCK_WAIT if wait is None else wait,
@@ -400,6 +403,8 @@ def update_ref(git_dir: str, ref: bytes, old: bytes | None, new: bytes, fsync: b
         os.write(fd, new + b"\n")
         if fsync:
             os.fsync(fd)
+        if on_move is not None:
+            on_move()
         os.replace(lock, path)
         renamed = True
         return True

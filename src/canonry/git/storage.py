@@ -18,6 +18,7 @@ from canonry.errors import NotAStore
 from canonry.git import compat, locks, packs, reader, syncmarks, treebytes
 from canonry.git.housekeeping import Housekeeping
 from canonry.git.locks import FileLock
+from canonry.git.reflog import Reflog
 from canonry.git.treebytes import FILE_MODE
 
 if TYPE_CHECKING:  # dulwich.objects is imported where objects are built: a fresh `show` needs none
@@ -108,6 +109,7 @@ class GitStorage:
         self._raw_trees: dict[bytes, bytes] = {}  # trees not parsed (yet): see _entry
         self._raw_bytes = 0
         self.housekeeping = Housekeeping(self)
+        self.reflog = Reflog(self, lambda: identity(lambda: self.repo).git)
         # One writer at a time brings index and files to the branch head (sync_worktree).
         self.worktree_lock = FileLock(os.path.join(git_dir, "canonry", "worktree.lock"),
                                       wait=WORKTREE_LOCK_WAIT, stale_after=120.0)
@@ -474,8 +476,9 @@ class GitStorage:
         return commit.id
 
     def compare_and_swap(self, old: bytes | None, new: bytes, message: str = "") -> bool:
-        """Move the branch from `old` to `new`. False if it moved meanwhile; FileLocked if held."""
-        # No reflog: the commits themselves are the audit log.
+        """Move the branch from `old` to `new`. False if it moved meanwhile; FileLocked if held.
+        `message` is the reflog's (git's words: `commit: SUBJECT`, see reflog.py)."""
+        log = self.reflog.writer(self.ref, old, new, message)
         if self._fsync_refs is None:
             self._fsync_refs = "reference" in fsync_components(self.config(b"core", b"fsync"))
         # In a checked-out store, a marker says from before the ref moves until sync_worktree
@@ -483,11 +486,11 @@ class GitStorage:
         marker = syncmarks.begin(self.git_dir, old, new) if self.checked_out_here() else None
         moved = False
         try:
-            moved = reader.update_ref(self.common_dir, self.ref, old, new, fsync=self._fsync_refs)
+            moved = reader.update_ref(self.common_dir, self.ref, old, new, fsync=self._fsync_refs, on_move=log)
             # `old` may be where a branch not made yet starts (a proposal branch off the store
             # branch's head): then the ref must still not exist.
             moved = moved or (old is not None and not self.branch_exists() and reader.update_ref(
-                self.common_dir, self.ref, None, new, fsync=self._fsync_refs))
+                self.common_dir, self.ref, None, new, fsync=self._fsync_refs, on_move=log))
         finally:
             if marker is not None:
                 if moved:
@@ -496,6 +499,15 @@ class GitStorage:
                 else:
                     syncmarks.finish(marker, done=True)
         return moved
+
+    def set_ref(self, ref: bytes, new: bytes, message: str) -> None:
+        """Point `ref` (not the store branch: a remote-tracking ref) at `new` wherever it was,
+        under git's lock, with its reflog line."""
+        while True:
+            old = reader.read_ref(self.common_dir, ref)
+            if old == new or reader.update_ref(self.common_dir, ref, old, new, fsync=False,
+                                               on_move=self.reflog.writer(ref, old, new, message)):
+                return
 
     def write_objects(self, objects: list) -> None:
         """Store git objects in a new pack, which also holds the last pack this storage wrote

@@ -91,7 +91,7 @@ def merge_branch(store, branch: str, message: str | None = None, fast_forward: b
             if gated != theirs:
                 gate(head, theirs)
                 gated = theirs
-            if storage.compare_and_swap(head, theirs, f"merge {branch}: fast-forward"):
+            if storage.compare_and_swap(head, theirs, f"merge {branch}: Fast-forward"):
                 paths = changed_paths(storage, head, theirs)
                 landed(head, theirs, paths)
                 return MergeResult(branch, "fast-forward", head.decode(), theirs.decode(),
@@ -116,7 +116,7 @@ def merge_branch(store, branch: str, message: str | None = None, fast_forward: b
                               subject=subject)
         new = storage.write_commit(head, target.pending, msg, store.actor, extra_parents=[theirs])
         check(target, new)
-        if storage.compare_and_swap(head, new, subject):
+        if storage.compare_and_swap(head, new, f"commit (merge): {subject}"):
             landed(head, new, list(target.pending))
             return MergeResult(branch, "merge", head.decode(), new.decode(), records)
     raise Conflict(f"branch {storage.branch} kept moving while merging {branch}; nothing was written")

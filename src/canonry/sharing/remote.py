@@ -135,15 +135,16 @@ def fetch(store, remote: str = "origin") -> dict:
             raise RemoteError(f"fetch from {safe_url(url)}: the remote kept moving for {FETCH_BUDGET_S:g} s "
                               f"({retry.attempts} attempts); try again")
     if storage.ref in refs:
-        _track(repo, remote, storage.branch, refs[storage.ref])
+        _track(storage, remote, refs[storage.ref])
     return refs
 
 
-def _track(repo, remote: str, branch: str, sha: bytes) -> None:
-    """Keep refs/remotes/REMOTE/BRANCH, as git does, for a named remote."""
+def _track(storage, remote: str, sha: bytes, message: str | None = None) -> None:
+    """Keep refs/remotes/REMOTE/BRANCH, as git does, for a named remote (with its reflog)."""
     if "://" in remote or os.path.exists(remote) or remote.startswith("git@"):
         return
-    repo.refs[b"refs/remotes/" + remote.encode() + b"/" + branch.encode()] = sha
+    storage.set_ref(b"refs/remotes/" + remote.encode() + b"/" + storage.branch.encode(), sha,
+                    message or f"fetch {remote}: fast-forward")
 
 
 def _integrate(store, remote_head: bytes | None, what: str,
@@ -158,7 +159,7 @@ def _integrate(store, remote_head: bytes | None, what: str,
         if remote_head is None or local == remote_head:
             return "up-to-date", local, local, 0
         if local is None:
-            if storage.compare_and_swap(None, remote_head, "canonry pull"):
+            if storage.compare_and_swap(None, remote_head, "pull: storing head"):
                 return "created", None, remote_head, 0
             if not retry.again():
                 break
@@ -166,7 +167,7 @@ def _integrate(store, remote_head: bytes | None, what: str,
         if can_fast_forward(storage, remote_head, local):
             return "ahead", local, local, 0
         if can_fast_forward(storage, local, remote_head):
-            if storage.compare_and_swap(local, remote_head, "canonry pull: fast-forward"):
+            if storage.compare_and_swap(local, remote_head, "pull: Fast-forward"):
                 _after_pull(store, local, remote_head, changed_paths(storage, local, remote_head))
                 return "fast-forward", local, remote_head, 0
             if not retry.again():
@@ -183,7 +184,7 @@ def _integrate(store, remote_head: bytes | None, what: str,
             raise MergeConflict(f"{e}; to drop your unpublished commits (kept under "
                                 f"{DISCARDED_REFS.decode()}) and take the remote's: "
                                 f"canonry pull {remote or 'REMOTE'} --discard-local") from None
-        if storage.compare_and_swap(local, new, "canonry: replay local commits on the remote's"):
+        if storage.compare_and_swap(local, new, "pull: replay local commits on the remote's"):
             _after_pull(store, local, new, changed_paths(storage, local, new))
             return "rebased", local, new, len(mine)
         if not retry.again():
@@ -269,7 +270,7 @@ def _discard_local(store, remote: str, refs: dict) -> SyncResult:
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         backup = DISCARDED_REFS + f"{stamp}-{local.decode()[:10]}".encode()
         repo.refs[backup] = local
-        if storage.compare_and_swap(local, remote_head, "canonry pull --discard-local"):
+        if storage.compare_and_swap(local, remote_head, "pull --discard-local: reset to the remote's"):
             _after_pull(store, local, remote_head, changed_paths(storage, local, remote_head))
             _merge_notes_from(store, refs.get(NOTES_REF))
             return DiscardResult("discarded-local", storage.branch, local.decode(),
@@ -316,7 +317,7 @@ def push(store, remote: str = "origin", budget: float = PUSH_BUDGET_S) -> SyncRe
             updates[NOTES_REF] = (refs.get(NOTES_REF), notes)
         if not updates or _send(repo, url, updates):
             if storage.ref in updates:
-                _track(repo, remote, storage.branch, local)
+                _track(storage, remote, local, "update by push")
                 landed = (remote_head, local)
             if landed:
                 return SyncResult("pushed", storage.branch, _hex(landed[0]), _hex(landed[1]),
