@@ -263,6 +263,9 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
                 "next_version": 0, "created_at": ctx.now, "created_by": ctx.actor.actor}
     where = f"{registry}/{collection}"
     index = _links_index(view, registry, collection)
+    # This transaction's own map (derived by an earlier link in it) may grow in place; one from
+    # the cache is shared and is copied.
+    owned = view.derived.get(m.links_dir(registry, collection), (None, None))[1] is index
     existing = index.get(ref)
     if existing is not None:
         # Already linked: no new link. Aliases asked for are applied to the existing link.
@@ -287,7 +290,11 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
         record["collection_created"] = True
     records = [record, *_move_aliases(view, registry, collection, new_version, aliases)]
     # The next link op on this collection, in any process, finds the map under the new tree.
-    view.derive(m.links_dir(registry, collection), "links-index", {**index, ref: new_version})
+    if owned:
+        index[ref] = new_version
+    else:
+        index = {**index, ref: new_version}
+    view.derive(m.links_dir(registry, collection), "links-index", index)
     # Link numbers only grow: the new link is the latest.
     return link_record(view, registry, collection, new_version, latest=new_version), records
 
@@ -331,7 +338,11 @@ def _links_index(view: View, registry: str, collection: str) -> dict[str, str]:
     """artifact version -> its link in the collection. Kept in the record cache per links tree
     id (content-addressed, so never stale): a link op need not read every link."""
     links = m.links_dir(registry, collection)
-    pending = any(p.startswith(links + "/") for p in view.pending)
+    pending = view.pending_under(links)
+    derived = view.derived.get(links)
+    if pending and derived is not None and derived[0] == "links-index":
+        # An earlier link of this transaction left the map: no re-reading the collection's links.
+        return derived[1]  # type: ignore[return-value]
     entry = None if pending else view.storage.lookup(view.root, links)
     index = view.cache.get(entry[1], "links-index") if entry else None
     if index is None:

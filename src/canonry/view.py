@@ -89,7 +89,11 @@ class View:
         self.commit = commit
         self.root = storage.root_tree(commit)
         self.cache = cache
-        self.pending: dict[str, bytes | None] = {}
+        self.pending: dict[str, bytes | None] = {}  # change it through write() and delete() only
+        # directory -> {child name: how many pending writes (not deletes) at or below it}: every
+        # directory above a pending path has its entry, so asking about one directory never
+        # scans all pending paths (a transaction of 100,000 links stays linear).
+        self._pending_dirs: dict[str, dict[str, int]] = {}
         self._pending_records: dict[str, dict | None] = {}
         self.derived: dict[str, tuple[str, object]] = {}  # see derive()
 
@@ -132,7 +136,7 @@ class View:
             raise InvalidInput(f"{path} would be {len(data)} bytes, more than the {yamlio.MAX_BYTES} "
                                f"canonry reads (a folder of fewer files, or pack it into one)")
         self._underived(path)
-        self.pending[path] = data
+        self._set_pending(path, data)
         self._pending_records[path] = _clone(record)
         if kind:
             # What we write is valid by construction: later reads of this blob skip validation.
@@ -147,13 +151,35 @@ class View:
 
     def _underived(self, path: str) -> None:
         """A write below a directory makes what was derived for it stale."""
-        for directory in [d for d in self.derived if path.startswith(d + "/")]:
-            del self.derived[directory]
+        if not self.derived:
+            return
+        cut = path.rfind("/")
+        while cut > 0:  # each directory above `path`: a few lookups, not a scan of all derived
+            self.derived.pop(path[:cut], None)
+            cut = path.rfind("/", 0, cut)
 
     def delete(self, path: str) -> None:
         self._underived(path)
-        self.pending[path] = None
+        self._set_pending(path, None)
         self._pending_records[path] = None
+
+    def _set_pending(self, path: str, data: bytes | None) -> None:
+        step = (data is not None) - (self.pending.get(path) is not None)  # writes at or below: +1/0/-1
+        self.pending[path] = data
+        child_end = len(path)
+        cut = path.rfind("/")
+        while True:
+            directory, child = (path[:cut], path[cut + 1:child_end]) if cut >= 0 else ("", path[:child_end])
+            children = self._pending_dirs.setdefault(directory, {})
+            children[child] = children.get(child, 0) + step
+            if cut < 0:
+                break
+            child_end = cut
+            cut = path.rfind("/", 0, cut)
+
+    def pending_under(self, directory: str) -> bool:
+        """Whether a pending write or delete lies below `directory`."""
+        return directory in self._pending_dirs
 
     def exists(self, path: str) -> bool:
         if path in self.pending:
@@ -164,13 +190,11 @@ class View:
         """Names directly inside directory `path`, pending writes included."""
         names = set(self.storage.names(self.root, path))
         prefix = path + "/"
-        for p, data in self.pending.items():
-            if p.startswith(prefix):
-                child, _, rest = p[len(prefix):].partition("/")
-                if data is not None:
-                    names.add(child)
-                elif not rest:
-                    names.discard(child)
+        for child, writes in self._pending_dirs.get(path, {}).items():
+            if writes > 0:  # something is written at or below it
+                names.add(child)
+            elif prefix + child in self.pending and self.pending[prefix + child] is None:
+                names.discard(child)  # a file deleted (a folder whose files are all deleted stays listed)
         return sorted(names)
 
     # ---- typed access ------------------------------------------------------------------------
@@ -229,8 +253,7 @@ class View:
     def _versions_in(self, path: str) -> list[str]:
         """vN names of the vN.yaml files in directory `path`, in number order. Remembered per
         tree id (a tree never changes) unless pending writes touch the directory."""
-        prefix = path + "/"
-        if any(p.startswith(prefix) for p in self.pending):
+        if self.pending_under(path):
             return _sorted_versions(self.names(path))
         entry = self.storage.lookup(self.root, path)
         if entry is None:
