@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from canonry.errors import NotAStore
-from canonry.git import compat, locks, packs, reader, syncmarks, treebytes
+from canonry.git import compat, packs, reader, syncmarks, treebytes, worktree
 from canonry.git.housekeeping import Housekeeping
 from canonry.git.locks import FileLock
 from canonry.git.reflog import Reflog
@@ -613,7 +613,8 @@ class GitStorage:
         finish out of order, a later sync never writes older content. A file whose content is not
         what the index says we last put there was modified by the user: it is left as it is (and
         shows as modified). First repairs what writers that died before their sync left behind
-        (syncmarks), so the work tree never stays behind after a crash."""
+        (syncmarks), so the work tree never stays behind after a crash. The cost follows the
+        paths, not the store's size (git/worktree.py: the index is kept split)."""
         with self._markers_lock:
             marker = self._markers.pop(new, None)
         done = False
@@ -622,12 +623,8 @@ class GitStorage:
                 done = True
                 return
             with self.worktree_lock:
-                root = self.commit(self.repo.refs[self.ref]).tree
-                index = self.repo.open_index()
-                repaired = self._repair(root, index)
-                self._bring(root, index, [f"{self.prefix}/{rel}" if self.prefix else rel
-                                          for rel in paths], {})
-                self._write_index(index, repaired)
+                repaired = worktree.sync(self, [f"{self.prefix}/{rel}" if self.prefix else rel
+                                                for rel in paths], self._fsync_index())
                 for path in repaired:
                     syncmarks.remove(path)
             done = True
@@ -643,47 +640,15 @@ class GitStorage:
         if not self.checked_out_here():
             return False
         with self.worktree_lock:
-            root = self.commit(self.repo.refs[self.ref]).tree
-            index = self.repo.open_index()
-            repaired = self._repair(root, index)
-            if repaired:
-                self._write_index(index, repaired)
-                for path in repaired:
-                    syncmarks.remove(path)
+            repaired = worktree.sync(self, [], self._fsync_index())
+            for path in repaired:
+                syncmarks.remove(path)
         return bool(repaired)
 
-    def _repair(self, root: bytes, index) -> list[str]:
-        """Bring to `root` every store path a dead writer's commit touched (its marker's OLD..NEW
-        and OLD..head). A file is the writer's to overwrite if its content is what the index,
-        OLD, NEW or the head holds there; anything else is the user's and stays. Returns the
-        markers handled (removed once the index is written)."""
-        found = syncmarks.dead(self.git_dir)
-        if not found:
-            return []
-        from dulwich.diff_tree import tree_changes
+    def _fsync_index(self) -> bool:
+        return "index" in fsync_components(self.config(b"core", b"fsync"))
 
-        store = self.repo.object_store
-        ours: dict[str, set[bytes]] = {}
-        for _path, old, new in found:
-            old_root = self._tree_of(old)
-            for other in (self._tree_of(new), root):
-                if other is None or other == old_root:
-                    continue
-                try:
-                    changes = list(tree_changes(store, cast("ObjectID | None", old_root),
-                                                cast("ObjectID", other)))
-                except KeyError:  # NEW never made it to disk: nothing of it to repair
-                    continue
-                for change in changes:
-                    for side in (change.old, change.new):
-                        if side is not None and side.path is not None and side.sha is not None:
-                            ours.setdefault(side.path.decode("utf-8", "surrogateescape"),
-                                            set()).add(side.sha)
-        prefix = self.prefix + "/" if self.prefix else ""
-        self._bring(root, index, [p for p in ours if p.startswith(prefix)], ours)
-        return [path for path, _old, _new in found]
-
-    def _tree_of(self, commit: bytes | None) -> bytes | None:
+    def tree_of(self, commit: bytes | None) -> bytes | None:
         """A commit's tree; None when the commit is not there (a crashed writer may never have
         written it: asked as a question, without the reader's wait for a missing object)."""
         if commit is None or commit not in self._objects:
@@ -692,62 +657,6 @@ class GitStorage:
             return self.commit(commit).tree
         except KeyError:
             return None
-
-    def _write_index(self, index, dead_markers: list[str]) -> None:
-        """Write the index. An `index.lock` left by a writer that died in its sync (one of
-        `dead_markers`) is removed first: one nobody flocks, older than locks.STALE_LOCK_AGE and
-        made after that writer's marker (a dead writer takes the index lock after leaving its
-        marker; a git command that holds it for long, `git commit` in an editor, took it
-        before). Anything else is left: dulwich.file.FileLocked, and the marker stays."""
-        lock = self.repo.index_path() + ".lock"
-        since = min((_mtime(path) for path in dead_markers), default=None)
-        made = _mtime(lock)
-        if since is not None and made is not None and made >= since:
-            locks.break_if_stale(lock)
-        index.write()
-
-    def _bring(self, root: bytes, index, paths: list[str], ours: dict[str, set[bytes]]) -> None:
-        """Bring index and files of repository `paths` to tree `root`, leaving the user's edits."""
-        from dulwich.index import index_entry_from_stat
-
-        worktree = self.repo.path
-        for path in paths:
-            after = self.lookup(root, path)
-            fs_path = os.path.join(worktree, *path.split("/"))
-            key = path.encode()
-            indexed = getattr(index[key], "sha", b"?") if key in index else None
-            known = set(ours.get(path, ()))
-            if known:  # a repair: the head's content and what the index holds are ours too
-                known |= {indexed} if indexed is not None else set()
-                known |= {after[1]} if after is not None else set()
-                try:
-                    os.unlink(fs_path + ".canonry-tmp")
-                except OSError:
-                    pass
-                clean = _file_matches_any(fs_path, known)
-            else:
-                clean = _file_matches(fs_path, indexed, self)
-            if after is None:
-                if clean and os.path.exists(fs_path):
-                    os.unlink(fs_path)
-                    _prune_empty_dirs(os.path.dirname(fs_path), worktree)
-                if key in index:
-                    del index[key]
-                continue
-            if clean:
-                os.makedirs(os.path.dirname(fs_path), exist_ok=True)
-                tmp = fs_path + ".canonry-tmp"
-                with open(tmp, "wb") as f:
-                    f.write(self.blob(after[1]))
-                os.replace(tmp, fs_path)
-            if os.path.exists(fs_path):
-                entry = index_entry_from_stat(os.lstat(fs_path), after[1], mode=after[0])
-                if not clean:
-                    # Keep the user's edit visible: a stat that never matches makes git re-hash.
-                    entry = _dirty(entry)
-                index[key] = entry
-            elif key in index:
-                del index[key]
 
 
 # Storages still open at exit are closed then: dulwich objects closed by the garbage collector
@@ -824,46 +733,9 @@ def _plain_git_dir(path: str) -> tuple[str | None, bool]:
     return git_dir, bare
 
 
-def _dirty(entry):
-    import dataclasses
-
-    return dataclasses.replace(entry, size=0, mtime=(0, 0))
 
 
-def _file_matches(fs_path: str, sha: bytes | None, storage: GitStorage) -> bool:
-    if not os.path.exists(fs_path):
-        return True  # nothing there to lose
-    if sha is None:
-        return False  # an untracked file of the user's where we want to write: keep it
-    from dulwich.objects import Blob
 
-    with open(fs_path, "rb") as f:
-        return Blob.from_string(f.read()).id == sha
-
-
-def _mtime(path: str) -> float | None:
-    try:
-        return os.stat(path).st_mtime
-    except OSError:
-        return None
-
-
-def _file_matches_any(fs_path: str, shas: set[bytes]) -> bool:
-    if not os.path.exists(fs_path):
-        return True
-    from dulwich.objects import Blob
-
-    with open(fs_path, "rb") as f:
-        return Blob.from_string(f.read()).id in shas
-
-
-def _prune_empty_dirs(path: str, top: str) -> None:
-    while os.path.abspath(path) != os.path.abspath(top):
-        try:
-            os.rmdir(path)
-        except OSError:
-            return
-        path = os.path.dirname(path)
 
 
 def _config_get(config, section: bytes, key: bytes) -> str | None:
