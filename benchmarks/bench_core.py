@@ -34,6 +34,7 @@ import cProfile
 import datetime as dt
 import hashlib
 import io
+import itertools
 import json
 import os
 import platform
@@ -436,6 +437,125 @@ def bench_ops(small: dict, large: dict, ops: int, spread: int, warmup: int, seed
     return out
 
 
+def make_layout(bare: str, layout: str, dest: str) -> dict:
+    """A store with a work tree holding the bulk-built store at `bare`: `init` (canonry.init DIR,
+    then the built branch checked out by git) or `clone` (`git clone`). The record cache is
+    copied along (a clone has none, canonry's own writes would have filled it)."""
+    t0 = time.perf_counter()
+    shutil.rmtree(dest, ignore_errors=True)
+    if layout == "clone":
+        subprocess.run(["git", "clone", "-q", bare, dest], check=True)
+    else:
+        close(canonry.init(dest))
+        subprocess.run(["git", "-C", dest, "fetch", "-q", bare, "main"], check=True)
+        subprocess.run(["git", "-C", dest, "reset", "-q", "--hard", "FETCH_HEAD"], check=True)
+    cache = os.path.join(bare, "canonry")
+    if os.path.isdir(cache):
+        for name in os.listdir(cache):
+            if name.startswith("records-"):
+                os.makedirs(os.path.join(dest, ".git", "canonry"), exist_ok=True)
+                shutil.copy(os.path.join(cache, name), os.path.join(dest, ".git", "canonry", name))
+    return {"path": dest, "layout": layout, "make_s": time.perf_counter() - t0}
+
+
+def git_status_clean(path: str) -> bool:
+    out = subprocess.run(["git", "-C", path, "status", "--porcelain"], check=True,
+                         capture_output=True, text=True).stdout
+    return out == ""
+
+
+def bench_layouts(stores: dict, work: str, layouts: list[str], ops: int, spread: int,
+                  warmup: int, seed: int) -> dict:
+    """The same interleaved link/alias ops as bench_ops, "several" regime, on stores with a
+    work tree (made from the small and the large bulk-built store), then `git status` checked."""
+    rng = random.Random(seed)
+    benches: dict[str, OpBench] = {}
+    made: dict[str, dict] = {}
+    for layout in layouts:
+        for label, st in stores.items():
+            key = f"{layout}/{label}"
+            print(f"  making the {key} store ...", flush=True)
+            made[key] = make_layout(st["path"], layout, os.path.join(work, f"{layout}-{st['links']}"))
+            several = sorted(rng.sample(range(st["collections"]), min(spread, st["collections"])))
+            benches[key] = OpBench(made[key]["path"], [several[i % len(several)] for i in range(ops)])
+            # The first write turns git's index into a split index (one pass over it): untimed.
+            benches[key].warm_up(several, rounds=max(1, warmup // len(several)))
+    os.sync()
+    time.sleep(2)
+    for start in range(0, ops, CHUNK):
+        for kind in ("link", "link --alias", "alias set"):
+            for b in benches.values():
+                b.run(kind, start, start + CHUNK)
+    out = {}
+    for key, b in benches.items():
+        out[key] = {**b.results(), "make_s": made[key]["make_s"]}
+        close(b.store)
+        out[key]["git_status_clean"] = git_status_clean(made[key]["path"])
+    return out
+
+
+def bench_transactions(base: str, work: str, sizes: list[int], runs: int) -> dict:
+    """N links in ONE store.transaction() (N // 100 new collections of 100 links, linking the
+    small store's spare artifact versions), on a fresh copy of the small bare store each time:
+    the time of the operations and of the commit, median of `runs` (1 run above 10,000 links)."""
+    spare = [f"{spare_name(s)}:v{k}" for s in range(SPARE_ARTIFACTS) for k in range(VERSIONS_PER_ARTIFACT)]
+    out: dict = {}
+    for n in sizes:
+        ops_s, commit_s = [], []
+        for _ in range(runs if n <= 10_000 else 1):
+            path = os.path.join(work, f"tx-{n}")
+            shutil.rmtree(path, ignore_errors=True)
+            shutil.copytree(base, path, symlinks=True)
+            store = canonry.open(path)
+            t0 = time.perf_counter()
+            with store.transaction() as tx:
+                for i in range(n):
+                    tx.link(spare[i % len(spare)], f"{REGISTRY}/tx-{i // len(spare):05d}")
+                t1 = time.perf_counter()
+            t2 = time.perf_counter()
+            ops_s.append(t1 - t0)
+            commit_s.append(t2 - t1)
+            assert len(store.view().link_versions(REGISTRY, "tx-00000")) == min(n, len(spare))
+            close(store)
+            shutil.rmtree(path, ignore_errors=True)
+            print(f"  {n:,} links in one transaction: ops {t1 - t0:.2f}s, commit {t2 - t1:.2f}s", flush=True)
+        out[str(n)] = {"ops_s": statistics.median(ops_s), "commit_s": statistics.median(commit_s),
+                       "total_s": statistics.median(a + b for a, b in zip(ops_s, commit_s)),
+                       "runs": len(ops_s)}
+    keys = list(out)
+    for a, b in itertools.pairwise(keys):
+        out[f"ratio {b}/{a}"] = out[b]["total_s"] / out[a]["total_s"]
+    return out
+
+
+def report_extra(res: dict) -> str:
+    lines = []
+    if "layouts" in res:
+        lines.append("work-tree layouts (several regime), ms per op: median p50 / mean; ops/s")
+        for key, r in res["layouts"].items():
+            row = "  ".join(f"{k} {v['p50_ms']:.2f}/{v['mean_ms']:.2f}" for k, v in r["ops"].items())
+            total_n = sum(v["n"] for v in r["ops"].values())
+            total_s = sum(v["mean_ms"] * v["n"] / 1000 for v in r["ops"].values())
+            lines.append(f"  {key:<14} {row}  ops/s {total_n / total_s:.0f}"
+                         f"  git status clean: {r['git_status_clean']}")
+        layouts = sorted({k.split("/")[0] for k in res["layouts"]})
+        for layout in layouts:
+            small, large = res["layouts"].get(f"{layout}/small"), res["layouts"].get(f"{layout}/large")
+            if small and large:
+                for kind in large["ops"]:
+                    lines.append(f"  {layout} cost ratio large/small, {kind}: p50 "
+                                 f"{large['ops'][kind]['p50_ms'] / small['ops'][kind]['p50_ms']:.2f}, mean "
+                                 f"{large['ops'][kind]['mean_ms'] / small['ops'][kind]['mean_ms']:.2f}")
+    if "transactions" in res:
+        lines.append("links in one transaction: seconds (ops + commit)")
+        for key, r in res["transactions"].items():
+            if key.startswith("ratio"):
+                lines.append(f"  {key}: {r:.1f}")
+            else:
+                lines.append(f"  {int(key):>7,}  {r['total_s']:.2f}s  (ops {r['ops_s']:.2f}, commit {r['commit_s']:.2f})")
+    return "\n".join(lines)
+
+
 def profile_ops(path: str, collections: list[int], out: str, n: int = 100) -> None:
     bench = OpBench(path, [collections[i % len(collections)] for i in range(n)])
     bench.warm_up(collections, rounds=1)
@@ -674,6 +794,12 @@ def main(argv=None) -> int:
                          "how the benchmark ran before 2026-11-24)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="smoke run: 2,000 links, 50 ops, 5 runs")
+    ap.add_argument("--layouts", default="init,clone",
+                    help="work-tree layouts to time too, comma-separated: init, clone ('' for none)")
+    ap.add_argument("--transactions", default="1000,10000,100000",
+                    help="links in one transaction to time, comma-separated ('' for none)")
+    ap.add_argument("--skip-core", action="store_true",
+                    help="skip the bare-store ops and fresh processes (layouts, transactions only)")
     args = ap.parse_args(argv)
     if args.quick:
         args.links, args.ops, args.runs, args.warmup = min(args.links, 2000), 50, 5, 10
@@ -699,7 +825,7 @@ def main(argv=None) -> int:
             print(f"  validated {checked} files against schemas/ (YAML parse + JSON Schema, no cache)", flush=True)
             res["stores"][label] = info
         small, large = res["stores"]["small"], res["stores"]["large"]
-        if not args.shared_store:  # the spread regime writes to a copy: one writer per store, as in the small store
+        if not args.shared_store and not args.skip_core:  # the spread regime writes to a copy: one writer per store, as in the small store
             large["spread_path"] = large["path"] + "-spread"
             shutil.rmtree(large["spread_path"], ignore_errors=True)
             shutil.copytree(large["path"], large["spread_path"], symlinks=True)
@@ -707,6 +833,24 @@ def main(argv=None) -> int:
         # the timed commits do not compete with the build's own writeback.
         os.sync()
         time.sleep(2)
+        layouts = [x for x in args.layouts.split(",") if x]
+        if layouts:
+            print(f"[layouts] timing {args.ops} ops per kind on work-tree stores: {', '.join(layouts)} ...", flush=True)
+            res["layouts"] = bench_layouts({"small": small, "large": large}, work, layouts,
+                                           args.ops, args.spread, args.warmup, args.seed)
+        sizes = [int(x) for x in args.transactions.split(",") if x]
+        if sizes:
+            print(f"[transactions] links in one transaction: {', '.join(map(str, sizes))} ...", flush=True)
+            res["transactions"] = bench_transactions(small["path"], work, sizes, runs=3)
+        if args.skip_core:
+            text = report_extra(res)
+            print()
+            print(text)
+            out = os.path.join(args.out, f"bench_core-extra-{stamp}.json")
+            with open(out, "w") as f:
+                json.dump(res, f, indent=2, default=str)
+            print(f"results: {out}")
+            return 0
         print(f"[ops] timing {args.ops} ops per kind and regime, interleaved ...", flush=True)
         res["ops"] = bench_ops(small, large, args.ops, args.spread, args.warmup, args.seed)
         res["ratios"] = ratios(res)
@@ -720,6 +864,8 @@ def main(argv=None) -> int:
         res["targets"] = evaluate(res)
         res["total_s"] = time.perf_counter() - t_start
         text = report(res)
+        if "layouts" in res or "transactions" in res:
+            text += "\n" + report_extra(res)
         print()
         print(text)
         print(f"\n(total {res['total_s']:.0f}s)")
