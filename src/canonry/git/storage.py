@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from canonry.errors import NotAStore
-from canonry.git import compat, packs, reader, syncmarks, treebytes, worktree
+from canonry.git import compat, packs, reader, syncmarks, treebytes
 from canonry.git.housekeeping import Housekeeping
 from canonry.git.locks import FileLock
 from canonry.git.reflog import Reflog
@@ -622,6 +622,8 @@ class GitStorage:
             if not self.checked_out_here():
                 done = True
                 return
+            from canonry.git import worktree  # a checked-out store's writes only: `show` needs none
+
             with self.worktree_lock:
                 repaired = worktree.sync(self, [f"{self.prefix}/{rel}" if self.prefix else rel
                                                 for rel in paths], self._fsync_index())
@@ -639,6 +641,8 @@ class GitStorage:
             return False
         if not self.checked_out_here():
             return False
+        from canonry.git import worktree
+
         with self.worktree_lock:
             repaired = worktree.sync(self, [], self._fsync_index())
             for path in repaired:
