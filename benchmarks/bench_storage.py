@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Artifact bytes benchmark for canonry (a script, not a test): `log` and `get` (issue 16).
 
-    python benchmarks/bench_storage.py            # 1 GiB file, 10,000 small files, 5 runs (~35 minutes on 2 busy cores)
+    python benchmarks/bench_storage.py            # 1 GiB file, 10,000 small files, 5 runs (~20-25 minutes on 2 busy cores)
     python benchmarks/bench_storage.py --quick    # smoke run: 64 MiB, 500 small files, 2 runs
     python benchmarks/bench_storage.py --no-s3    # folder storage only (no moto server)
 
