@@ -76,13 +76,14 @@ def _versions_at(view) -> Iterable[tuple[str, dict]]:
     for name in view.artifact_names():
         for version in view.artifact_versions(name):
             rec = view.read(m.artifact_version_file(name, version), copy_=False)
-            if rec is not None:
+            if rec is not None and not rec.get("deleted_at"):  # a deleted version needs no bytes
                 yield f"{name}:{version}", rec
 
 
 def needed_blobs(views: Iterable[Any]) -> dict[str, list[str]]:
     """sha256 -> the versions (NAME:vK) whose files need it, over the given views (one per
-    branch tip); references are not in storage and are left out."""
+    branch tip); references are not in storage and are left out, and so are versions deleted
+    (`artifact delete`) at that tip."""
     needed: dict[str, list[str]] = {}
     for view in views:
         for address, rec in _versions_at(view):

@@ -5,10 +5,14 @@
 | see metadata                                                | yes               | yes    | yes    | yes   |
 | download files                                              | no                | yes    | yes    | yes   |
 | link/unlink, tag, set non-protected aliases, new collections| no                | no     | yes    | yes   |
+| edit, rename, delete a collection (no protected alias)      | no                | no     | yes    | yes   |
 | add/remove protected aliases, unlink a version holding one  | no                | no     | no     | yes   |
 | edit settings (visibility, types, protected), members       | no                | no     | no     | yes   |
+| rename a registry, delete an empty one                      | no                | no     | no     | yes   |
 
-Store-wide admins (canonry.yaml `admins`) are admins of every registry. In an `organization`
+Store-wide admins (canonry.yaml `admins`) are admins of every registry; only they may delete a
+registry that still holds collections (`registry delete --force`). An artifact version linked
+nowhere belongs to its author: only they and the store admins may delete it or download it. In an `organization`
 registry everyone holds at least its `default_role` (viewer unless the registry says member:
 the core `model` and `dataset` registries of a new store do, so a team can promote at once).
 Members are emails (the git author identity) or `group:NAME` with groups defined in
@@ -48,9 +52,12 @@ NEEDS = {
     "tag": "member",
     "alias": "member",
     "collection": "member",
+    "edit-collection": "member",
+    "delete-collection": "member",
     "protected-alias": "admin",
     "settings": "admin",
     "members": "admin",
+    "delete-registry": "admin",
 }
 WHAT = {
     "download": "download files",
@@ -59,9 +66,12 @@ WHAT = {
     "tag": "change tags",
     "alias": "set or remove aliases",
     "collection": "create collections",
+    "edit-collection": "edit collections",
+    "delete-collection": "rename or delete collections",
     "protected-alias": "add or remove a protected alias",
     "settings": "edit registry settings",
     "members": "manage members",
+    "delete-registry": "rename or delete the registry",
 }
 
 

@@ -71,6 +71,10 @@ def keys(record: dict) -> set[str]:
         for v in (record.get("before"), record.get("after")):
             if v:
                 out.add(f"link:{coll}:{v}")
+    if op == "registry.rename" and record.get("to"):
+        out.add("registry:" + record["to"])
+    if op == "collection.rename" and record.get("to"):
+        out.add("collection:" + record["to"])
     if op.startswith("tag.") and ":" in record.get("target", ""):
         out.add("link:" + record["target"])
     return out

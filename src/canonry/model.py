@@ -226,6 +226,7 @@ class Collection(Record):
     next_version: int
     created_at: str
     created_by: str
+    metadata: dict = fresh(factory=dict)  # KEY: value, set with `collection edit --metadata`
 
     @property
     def address(self) -> str:
@@ -270,6 +271,12 @@ class ArtifactVersion(Record):
     created_by: str
     created: bool = True  # False when logging found identical content in the newest version
     links: list[dict] = fresh(factory=list)  # filled by show: where it is linked
+    deleted_at: str | None = None  # set by `artifact delete`: the version stays, its bytes may go
+    deleted_by: str | None = None
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
 
     @property
     def address(self) -> str:

@@ -26,18 +26,28 @@ __all__ = [
     "accepts",
     "alias_remove",
     "alias_set",
+    "artifact_delete",
+    "artifact_edit",
     "artifact_version_record",
     "automations_set",
+    "collection_create",
+    "collection_delete",
+    "collection_edit",
     "collection_record",
+    "collection_rename",
+    "deleted_text",
     "group_set",
     "link",
     "link_record",
+    "links_to",
     "log",
     "member_set",
     "protect",
     "registry_create",
+    "registry_delete",
     "registry_edit",
     "registry_record",
+    "registry_rename",
     "store_admin",
     "store_storage",
     "tag",
@@ -69,7 +79,8 @@ def collection_record(view: View, registry: str, name: str, rec: dict | None = N
     return m.Collection(registry=registry, name=name, type=rec["type"],
                         description=rec.get("description", ""), tags=list(rec.get("tags", [])),
                         aliases=aliases, versions=len(versions), next_version=rec["next_version"],
-                        created_at=rec["created_at"], created_by=rec["created_by"])
+                        created_at=rec["created_at"], created_by=rec["created_by"],
+                        metadata=dict(rec.get("metadata", {})))
 
 
 def link_record(view: View, registry: str, collection: str, version: str, rec: dict | None = None,
@@ -95,7 +106,8 @@ def artifact_version_record(name: str, version: str, rec: dict) -> m.ArtifactVer
                              metadata=dict(rec.get("metadata", {})), metrics=dict(rec.get("metrics", {})),
                              inputs=list(rec.get("inputs", [])), producer=dict(rec.get("producer", {})),
                              description=rec.get("description", ""), created_at=rec["created_at"],
-                             created_by=rec["created_by"])
+                             created_by=rec["created_by"], deleted_at=rec.get("deleted_at"),
+                             deleted_by=rec.get("deleted_by"))
 
 
 # ---- registries ---------------------------------------------------------------------------------
@@ -215,7 +227,7 @@ def log(view: View, ctx: Context, name: str, type: str, files: list[dict], diges
         if versions:
             newest = versions[-1]
             rec = view.read(m.artifact_version_file(name, newest))
-            if rec["digest"] == digest:
+            if rec["digest"] == digest and not rec.get("deleted_at"):
                 result = artifact_version_record(name, newest, rec)
                 result.created = False
                 return result, []
@@ -241,6 +253,8 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
     addr = parse_artifact_version(artifact)
     version, av = view.artifact_version(addr.artifact, addr.ref)
     ref = f"{addr.artifact}:{version}"
+    if av.get("deleted_at"):
+        raise InvalidInput(f"cannot link {ref}: {deleted_text(ref, av)}")
     for a in aliases:
         check_alias(a)
     reg = view.registry(registry)
@@ -583,6 +597,259 @@ def store_storage(view: View, ctx: Context, url: str | None):
         "summary": f"set storage to {url}" if url else "unset storage (each clone keeps its own bytes)"}]
 
 
+# ---- lifecycle: create, edit, rename and delete registries, collections, artifact versions ------
+def deleted_text(ref: str, rec: dict) -> str:
+    """How a deleted artifact version is told in messages: who deleted it, and when."""
+    return f"{ref} was deleted by {rec.get('deleted_by')} at {rec.get('deleted_at')}"
+
+
+def _files_under(view: View, path: str) -> list[str]:
+    """Every file below directory `path`, pending writes included, in path order."""
+    import stat
+
+    found: set[str] = set()
+
+    def walk(tree_path: str) -> None:
+        for name, mode, _sha in view.storage.listdir(view.root, tree_path):
+            child = f"{tree_path}/{name}"
+            if stat.S_ISDIR(mode):
+                walk(child)
+            else:
+                found.add(child)
+
+    if view.root is not None and view.storage.lookup(view.root, path) is not None:
+        walk(path)
+    for p, data in view.pending.items():
+        if p.startswith(path + "/"):
+            if data is None:
+                found.discard(p)
+            else:
+                found.add(p)
+    return sorted(found)
+
+
+def _move_tree(view: View, old: str, new: str) -> None:
+    """Move every file below directory `old` to the same place below `new`."""
+    for path in _files_under(view, old):
+        rec = view.read(path)
+        if rec is not None:
+            view.write(new + path[len(old):], rec)
+        view.delete(path)
+
+
+def _delete_tree(view: View, path: str) -> None:
+    for p in _files_under(view, path):
+        view.delete(p)
+
+
+def _check_collection_name(name: str) -> None:
+    check_name(name, "collection name")
+    if name == "registry.yaml":  # it would collide with the registry's own settings file
+        raise InvalidName("invalid collection name 'registry.yaml': reserved for registry settings")
+
+
+def _stored_aliases(view: View, registry: str, collection: str) -> dict[str, str]:
+    """alias -> vN as aliases.yaml holds them (a broken alias included: it goes too)."""
+    rec = view.read(m.aliases_file(registry, collection))
+    return dict(rec["aliases"]) if rec else {}
+
+
+def registry_delete(view: View, ctx: Context, name: str, force: bool = False):
+    """Delete registry NAME: an empty one by its admins; one still holding collections only with
+    `force`, by a store admin, which removes its collections and links (never artifact versions)."""
+    rec = view.registry(name)
+    collections = view.collection_names(name)
+    check_role_for(view, name, ctx.actor.actor, "delete-registry")
+    if collections and not force:
+        shown = ", ".join(f"{name}/{c}" for c in collections[:5]) + (", …" if len(collections) > 5 else "")
+        raise InvalidInput(f"registry {name} is not empty ({len(collections)} collection"
+                           f"{'s' * (len(collections) != 1)}: {shown}): delete them first, or use --force "
+                           "(a store admin; removes its collections and links, never artifact versions)")
+    if collections:
+        check_store_admin(view, ctx.actor.actor, f"delete registry {name}, which holds collections")
+    links = sum(len(view.link_versions(name, c)) for c in collections)
+    _delete_tree(view, m.registry_dir(name))
+    summary = f"delete registry {name}"
+    if collections:
+        summary += (f" with {len(collections)} collection{'s' * (len(collections) != 1)} and "
+                    f"{links} link{'s' * (links != 1)}")
+    result = registry_record(name, rec)
+    return result, [{"op": "registry.delete", "registry": name, "collections": collections,
+                     "links": links, "force": bool(collections), "summary": summary}]
+
+
+def registry_rename(view: View, ctx: Context, name: str, new_name: str):
+    rec = view.registry(name)
+    check_name(new_name, "registry name")
+    check_role_for(view, name, ctx.actor.actor, "delete-registry")
+    if new_name == name:
+        return registry_record(name, rec), []
+    if view.exists(m.registry_file(new_name)):
+        raise InvalidInput(f"registry {new_name!r} already exists")
+    _move_tree(view, m.registry_dir(name), m.registry_dir(new_name))
+    return registry_record(new_name, rec), [{
+        "op": "registry.rename", "registry": name, "to": new_name,
+        "summary": f"rename registry {name} to {new_name}"}]
+
+
+def collection_create(view: View, ctx: Context, registry: str, name: str, type: str,
+                      description: str = "", metadata: dict | None = None):
+    reg = view.registry(registry)
+    _check_collection_name(name)
+    check_name(type, "artifact type")
+    _check_fields("metadata", metadata)
+    _check_metadata_values(metadata)
+    check_role_for(view, registry, ctx.actor.actor, "collection")
+    if view.exists(m.collection_file(registry, name)):
+        raise InvalidInput(f"collection {registry}/{name} already exists")
+    if not accepts(reg, type):
+        raise TypeNotAccepted(f"registry {registry} does not accept type {type!r}; it accepts: "
+                              f"{', '.join(reg['types'])}")
+    rec: dict[str, Any] = {"format": FORMAT_VERSION, "type": type, "description": description or "",
+                           "tags": []}
+    if metadata:
+        rec["metadata"] = dict(metadata)
+    rec.update({"next_version": 0, "created_at": ctx.now, "created_by": ctx.actor.actor})
+    view.write(m.collection_file(registry, name), rec)
+    where = f"{registry}/{name}"
+    return collection_record(view, registry, name, rec), [{
+        "op": "collection.create", "collection": where, "type": type,
+        "summary": f"create collection {where} ({type})"}]
+
+
+def _check_metadata_values(metadata: dict | None) -> None:
+    for key, value in (metadata or {}).items():
+        if not isinstance(value, (str, int, float, bool)) or (isinstance(value, float) and value != value):
+            raise InvalidInput(f"collection metadata {key}: {value!r} is not a string, number or boolean")
+
+
+def collection_edit(view: View, ctx: Context, registry: str, name: str, description: str | None = None,
+                    metadata: dict | None = None, remove_metadata=()):
+    """Set the description, set metadata keys, remove metadata keys of a collection."""
+    rec = view.collection(registry, name)
+    _check_fields("metadata", metadata)
+    _check_metadata_values(metadata)
+    check_role_for(view, registry, ctx.actor.actor, "edit-collection")
+    changes: dict[str, list] = {}
+    if description is not None and description != rec.get("description", ""):
+        changes["description"] = [rec.get("description", ""), description]
+        rec["description"] = description
+    before = dict(rec.get("metadata", {}))
+    after = {k: v for k, v in before.items() if k not in set(remove_metadata)}
+    missing = [k for k in remove_metadata if k not in before]
+    if missing:
+        raise NotFound("metadata key", missing[0], list(before), where=f"collection {registry}/{name}")
+    after.update(metadata or {})
+    if after != before:
+        changes["metadata"] = [before, after]
+        if after:
+            rec["metadata"] = after
+        else:
+            rec.pop("metadata", None)
+    if not changes:
+        return collection_record(view, registry, name, rec), []
+    view.write(m.collection_file(registry, name), rec)
+    where = f"{registry}/{name}"
+    return collection_record(view, registry, name, rec), [{
+        "op": "collection.edit", "collection": where, "changes": changes,
+        "summary": f"edit collection {where}: " + ", ".join(sorted(changes))}]
+
+
+def _check_protected_collection(view: View, ctx: Context, registry: str, name: str, what: str) -> None:
+    reg = view.registry(registry)
+    held = sorted(a for a in _stored_aliases(view, registry, name) if is_protected(reg, a))
+    if held:
+        check_role_for(view, registry, ctx.actor.actor, "protected-alias",
+                       f"{what} {registry}/{name} takes protected alias{'es' * (len(held) > 1)} "
+                       f"{', '.join(held)} with it")
+    check_role_for(view, registry, ctx.actor.actor, "delete-collection")
+
+
+def collection_rename(view: View, ctx: Context, registry: str, name: str, new_name: str):
+    view.collection(registry, name)
+    _check_collection_name(new_name)
+    _check_protected_collection(view, ctx, registry, name, "renaming")
+    if new_name == name:
+        return collection_record(view, registry, name), []
+    if view.exists(m.collection_file(registry, new_name)) or view.names(m.collection_dir(registry, new_name)):
+        raise InvalidInput(f"collection {registry}/{new_name} already exists")
+    _move_tree(view, m.collection_dir(registry, name), m.collection_dir(registry, new_name))
+    where, to = f"{registry}/{name}", f"{registry}/{new_name}"
+    return collection_record(view, registry, new_name), [{
+        "op": "collection.rename", "collection": where, "to": to,
+        "summary": f"rename collection {where} to {to}"}]
+
+
+def collection_delete(view: View, ctx: Context, registry: str, name: str):
+    """Delete a collection with its links and aliases (artifact versions stay); a protected alias
+    in it makes this a registry admin's call."""
+    rec = view.collection(registry, name)
+    _check_protected_collection(view, ctx, registry, name, "deleting")
+    links = view.link_versions(registry, name)
+    aliases = _stored_aliases(view, registry, name)
+    result = m.Collection(registry=registry, name=name, type=rec["type"],
+                          description=rec.get("description", ""), tags=list(rec.get("tags", [])),
+                          aliases=aliases, versions=len(links), next_version=rec["next_version"],
+                          created_at=rec["created_at"], created_by=rec["created_by"],
+                          metadata=dict(rec.get("metadata", {})))
+    _delete_tree(view, m.collection_dir(registry, name))
+    where = f"{registry}/{name}"
+    summary = f"delete collection {where} ({len(links)} link{'s' * (len(links) != 1)}"
+    summary += (", aliases " + ", ".join(sorted(aliases)) + ")") if aliases else ")"
+    return result, [{"op": "collection.delete", "collection": where, "links": len(links),
+                     "aliases": dict(sorted(aliases.items())), "summary": summary}]
+
+
+def links_to(view: View, ref: str) -> list[str]:
+    """Every link (REGISTRY/COLLECTION:vN) pointing at artifact version `ref`."""
+    found = []
+    for r in view.registry_names():
+        for c in view.collection_names(r):
+            found += [f"{r}/{c}:{v}" for v, a in view.link_artifacts(r, c).items() if a == ref]
+    return found
+
+
+def artifact_delete(view: View, ctx: Context, artifact: str):
+    """Mark ARTIFACT:vK deleted: refused while a collection links it. Its record stays (its number
+    is never reused, its history stays readable); its bytes become collectable (`gc --blobs`).
+    Its author or a store admin may."""
+    addr = parse_artifact_version(artifact)
+    version, rec = view.artifact_version(addr.artifact, addr.ref)
+    ref = f"{addr.artifact}:{version}"
+    if rec.get("deleted_at"):
+        raise InvalidInput(f"{deleted_text(ref, rec)}: nothing to do")
+    if ctx.actor.actor != rec["created_by"]:
+        check_store_admin(view, ctx.actor.actor, f"delete {ref}, logged by {rec['created_by']}")
+    linked = links_to(view, ref)
+    if linked:
+        shown = ", ".join(linked[:5]) + (", …" if len(linked) > 5 else "")
+        raise InvalidInput(f"cannot delete {ref}: it is linked in {shown}; unlink it first")
+    rec["deleted_at"], rec["deleted_by"] = ctx.now, ctx.actor.actor
+    view.write(m.artifact_version_file(addr.artifact, version), rec)
+    return artifact_version_record(addr.artifact, version, rec), [{
+        "op": "artifact.delete", "artifact": ref, "digest": rec["digest"],
+        "summary": f"delete {ref} ({rec['digest'][7:19]})"}]
+
+
+def artifact_edit(view: View, ctx: Context, name: str, description: str | None = None):
+    """Set an artifact's description: its creator or a store admin may."""
+    rec = view.artifact(name)
+    if ctx.actor.actor != rec["created_by"]:
+        check_store_admin(view, ctx.actor.actor, f"edit artifact {name}, created by {rec['created_by']}")
+    changes = {}
+    if description is not None and description != rec.get("description", ""):
+        changes["description"] = [rec.get("description", ""), description]
+        rec["description"] = description
+    result = m.Artifact(name=name, type=rec["type"], description=rec.get("description", ""),
+                        versions=view.artifact_versions(name), created_at=rec["created_at"],
+                        created_by=rec["created_by"])
+    if not changes:
+        return result, []
+    view.write(m.artifact_file(name), rec)
+    return result, [{"op": "artifact.edit", "artifact": name, "changes": changes,
+                     "summary": f"edit artifact {name}: " + ", ".join(sorted(changes))}]
+
+
 OPS: dict[str, Callable[..., tuple[Any, list[dict]]]] = {
     "member.set": member_set,
     "registry.protect": protect,
@@ -598,4 +865,12 @@ OPS: dict[str, Callable[..., tuple[Any, list[dict]]]] = {
     "alias.set": alias_set,
     "alias.rm": alias_remove,
     "tag": tag,
+    "registry.delete": registry_delete,
+    "registry.rename": registry_rename,
+    "collection.create": collection_create,
+    "collection.edit": collection_edit,
+    "collection.rename": collection_rename,
+    "collection.delete": collection_delete,
+    "artifact.delete": artifact_delete,
+    "artifact.edit": artifact_edit,
 }

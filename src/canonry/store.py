@@ -175,6 +175,59 @@ class _Operations:
         """Define group NAME (usable as member `group:NAME`); an empty list removes it."""
         return self._run("store.group", name=name, members=list(members))
 
+    # ---- lifecycle: deleting, renaming, describing ------------------------------------------------
+    def delete_registry(self, name: str, force: bool = False) -> m.Registry:
+        """Delete registry NAME. An empty one: its admins may. One still holding collections only
+        with `force`, by a store admin: its collections, links and aliases go (never artifact
+        versions). Returns the registry as it was."""
+        return self._run("registry.delete", name=name, force=force)
+
+    def rename_registry(self, name: str, new_name: str) -> m.Registry:
+        """Rename registry NAME (its collections, links and settings move along); its admins may."""
+        return self._run("registry.rename", name=name, new_name=new_name)
+
+    def create_collection(self, address: str, type: str, description: str = "",
+                          metadata: dict | None = None) -> m.Collection:
+        """Create REGISTRY/NAME for artifacts of `type` (a member may; `link` also creates one)."""
+        addr = parse_collection(address)
+        return self._run("collection.create", registry=addr.registry, name=addr.collection, type=type,
+                         description=description, metadata=metadata)
+
+    def edit_collection(self, address: str, description: str | None = None, metadata: dict | None = None,
+                        remove_metadata=()) -> m.Collection:
+        """Set the description of REGISTRY/NAME, set keys of its metadata, remove others."""
+        addr = parse_collection(address)
+        return self._run("collection.edit", registry=addr.registry, name=addr.collection,
+                         description=description, metadata=metadata, remove_metadata=list(remove_metadata))
+
+    def rename_collection(self, address: str, new_name: str) -> m.Collection:
+        """Rename REGISTRY/OLD to NEW (a name, or REGISTRY/NEW in the same registry); its links and
+        aliases move along. A protected alias in it makes this a registry admin's call."""
+        addr = parse_collection(address)
+        if "/" in new_name:
+            target = parse_collection(new_name)
+            if target.registry != addr.registry:
+                raise InvalidInput(f"a collection is renamed within its registry: {new_name} is not in "
+                                   f"registry {addr.registry}")
+            new_name = target.collection
+        return self._run("collection.rename", registry=addr.registry, name=addr.collection, new_name=new_name)
+
+    def delete_collection(self, address: str) -> m.Collection:
+        """Delete REGISTRY/NAME with its links and aliases (artifact versions stay). A protected
+        alias in it makes this a registry admin's call. Returns the collection as it was."""
+        addr = parse_collection(address)
+        return self._run("collection.delete", registry=addr.registry, name=addr.collection)
+
+    def delete_artifact_version(self, ref: str) -> m.ArtifactVersion:
+        """Mark ARTIFACT:vK deleted: refused while any collection links it. Its number is never
+        reused and its record stays in history; its bytes become collectable (`collect_blobs`).
+        Its author or a store admin may."""
+        return self._run("artifact.delete", artifact=ref)
+
+    def edit_artifact(self, name: str, description: str | None = None) -> m.Artifact:
+        """Set the description of artifact NAME (its creator or a store admin may)."""
+        return self._run("artifact.edit", name=name, description=description)
+
     def role(self, registry: str, actor: str | None = None) -> str | None:
         """The role ACTOR (default: the acting identity) holds in REGISTRY."""
         from canonry.governance import role_in
@@ -676,9 +729,10 @@ class Store(_Operations):
             for name in view.artifact_names():
                 for version in view.artifact_versions(name):
                     address = f"{name}:{version}"
-                    if address not in seen:
+                    if address not in seen or seen[address].get("deleted_at"):
                         seen[address] = view.read(m.artifact_version_file(name, version), copy_=False)
-        return sorted(seen.items())
+        # a version deleted on every branch needs no bytes (`artifact delete`)
+        return sorted((a, rec) for a, rec in seen.items() if not rec.get("deleted_at"))
 
     # ---- reading --------------------------------------------------------------------------------
     def registries(self, filter: dict | None = None) -> list[m.Registry]:
@@ -863,6 +917,8 @@ class Store(_Operations):
             obj = self.artifact_version(obj.artifact)
         elif isinstance(obj, m.ArtifactVersion):
             self._check_download_of(obj)
+        if isinstance(obj, m.ArtifactVersion) and obj.deleted:
+            raise InvalidInput(f"{ops.deleted_text(obj.address, obj.to_dict())}: its files are no longer kept")
         if not isinstance(obj, m.ArtifactVersion):
             raise InvalidInput(f"{target} is not a version: get takes ARTIFACT:vK or REGISTRY/COLLECTION:vN|ALIAS")
         return obj

@@ -320,10 +320,13 @@ class View:
     def resolve_artifact_ref(self, name: str, ref: str) -> str:
         self.artifact(name)
         versions = self.artifact_versions(name)
-        if ref == LATEST:
-            if not versions:
-                raise NotFound("version", LATEST, where=f"artifact {name} (it has no versions)")
-            return versions[-1]
+        if ref == LATEST:  # the newest version not deleted (`artifact delete`)
+            for version in reversed(versions):
+                rec = self.read(m.artifact_version_file(name, version), copy_=False)
+                if rec is None or not rec.get("deleted_at"):
+                    return version
+            raise NotFound("version", LATEST, where=f"artifact {name} (it has no versions"
+                           f"{' left: every one was deleted' if versions else ''})")
         if ref not in versions:
             raise NotFound("version", ref, versions, where=f"artifact {name}")
         return ref

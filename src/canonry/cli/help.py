@@ -23,6 +23,7 @@ __all__ = [
 BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "admin": ("canonry.cli.governance", "admin", "Store-wide admins (admins of every registry)."),
     "alias": ("canonry.cli.write", "alias", "Set or remove aliases (production, staging, best, …)."),
+    "artifact": ("canonry.cli.artifact", "artifact", "Describe artifacts and delete artifact versions."),
     "audit": ("canonry.cli.governance", "audit", "Who did what and when, across the store: newest first."),
     "automations": ("canonry.cli.automations", "automations",
                     "Declarative automations: configure them, fire them for a range, read their log."),
@@ -30,6 +31,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
               "Clone the store at URL (path, file://, http(s)://, ssh) into DIRECTORY."),
     "codeowners": ("canonry.cli.governance", "codeowners",
                    "Write a CODEOWNERS file mapping each registry's folder to who may change it."),
+    "collection": ("canonry.cli.collection", "collection", "Create, edit, rename and delete collections."),
     "compare": ("canonry.cli.query", "compare_cmd",
                 "Every linked version of a collection with its aliases and metrics, best first, with a "
                 "bar chart of the chosen metric and its trend across versions."),
@@ -63,7 +65,7 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
              "Push the store branch (and the automation run log) to REMOTE; never forced."),
     "quickstart": ("canonry.cli.store", "quickstart",
                    "Create a store in DIRECTORY and walk through log → link → alias → show → history."),
-    "registry": ("canonry.cli.registry", "registry", "Create, list, show and edit registries."),
+    "registry": ("canonry.cli.registry", "registry", "Create, list, show, edit, rename and delete registries."),
     "search": ("canonry.cli.query", "search_cmd",
                "Find linked versions (or collections, registries) across the store."),
     "show": ("canonry.cli.read", "show",

@@ -7,14 +7,15 @@ from canonry.cli.common import done, say, store_options
 from canonry.cli.read import print_registries, show_target, types_text
 
 __all__ = [
-    "member_add", "member_list", "member_rm", "registry", "registry_create", "registry_edit",
-    "registry_list", "registry_member", "registry_protect", "registry_show", "registry_unprotect",
+    "member_add", "member_list", "member_rm", "registry", "registry_create", "registry_delete",
+    "registry_edit", "registry_list", "registry_member", "registry_protect", "registry_rename",
+    "registry_show", "registry_unprotect",
 ]
 
 
 @click.group()
 def registry():
-    """Create, list, show and edit registries."""
+    """Create, list, show, edit, rename and delete registries."""
 
 
 @registry.command("create")
@@ -66,6 +67,33 @@ def registry_edit(c, name, description, visibility, add_types, as_json):
     changed = reg.to_dict() != before.to_dict()
     done(as_json, {**reg.to_dict(), "changed": changed},
          f"edited registry {name}" if changed else f"registry {name}: nothing to change")
+
+
+@registry.command("rename")
+@click.argument("name", metavar="OLD")
+@click.argument("new_name", metavar="NEW")
+@store_options
+def registry_rename(c, name, new_name, as_json):
+    """Rename registry OLD to NEW; its collections, links and settings move along (admins)."""
+    reg = c.store().rename_registry(name, new_name)
+    done(as_json, reg.to_dict(), f"renamed registry {name} to {reg.name}" if reg.name != name
+         else f"registry {name}: nothing to change")
+
+
+@registry.command("delete")
+@click.argument("name")
+@click.option("--force", is_flag=True,
+              help="Also remove its collections, links and aliases (a store admin; artifact versions stay).")
+@store_options
+def registry_delete(c, name, force, as_json):
+    """Delete registry NAME: an empty one (its admins), or with --force one holding collections."""
+    store = c.store()
+    collections = len(store.view().collection_names(name)) if force else 0
+    reg = store.delete_registry(name, force=force)
+    text = f"deleted registry {reg.name}"
+    if collections:
+        text += f" and its {collections} collection{'s' * (collections != 1)}"
+    done(as_json, {**reg.to_dict(), "deleted": True}, text)
 
 
 @registry.group("member")

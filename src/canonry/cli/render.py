@@ -47,6 +47,7 @@ def render_show(d: dict) -> str:
     if kind == "collection":
         head = block([("collection", f"{d['registry']}/{d['name']}"), ("type", d["type"]),
                       ("description", d["description"]), ("tags", d["tags"]),
+                      *([("metadata", d["metadata"])] if d.get("metadata") else []),
                       ("aliases", _alias_map(d["aliases"])),
                       ("created", f"{d['created_at']} by {d['created_by']}")])
         rows = [[v["version"], v["artifact"], _aliases(v["aliases"]), fmt(v["tags"]), v["linked_at"],
@@ -73,7 +74,7 @@ def _artifact_version_body(av: dict, head: list) -> str:
         head = [*head[:2], ("artifact type", av["type"]), *head[2:]]
     else:
         head = [*head, ("type", av["type"])]
-    text = block([*head, ("digest", av["digest"]), ("size", f"{human_size(av['size'])} in {len(av['files'])} file(s)"), ("description", av["description"]), ("metadata", av["metadata"]), ("metrics", av["metrics"]), ("inputs", av["inputs"]), ("logged", f"{av['created_at']} by {av['created_by']}"), ("git commit", producer.get("git_commit")), ("command", producer.get("command")), ("host", producer.get("host"))])
+    text = block([*head, ("digest", av["digest"]), ("size", f"{human_size(av['size'])} in {len(av['files'])} file(s)"), ("description", av["description"]), ("metadata", av["metadata"]), ("metrics", av["metrics"]), ("inputs", av["inputs"]), ("logged", f"{av['created_at']} by {av['created_by']}"), *([("deleted", f"{av['deleted_at']} by {av['deleted_by']} (its files are no longer kept)")] if av.get("deleted_at") else []), ("git commit", producer.get("git_commit")), ("command", producer.get("command")), ("host", producer.get("host"))])
     files = table([[f["path"], f["size"], f["sha256"][:16]] for f in av["files"][:50]],
                   ["FILE", "SIZE", "SHA256"])
     more = f"\n… and {len(av['files']) - 50} more files" if len(av["files"]) > 50 else ""

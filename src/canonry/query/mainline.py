@@ -115,8 +115,18 @@ def entry(commit: Any, stamp: str, actor: str, rec: dict) -> HistoryEntry:
     elif op == "store.storage":
         target = "storage"
         before, after = rec["changes"]["storage"]
-    elif op == "registry.edit":
+    elif op in ("registry.edit", "collection.edit", "artifact.edit"):
         before = {k: v[0] for k, v in rec["changes"].items()}
         after = {k: v[1] for k, v in rec["changes"].items()}
+    elif op in ("registry.rename", "collection.rename"):
+        before, after = target, rec["to"]
+    elif op == "registry.delete":
+        before, after = {"collections": rec.get("collections", []), "links": rec.get("links", 0)}, None
+    elif op == "collection.delete":
+        before, after = {"links": rec.get("links", 0), "aliases": rec.get("aliases", {})}, None
+    elif op == "collection.create":
+        after = {"type": rec.get("type")}
+    elif op == "artifact.delete":
+        before, after = rec["artifact"], None
     return HistoryEntry(commit=commit.id.decode(), time=stamp, actor=actor, op=op, target=target,
                         before=before, after=after, summary=rec.get("summary", ""))

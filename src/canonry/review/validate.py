@@ -412,6 +412,8 @@ def rule_history(ctx: CommitCheck) -> None:
             ref = f"{parts[1]}:{parts[2][:-5]}"
             if c.deleted:
                 ctx.add(c.path, "version-immutable", f"logged artifact version {ref} was deleted")
+            elif _marked_deleted(before, after):
+                pass  # `artifact delete`: the record stays, marked (rule_links, rule_roles judge it)
             elif _ok(before) and _ok(after) and before != after:
                 fields = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
                 ctx.add(c.path, "version-immutable",
@@ -446,6 +448,16 @@ def rule_history(ctx: CommitCheck) -> None:
                     f"artifact {parts[1]} changed type {before['type']!r} -> {after['type']!r}")
 
 
+def _marked_deleted(before, after) -> bool:
+    """Whether an artifact version record changed only by being marked deleted."""
+    if not (_ok(before) and _ok(after)) or before.get("deleted_at") or not after.get("deleted_at"):
+        return False
+    return {k: v for k, v in after.items() if k not in _DELETE_MARK} == before
+
+
+_DELETE_MARK = ("deleted_at", "deleted_by")
+
+
 def rule_links(ctx: CommitCheck) -> None:
     """link-target, link-digest, collection-type, link-renumbered (a reused number)."""
     for c in ctx.touched("link"):
@@ -470,6 +482,10 @@ def rule_links(ctx: CommitCheck) -> None:
             ctx.add(c.path, "link-target", f"{where} points at {link['artifact']}, which does not exist")
             continue
         if av is _INVALID:
+            continue
+        if av.get("deleted_at"):
+            ctx.add(c.path, "link-target", f"{where} points at {link['artifact']}, which was deleted "
+                    f"(by {av.get('deleted_by')} at {av['deleted_at']})")
             continue
         if av["digest"] != link["digest"]:
             ctx.add(c.path, "link-digest", f"{where} records digest {link['digest'][:19]}… but "
@@ -527,6 +543,22 @@ def _check_accepted(ctx: CommitCheck, reg: str, coll: str, collection: dict) -> 
 
 def rule_artifacts(ctx: CommitCheck) -> None:
     """artifact-type, input-target and manifest for the artifact versions the commit added."""
+    deleted = [c for c in ctx.touched("artifact_version") if c.old is not None and not c.deleted
+               and _marked_deleted(ctx.record(c.path, old=True), ctx.record(c.path))]
+    if deleted:  # rare: one look over every link of the state
+        from canonry.ops import links_to
+
+        state = ctx.view
+        for c in deleted:
+            parts = c.path.split("/")
+            ref = f"{parts[1]}:{parts[2][:-5]}"
+            try:
+                linked = links_to(state, ref)
+            except CanonryError:
+                continue  # a broken file on the way has its own finding
+            if linked:
+                ctx.add(c.path, "link-target", f"{ref} was deleted while {', '.join(linked[:5])} "
+                        f"{'link' if len(linked) > 1 else 'links'} it")
     for c in ctx.touched("artifact_version"):
         if c.deleted or c.old is not None:
             continue  # modifications are version-immutable findings already
@@ -658,23 +690,52 @@ def _role_findings(ctx: CommitCheck, parent: bytes, before: View,
         yield ("plugins",), Finding(ctx.label, code[0], "role",
                                     f"{actor} changed the store's plugin code ({', '.join(code[:3])}"
                                     f"{', …' if len(code) > 3 else ''}) but is not a store admin {at}")
+    admins = config.get("admins") or []
     for change in changes:  # removals make no event, yet need a role too
         kind = layout_kind(change.path)
+        if kind == "artifact_version" and not change.deleted and change.old is not None \
+                and (sides is None or sides.own(parent, change.path, None)):
+            old_rec = ctx.loader.load(change.old[1], change.path, kind)
+            new_rec = ctx.record(change.path)
+            if _marked_deleted(old_rec, new_rec) and actor != old_rec["created_by"] \
+                    and admins and actor not in admins:
+                ref = "{}:{}".format(*change.path[:-5].split("/")[1:])
+                yield ("deleted", change.path), Finding(
+                    ctx.label, change.path, "role",
+                    f"{actor} may not delete {ref}: only its author ({old_rec['created_by']}) and store "
+                    f"admins may ({actor} is neither {at})")
+            continue
         if not change.deleted or kind not in ("registry", "collection"):
             continue
         if sides is not None and not sides.own(parent, change.path, None):
             continue
-        registry = change.path.split("/")[1]
-        action = "settings" if kind == "registry" else "collection"
+        parts = change.path.split("/")
+        registry = parts[1]
         try:
-            role = g.role_in(config, before.registry(registry), actor)
+            reg_rec = before.registry(registry)
+            role = g.role_in(config, reg_rec, actor)
         except CanonryError:
             continue
+        has = f"{actor} {'has ' + role if role else 'is not a member'} {at}"
+        if kind == "registry":
+            held = before.collection_names(registry)
+            if held and not _renamed_registry(ctx, registry) and admins and actor not in admins:
+                yield ("removed", change.path), Finding(
+                    ctx.label, change.path, "role",
+                    f"{actor} may not delete registry {registry}, which holds {len(held)} collection"
+                    f"{'s' * (len(held) != 1)}: that needs a store admin ({actor} is not one {at})")
+                continue
+            action = "delete-registry"
+        else:
+            stored = before.read(m.aliases_file(registry, parts[2])) or {}
+            held = [a for a in stored.get("aliases", {}) if g.is_protected(reg_rec, a)]
+            action = "protected-alias" if held else "delete-collection"
         if not g.allowed(role, action):
+            what = f"remove {change.path}" + (f" (holding protected {', '.join(held)})"
+                                              if kind == "collection" and held else "")
             yield ("removed", change.path), Finding(
                 ctx.label, change.path, "role",
-                f"{actor} may not remove {change.path} in registry {registry}: that needs "
-                f"role {g.NEEDS[action]} ({actor} {'has ' + role if role else 'is not a member'} {at})")
+                f"{actor} may not {what} in registry {registry}: that needs role {g.NEEDS[action]} ({has})")
     try:  # the changed paths are known: no second tree diff
         events = diff_events(ctx.storage, parent, ctx.commit, ctx.loader.read_or_none, actor, "",
                              ctx.commit.decode(), paths=[c.path for c in changes])
@@ -701,6 +762,19 @@ def _role_findings(ctx: CommitCheck, parent: bytes, before: View,
                 f"{actor} may not {g.WHAT[action]} in registry {event.registry} "
                 f"({event.kind} {event.target}): that needs role {g.NEEDS[action]} and "
                 f"{actor} {has} {at}")
+
+
+def _renamed_registry(ctx: CommitCheck, registry: str) -> bool:
+    """Whether the commit moved registry `registry` to another name: a registry.yaml added by the
+    commit holds the same record (same creation) as the one it removed."""
+    old = ctx.record(m.registry_file(registry), old=True)
+    if not _ok(old):
+        return False
+    for c in ctx.touched("registry"):
+        if c.added and _ok(new := ctx.record(c.path)) and \
+                (new["created_at"], new["created_by"]) == (old["created_at"], old["created_by"]):
+            return True
+    return False
 
 
 class MergeSides:
