@@ -26,8 +26,17 @@ __all__ = ["history", "target_key_and_path", "walk"]
 
 def target_key_and_path(store: Any, target: str) -> tuple[str, str]:
     """Key matched against journal.keys(), and the store path hand-made commits are checked on."""
+    from canonry.errors import NotFound
+
     view = store.view()
-    addr = store.classify(view, parse(target))
+    addr = parse(target)
+    try:
+        addr = store.classify(view, addr)
+    except NotFound:
+        if addr.kind != "name":
+            raise
+        # a registry deleted (or renamed away) keeps its history; nothing found: NotFound then
+        return "registry:" + addr.registry, m.registry_dir(addr.registry)
     if addr.kind == "registry":
         return "registry:" + addr.registry, m.registry_dir(addr.registry)
     if addr.kind == "collection":

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from canonry import model as m
-from canonry.errors import InvalidInput
+from canonry.errors import CanonryError, InvalidInput
 from canonry.git import graph
 from canonry.output import fmt
 
@@ -25,10 +25,10 @@ MAX_VALUE = 60  # characters of a setting value shown in text and markdown
 
 # Within a collection: promotions first, then what was linked and unlinked, then labels and settings.
 _RANK = {k: i for i, k in enumerate((
-    "store.changed", "registry.created", "registry.changed",
-    "alias.moved", "alias.added", "alias.removed", "collection.created",
-    "link.created", "link.removed", "tags.changed", "collection.changed",
-    "artifact.logged", "artifact.changed", "artifact.removed"))}
+    "store.changed", "registry.created", "registry.renamed", "registry.removed", "registry.changed",
+    "alias.moved", "alias.added", "alias.removed", "collection.created", "collection.renamed",
+    "collection.removed", "link.created", "link.removed", "tags.changed", "collection.changed",
+    "artifact.logged", "artifact.deleted", "artifact.described", "artifact.changed", "artifact.removed"))}
 
 STORE_GROUP = "store"
 ARTIFACTS_GROUP = "artifacts"
@@ -141,7 +141,7 @@ def describe(store, rev_range: str) -> Review:
         events = diff_events(storage, mb, head_id, store.read_record, "", "", head_id.decode())
         changes = [_change(e, before, after) for e in events]
         changes = [c for c in changes if c is not None]
-        changes += _untracked_changes(store, mb, head_id)
+        changes = _renames(changes + _untracked_changes(store, mb, head_id))
     changes = _ordered(changes)
     authors, count = _authors(storage, mb, head_id)
     return Review(range=rev_range, base=base_id.decode(), head=head_id.decode(),
@@ -236,6 +236,31 @@ def _untracked_changes(store, old_commit: bytes, new_commit: bytes) -> list[Chan
             if changes:
                 out.append(Change(kind="store.changed", group=STORE_GROUP, changes=changes,
                                   target=m.STORE_FILE))
+        elif kind in ("registry", "collection") and (old_sha is None) != (new_sha is None):
+            # a removal, told here (diff_events has no event for it); an addition only as a
+            # marker for _renames to pair it with a removal of the same file
+            parts = path.split("/")
+            gone = new_sha is None
+            try:
+                rec = store.read_record(old_sha if gone else new_sha, path)
+            except CanonryError:
+                rec = {}
+            # what survives a rename: when and by whom it was made (and a collection's type)
+            same = repr((rec.get("created_at"), rec.get("created_by"), rec.get("type")))
+            if kind == "registry":
+                out.append(Change(kind="registry.removed" if gone else "registry.added",
+                                  group=f"registry {parts[1]}", registry=parts[1], target=parts[1],
+                                  detail=same, changes=rec))
+            else:
+                where = f"{parts[1]}/{parts[2]}"
+                out.append(Change(kind="collection.removed" if gone else "collection.added", group=where,
+                                  registry=parts[1], collection=where, target=where, detail=same, changes=rec))
+        elif kind == "artifact" and old_sha and new_sha:
+            changes = _setting_changes(store.read_record(old_sha, path), store.read_record(new_sha, path))
+            if changes:
+                name = path.split("/")[1]
+                out.append(Change(kind="artifact.described", group=ARTIFACTS_GROUP, artifact=name,
+                                  changes=changes, target=name))
         elif kind == "artifact_version" and old_sha:
             parts = path.split("/")
             ref = f"{parts[1]}:{parts[2][:-5]}"
@@ -246,10 +271,65 @@ def _untracked_changes(store, old_commit: bytes, new_commit: bytes) -> list[Chan
                 continue
             after = store.read_record(new_sha, path)
             changes = _setting_changes(before, after)
-            if changes:
+            if set(changes) == {"deleted_at", "deleted_by"} and before.get("deleted_at") is None:
+                out.append(Change(kind="artifact.deleted", group=ARTIFACTS_GROUP, previous_artifact=ref,
+                                  version=parts[2][:-5], target=ref,
+                                  detail=f"by {after['deleted_by']} at {after['deleted_at']}"))
+            elif changes:
                 out.append(Change(kind="artifact.changed", group=ARTIFACTS_GROUP, artifact=ref,
                                   previous_artifact=ref, version=parts[2][:-5], changes=changes,
                                   target=ref))
+    return out
+
+
+def _renames(changes: list[Change]) -> list[Change]:
+    """A registry or collection removed and one added that was made at the same time by the same
+    person is a rename: one `*.renamed` change (with any settings changed on the way) instead of
+    everything under both names. Other removals stay; the addition markers go (diff_events tells
+    creations)."""
+    removed = [c for c in changes if c.kind in ("registry.removed", "collection.removed")]
+    renamed: list[Change] = []
+    regs: dict[str, str] = {}  # old registry -> new
+    names: set[tuple[str, str]] = set()  # ("registry", NAME) / ("collection", REG/NAME) on either side
+
+    def counterpart(c: Change) -> Change | None:
+        """The removal `c` (an addition) renames: same creation; a collection in the same
+        registry (a collection is renamed within its registry) or moved with it."""
+        found = [r for r in removed if r.kind.split(".")[0] == c.kind.split(".")[0] and r.detail == c.detail
+                 and (c.kind == "registry.added" or r.registry in (c.registry, *[o for o, n in regs.items()
+                                                                                 if n == c.registry]))]
+        found.sort(key=lambda r: r.changes != c.changes)  # an unchanged file first
+        return found[0] if found else None
+
+    for kind in ("registry", "collection"):  # registries first: their collections move along
+        for c in changes:
+            if c.kind != f"{kind}.added":
+                continue
+            old = counterpart(c)
+            if old is None:
+                continue
+            removed.remove(old)
+            if kind == "collection" and regs.get(old.registry or "") == c.registry:
+                continue  # moved with its registry
+            if kind == "registry":
+                regs[old.target] = c.target
+            names |= {(kind, old.target), (kind, c.target)}
+            settings = {k: v for k, v in _setting_changes(old.changes, c.changes).items()
+                        if k not in ("next_version", "tags")}
+            renamed.append(Change(kind=f"{kind}.renamed", group=c.group, registry=c.registry,
+                                  collection=c.collection, from_=old.target, to=c.target, target=c.target,
+                                  changes=settings))
+    out = list(renamed)
+    for c in changes:
+        if c.kind.endswith(".added") and c.kind.split(".")[0] in ("registry", "collection"):
+            continue
+        if c.kind in ("registry.removed", "collection.removed"):
+            if c not in removed:
+                continue  # half of a rename
+            c.detail, c.changes = "", {}
+        elif ("registry", c.registry) in names or ("collection", c.collection) in names:
+            continue  # moved along with what was renamed
+        out.append(c)
     return out
 
 
@@ -404,6 +484,17 @@ def _line(c: Change, code=str, esc=str) -> str:
         return "; ".join(_setting_text(n, b, a, code, esc) for n, (b, a) in c.changes.items())
     if k == "registry.created":
         return f"new registry ({esc(c.detail)})"
+    if k in ("registry.renamed", "collection.renamed"):
+        return "; ".join([f"renamed from {code(c.from_ or '?')}",
+                          *(_setting_text(n, b, a, code, esc) for n, (b, a) in c.changes.items())])
+    if k == "registry.removed":
+        return "registry deleted (with its collections and links)"
+    if k == "collection.removed":
+        return "collection deleted (with its links and aliases)"
+    if k == "artifact.deleted":
+        return f"- {code(c.previous_artifact)} deleted {esc(c.detail)}"
+    if k == "artifact.described":
+        return f"{code(c.artifact)}: " + "; ".join(_setting_text(n, b, a, code, esc) for n, (b, a) in c.changes.items())
     if k == "artifact.logged":
         info = ([esc(c.detail)] if c.detail else []) + _metric_text(c.metrics, "after", esc)
         return f"+ {code(c.artifact)}" + (f" ({', '.join(info)})" if info else "")
