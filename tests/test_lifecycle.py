@@ -81,7 +81,7 @@ def test_collection_with_a_protected_alias_needs_an_admin(team, store_path):
     member = open_as(store_path, MEMBER)
     for call in (lambda: member.delete_collection("secure/c"),
                  lambda: member.rename_collection("secure/c", "d")):
-        with pytest.raises(PermissionDenied, match="protected alias production.*needs role admin"):
+        with pytest.raises(PermissionDenied, match=r"protected alias production.*needs role admin"):
             call()
     viewer = open_as(store_path, "nobody@example.com")
     with pytest.raises(PermissionDenied):
@@ -127,7 +127,7 @@ def test_search_and_index_follow_renames_and_deletes(team, store_path):
 # ---- registries -------------------------------------------------------------------------------------
 def test_registry_delete_and_rename(team, store_path):
     admin = open_as(store_path, RADMIN)
-    with pytest.raises(InvalidInput, match="not empty .*secure/c.*--force"):
+    with pytest.raises(InvalidInput, match=r"not empty .*secure/c.*--force"):
         admin.delete_registry("secure")
     with pytest.raises(PermissionDenied, match="store admin"):
         admin.delete_registry("secure", force=True)
@@ -173,7 +173,7 @@ def test_artifact_delete(team, store_path, tmp_path, make_file):
     s = canonry.open(str(store_path))
     with pytest.raises(InvalidInput, match=r"linked in secure/c:v0; unlink"):
         s.delete_artifact_version("g:v0")
-    with pytest.raises(PermissionDenied, match="only its author|store admin"):
+    with pytest.raises(PermissionDenied, match=r"only its author|store admin"):
         open_as(store_path, MEMBER).delete_artifact_version("g:v2")
     v = s.delete_artifact_version("g:v2")
     assert v.deleted and v.deleted_by == ADA
@@ -181,7 +181,7 @@ def test_artifact_delete(team, store_path, tmp_path, make_file):
     assert shown["deleted_by"] == ADA and shown["deleted_at"] == v.deleted_at
     with pytest.raises(InvalidInput, match=f"g:v2 was deleted by {ADA} at"):
         s.download("g:v2", str(tmp_path / "out"))
-    with pytest.raises(InvalidInput, match="cannot link g:v2: .*deleted"):
+    with pytest.raises(InvalidInput, match=r"cannot link g:v2: .*deleted"):
         s.link("g:v2", "secure/c")
     with pytest.raises(InvalidInput, match="was deleted"):
         s.delete_artifact_version("g:v2")
@@ -266,15 +266,13 @@ def test_validate_of_deletions_through_canonry(team, store_path):
     from canonry import ops
 
     view = admin_branch.view()
-    ctx = ops.Context(admin_branch.actor, "2026-12-06T00:00:00Z")
     # what --force would write, made without the store admin check: the gate must catch it
-    for path in sorted(p for p in ops._files_under(view, "registries/secure")):  # noqa: SLF001
+    for path in sorted(p for p in ops._files_under(view, "registries/secure")):
         view.delete(path)
-    admin_branch._commit_view(view, [{"op": "registry.delete", "registry": "secure", "summary": "x"}], None)  # noqa: SLF001
+    admin_branch._commit_view(view, [{"op": "registry.delete", "registry": "secure", "summary": "x"}], None)
     report = canonry.open(str(store_path)).validate("main..b")
     assert [f.rule for f in report] == ["role"]
     assert "holds 1 collection: that needs a store admin" in report[0].message
-    del ctx
 
     git("-C", store_path, "branch", "c", "main")
     other = open_as(store_path, MEMBER, branch="c")
@@ -282,7 +280,7 @@ def test_validate_of_deletions_through_canonry(team, store_path):
     rec = view.read("artifacts/g/v2.yaml")
     rec.update(deleted_at="2026-12-06T00:00:00Z", deleted_by=MEMBER)
     view.write("artifacts/g/v2.yaml", rec)
-    other._commit_view(view, [{"op": "artifact.delete", "artifact": "g:v2", "summary": "x"}], None)  # noqa: SLF001
+    other._commit_view(view, [{"op": "artifact.delete", "artifact": "g:v2", "summary": "x"}], None)
     report = canonry.open(str(store_path)).validate("main..c")
     assert [f.rule for f in report] == ["role"]
     assert "may not delete g:v2: only its author" in report[0].message
@@ -295,7 +293,7 @@ def test_validate_finds_a_deleted_version_still_linked(team, store_path):
     rec = view.read("artifacts/g/v0.yaml")
     rec.update(deleted_at="2026-12-06T00:00:00Z", deleted_by=ADA)
     view.write("artifacts/g/v0.yaml", rec)
-    s._commit_view(view, [{"op": "artifact.delete", "artifact": "g:v0", "summary": "x"}], None)  # noqa: SLF001
+    s._commit_view(view, [{"op": "artifact.delete", "artifact": "g:v0", "summary": "x"}], None)
     report = s.validate("main..c")
     assert [f.rule for f in report] == ["link-target"]
     assert "g:v0 was deleted while secure/c:v0 links it" in report[0].message
