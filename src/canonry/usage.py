@@ -114,7 +114,7 @@ class UsageLog:
             for month in sorted(self.storage.names(tree, f"{artifact}/{v}")):
                 if since and month < since[:7]:
                     continue
-                for name, _mode, sha in self.storage.listdir(tree, f"{artifact}/{v}/{month}"):
+                for _name, _mode, sha in self.storage.listdir(tree, f"{artifact}/{v}/{month}"):
                     try:
                         rec = json.loads(self.storage.blob(sha))
                     except ValueError:

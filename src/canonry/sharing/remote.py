@@ -28,9 +28,9 @@ from canonry.usage import USAGE_REF, merge_usage
 
 __all__ = [
     "DISCARDED_REFS",
+    "SIDE_REFS",
     "ZERO",
     "DiscardResult",
-    "SIDE_REFS",
     "RemoteError",
     "SyncResult",
     "clone_repository",
