@@ -165,6 +165,7 @@ def test_registry_setting_records_every_download(two, cli, tmp_path):
     r = cli("registry", "edit", "model", "--record-usage")
     assert r.exit_code == 0, r
     assert two.registry("model").record_usage is True
+    assert "every download is recorded" in cli("show", "model").stdout
     assert "record_usage" in two.history("model")[0].after
     assert cli("get", "model/mnist:v1", "--to", tmp_path / "a").exit_code == 0
     two.use("mnist:v0")  # by ARTIFACT:vK: the registry it is linked in decides
