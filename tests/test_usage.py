@@ -223,6 +223,9 @@ def test_usage_is_pushed_pulled_and_merged_from_both_clones(world):
         s = open_as(path, actor)
         s.log_artifact(unique_file(w.tmp, name), name=name, type="model")
         s.use(f"{name}:v0", record=True, purpose=name)
+        # and both record a use of one version in one month: their folders merge deep down
+        UsageLog(s.storage).record({"at": "2026-10-05T12:00:00Z", "artifact": "gemma-finetuned:v0",
+                                    "actor": s.actor.actor}, s.actor)
     a_usage, b_usage = usage_ref(a), usage_ref(b)
     assert a_usage and b_usage
     assert open_as(a, ALICE).push().action == "pushed"
@@ -236,8 +239,9 @@ def test_usage_is_pushed_pulled_and_merged_from_both_clones(world):
     alice = open_as(a, ALICE)
     assert [u["actor"] for u in alice.usage("b-model:v0")] == ["bob@example.com"]
     assert [u["purpose"] for u in alice.usage("a-model:v0")] == ["a-model"]
+    assert sorted(u["actor"] for u in alice.usage("gemma-finetuned:v0")) == ["alice@example.com", "bob@example.com"]
     files = git("-C", w.remote, "ls-tree", "-r", "--name-only", REF).split()
-    assert sorted(f.split("/")[0] for f in files) == ["a-model", "b-model"]
+    assert sorted(f.split("/")[0] for f in files) == ["a-model", "b-model", "gemma-finetuned", "gemma-finetuned"]
     assert fsck(w.remote).returncode == 0
     # a fresh clone gets the log with the store
     c = w.clone("carol")

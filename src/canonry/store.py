@@ -933,12 +933,13 @@ class Store(_Operations):
     def _record_use(self, target, obj, link, registries, trigger, purpose) -> None:
         from canonry.usage import UsageLog, consumer_location
 
-        rec = {"at": _now(), "actor": self.actor.actor, "artifact": obj.address, "digest": obj.digest,
+        when = time.time()
+        rec = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)), "actor": self.actor.actor, "artifact": obj.address, "digest": obj.digest,
                "target": target, "link": link.address if link is not None else None,
                "registry": link.registry if link is not None else (registries[0] if len(registries) == 1 else None),
                "purpose": purpose or None, "command": shlex.join(sys.argv), "trigger": trigger,
                **consumer_location(self.storage.path)}
-        UsageLog(self.storage).record(rec, self.actor)
+        UsageLog(self.storage).record(rec, self.actor, when)
         self.storage.maybe_pack()
 
     def _cached(self, obj: m.ArtifactVersion, progress) -> str:

@@ -4,7 +4,7 @@ A use is not a change to the registry, so it is never a commit on the store bran
 is its own line of commits on `refs/canonry/usage`, one commit per recorded use, each adding
 one small JSON file:
 
-    <artifact>/<vK>/<YYYY-MM>/<DD>T<HHMMSS>Z-<random>.json
+    <artifact>/<vK>/<YYYY-MM>/<DD>T<HHMMSS>.<microseconds>Z-<random>.json
 
 Every record has its own path (the random part makes two uses in one second two files), so
 two clones' logs merge by taking the union of their trees: no path is ever written twice
@@ -64,15 +64,17 @@ class UsageLog:
     def head(self) -> bytes | None:
         return reader.read_ref(self.storage.common_dir, USAGE_REF)
 
-    def record(self, rec: dict, author) -> str:
+    def record(self, rec: dict, author, when: float | None = None) -> str:
         """Add one use (`rec` holds at least `artifact` ARTIFACT:vK and `at`; its `id` is set
-        here, unique); returns its path in the log."""
+        here, unique, and orders uses within one second by `when`'s microseconds, the time.time()
+        `at` was taken from); returns its path in the log."""
         from dulwich.file import FileLocked
         from dulwich.objects import Blob, Commit
 
         name, _, version = rec["artifact"].partition(":")
         at = rec["at"]  # 2026-11-01T12:34:56Z
-        rec["id"] = f"{at[:10]}T{at[11:19].replace(':', '')}Z-{secrets.token_hex(4)}"
+        micro = int(when % 1 * 1_000_000) if when is not None else 0
+        rec["id"] = f"{at[:10]}T{at[11:19].replace(':', '')}.{micro:06d}Z-{secrets.token_hex(4)}"
         path = f"{name}/{version}/{at[:7]}/{rec['id'][8:]}.json"
         blob = Blob.from_string((json.dumps(rec, sort_keys=True) + "\n").encode("utf-8"))
         deadline = time.monotonic() + RECORD_BUDGET_S
