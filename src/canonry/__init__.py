@@ -52,14 +52,20 @@ def open(path: "str | None" = None, branch: "str | None" = None,
     return open_store(path, branch, plugins_dir=plugins_dir, load_plugins=load_plugins)
 
 
-def use(target: str, path: "str | None" = None) -> str:
+def use(target: str, path: "str | None" = None, record: "bool | None" = None,
+        purpose: "str | None" = None) -> str:
     """A local folder holding the files of TARGET's version, downloaded once and verified.
 
-        model_dir = canonry.use("model/mnist:production")
+        model_dir = canonry.use("model/mnist:production", record=True, purpose="nightly eval")
 
     Args:
         target: REGISTRY/COLLECTION:ALIAS, REGISTRY/COLLECTION:vN or ARTIFACT:vK.
         path: a folder inside the store (default: the current directory, or CANONRY_STORE).
+        record: True records the use in the store's usage log (who, when, host, the git commit
+            of the repository the current directory is in, `purpose`); None (default) records
+            it when a registry the version is linked in has `record_usage` on; False never. A
+            use that cannot be recorded warns one line on stderr and still returns the folder.
+        purpose: why it is used, kept with the record.
 
     Returns:
         The folder in the download cache ($CANONRY_CACHE_DIR, else ~/.cache/canonry) that holds
@@ -68,7 +74,7 @@ def use(target: str, path: "str | None" = None) -> str:
     from canonry.store import open_store
 
     with open_store(path) as store:
-        return store.use(target)
+        return store.use(target, record=record, purpose=purpose)
 
 
 def init(path: str, branch: "str | None" = None, bare: bool = False,

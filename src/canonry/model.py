@@ -211,6 +211,7 @@ class Registry(Record):
     members: dict[str, str]
     created_at: str
     created_by: str
+    record_usage: bool = False  # every download of its versions goes to the usage log
 
 
 class Collection(Record):
@@ -233,8 +234,44 @@ class Collection(Record):
         return f"{self.registry}/{self.name}"
 
 
-class LinkedVersion(Record):
-    """A link: version vN of a collection, pointing at an artifact version."""
+class _FromStore:
+    """What a linked or artifact version read from a Store can do with it: download its files,
+    read its artifact version's fields. The Store is kept outside the fields (`_store`), so
+    `to_dict()`, equality and pickling see the record only."""
+
+    def _store_of(self):
+        store = self.__dict__.get("_store")
+        if store is None:
+            from canonry.errors import InvalidInput
+
+            raise InvalidInput(f"{self.address}: this record was not read from a store; "  # type: ignore[attr-defined]
+                               "get one from store.resolve(...)")
+        return store
+
+    def __getstate__(self):
+        return {name: value for name, value in self.__dict__.items() if not name.startswith("_")}
+
+    def download(self, dest: str | None = None, force: bool = False, progress=None,
+                 record: bool | None = None, purpose: str | None = None) -> str:
+        """The files of this version, verified: into `dest` (a folder; an existing file is
+        refused unless `force`), or without `dest` into the download cache, as `store.use`.
+        Returns the folder. `record`, `purpose`: as for `store.use`."""
+        import os
+
+        store = self._store_of()
+        if dest is None:
+            return store.use(self.address, progress=progress, record=record, purpose=purpose)  # type: ignore[attr-defined]
+        store.download(self.address, dest, force=force, progress=progress, record=record,  # type: ignore[attr-defined]
+                       purpose=purpose)
+        return os.path.abspath(dest)
+
+
+class LinkedVersion(_FromStore, Record):
+    """A link: version vN of a collection, pointing at an artifact version.
+
+    Read from a store (`store.resolve("model/mnist:production")`), it also gives the fields of
+    the artifact version it points at (`files`, `metadata`, `metrics`, `artifact_version`, read
+    on first use) and `download(dest=None)`."""
 
     registry: str
     collection: str
@@ -252,9 +289,32 @@ class LinkedVersion(Record):
     def address(self) -> str:
         return f"{self.registry}/{self.collection}:{self.version}"
 
+    @property
+    def artifact_version(self) -> ArtifactVersion:
+        """The artifact version this link points at (read once from the store)."""
+        found = self.__dict__.get("_artifact_version")
+        if found is None:
+            found = self.__dict__["_artifact_version"] = self._store_of().artifact_version(self.artifact)
+        return found
 
-class ArtifactVersion(Record):
-    """An immutable version of an artifact: its files, metadata, metrics, lineage."""
+    @property
+    def files(self) -> list[dict]:
+        """The files of the artifact version: path, size, sha256 (or url) of each."""
+        return self.artifact_version.files
+
+    @property
+    def metadata(self) -> dict:
+        return self.artifact_version.metadata
+
+    @property
+    def metrics(self) -> dict:
+        return self.artifact_version.metrics
+
+
+class ArtifactVersion(_FromStore, Record):
+    """An immutable version of an artifact: its files, metadata, metrics, lineage, and the
+    links pointing at it (`links`: filled when read from a store). Read from a store, it can
+    `download(dest=None)`."""
 
     artifact: str
     version: str
@@ -270,7 +330,7 @@ class ArtifactVersion(Record):
     created_at: str
     created_by: str
     created: bool = True  # False when logging found identical content in the newest version
-    links: list[dict] = fresh(factory=list)  # filled by show: where it is linked
+    links: list[dict] = fresh(factory=list)  # where it is linked (filled when read from a store)
     deleted_at: str | None = None  # set by `artifact delete`: the version stays, its bytes may go
     deleted_by: str | None = None
 

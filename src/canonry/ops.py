@@ -67,7 +67,7 @@ def registry_record(name: str, rec: dict) -> m.Registry:
     return m.Registry(name=name, description=rec.get("description", ""), visibility=rec["visibility"],
                       types=rec["types"], protected_aliases=list(rec.get("protected_aliases", [])),
                       members=dict(rec.get("members", {})), created_at=rec["created_at"],
-                      created_by=rec["created_by"])
+                      created_by=rec["created_by"], record_usage=bool(rec.get("record_usage", False)))
 
 
 def collection_record(view: View, registry: str, name: str, rec: dict | None = None) -> m.Collection:
@@ -141,7 +141,8 @@ def registry_create(view: View, ctx: Context, name: str, description: str = "",
 
 
 def registry_edit(view: View, ctx: Context, name: str, description: str | None = None,
-                  visibility: str | None = None, add_types=None, types=None):
+                  visibility: str | None = None, add_types=None, types=None,
+                  record_usage: bool | None = None):
     rec = view.registry(name)
     check_role_for(view, name, ctx.actor.actor, "settings")
     changes: dict = {}
@@ -173,6 +174,10 @@ def registry_edit(view: View, ctx: Context, name: str, description: str | None =
                                    f"{name}: accepted types can grow but never shrink")
         changes["types"] = [rec["types"], new_types]
         rec["types"] = new_types
+    if record_usage is not None and bool(record_usage) != bool(rec.get("record_usage", False)):
+        # before as stored (None when never set): a replay compares it with the other side's
+        changes["record_usage"] = [rec.get("record_usage"), bool(record_usage)]
+        rec["record_usage"] = bool(record_usage)
     if not changes:
         return registry_record(name, rec), []
     view.write(m.registry_file(name), rec)

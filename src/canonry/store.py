@@ -74,9 +74,12 @@ class _Operations:
                          visibility=visibility, types=types)
 
     def edit_registry(self, name: str, description: str | None = None, visibility: str | None = None,
-                      add_types=None, types=None) -> m.Registry:
+                      add_types=None, types=None, record_usage: bool | None = None) -> m.Registry:
+        """Change registry NAME's settings (admins). `record_usage`: True records every
+        download of a version linked in it in the usage log (see Store.use), False stops."""
         return self._run("registry.edit", name=name, description=description,
-                         visibility=visibility, add_types=add_types, types=types)
+                         visibility=visibility, add_types=add_types, types=types,
+                         record_usage=record_usage)
 
     def log_artifact(self, path: str, name: str, type: str, metadata: dict | None = None,
                      metrics: dict | None = None, inputs=(), description: str = "",
@@ -339,7 +342,7 @@ class Store(_Operations):
     def _run(self, op: str, **kwargs):
         with self.transaction() as tx:
             result = tx._run(op, **kwargs)
-        return tx.results[0] if tx.results else result
+        return self._bind(tx.results[0] if tx.results else result)
 
     @contextmanager
     def transaction(self, message: str | None = None):
@@ -783,7 +786,7 @@ class Store(_Operations):
             vs = view.link_versions(r, c)
             latest = vs[-1] if vs else None
             out += [ops.link_record(view, r, c, v, aliases=aliases, latest=latest) for v in vs]
-        return out
+        return self._bind(out)
 
     def artifacts(self) -> list[m.Artifact]:
         view = self.view()
@@ -796,18 +799,34 @@ class Store(_Operations):
                           created_by=rec["created_by"])
 
     def artifact_versions(self, name: str) -> list[m.ArtifactVersion]:
+        """Every version of artifact NAME, oldest first, each with the links pointing at it."""
         view = self.view()
-        view.artifact(name)
-        return [ops.artifact_version_record(name, v, view.read(m.artifact_version_file(name, v)))
-                for v in view.artifact_versions(name)]
+        rec = view.artifact(name)
+        out = [ops.artifact_version_record(name, v, view.read(m.artifact_version_file(name, v)))
+               for v in view.artifact_versions(name)]
+        links = self._links_by_version(view, rec["type"])
+        for version in out:
+            version.links = links.get(version.address, [])
+        return self._bind(out)
 
     def artifact_version(self, ref: str) -> m.ArtifactVersion:
         addr = parse(ref)
         if addr.kind != "artifact_version":
             raise InvalidInput(f"expected ARTIFACT:vK or ARTIFACT:latest, got {ref!r}")
-        view = self.view()
+        return self._version_with_links(self.view(), addr)
+
+    def _version_with_links(self, view: View, addr: Address) -> m.ArtifactVersion:
         version, rec = view.artifact_version(addr.artifact, addr.ref)
-        return ops.artifact_version_record(addr.artifact, version, rec)
+        obj = ops.artifact_version_record(addr.artifact, version, rec)
+        obj.links = self._links_of(view, obj.address, obj.type)
+        return self._bind(obj)
+
+    def _bind(self, obj):
+        """Let linked and artifact versions reach this store (for .download(), .metrics, …)."""
+        for one in obj if isinstance(obj, list) else [obj]:
+            if isinstance(one, (m.LinkedVersion, m.ArtifactVersion)):
+                one.__dict__["_store"] = self
+        return obj
 
     def resolve(self, target: str):
         """What an address names now: Registry, Collection, LinkedVersion, Artifact or ArtifactVersion."""
@@ -820,11 +839,10 @@ class Store(_Operations):
         if addr.kind == "link":
             view.collection(addr.registry, addr.collection)
             version = view.resolve_link_ref(addr.registry, addr.collection, addr.ref)
-            return ops.link_record(view, addr.registry, addr.collection, version)
+            return self._bind(ops.link_record(view, addr.registry, addr.collection, version))
         if addr.kind == "artifact":
             return self._artifact(view, addr.artifact)
-        version, rec = view.artifact_version(addr.artifact, addr.ref)
-        return ops.artifact_version_record(addr.artifact, version, rec)
+        return self._version_with_links(view, addr)
 
     def classify(self, view: View, addr: Address) -> Address:
         """Settle a bare NAME at `view`: a registry if one has that name, else an artifact (NotFound:
@@ -852,47 +870,131 @@ class Store(_Operations):
             name, version = obj.artifact.split(":")
             data["artifact_version"] = ops.artifact_version_record(
                 name, version, view.read(m.artifact_version_file(name, version))).to_dict()
-        elif addr.kind == "artifact_version":
-            data["links"] = self._links_of(view, obj.address, obj.type)
         data.pop("created", None)
         return data
 
     def _links_of(self, view: View, ref: str, type_: str) -> list[dict]:
         """Every linked version pointing at artifact version `ref`, with its aliases."""
-        found = []
+        return self._links_by_version(view, type_, ref).get(ref, [])
+
+    def _links_by_version(self, view: View, type_: str, only: str | None = None) -> dict[str, list[dict]]:
+        """ARTIFACT:vK -> the linked versions pointing at it (as dicts), for every version of
+        type `type_` (or only `only`): one pass over the collections of that type."""
+        found: dict[str, list[dict]] = {}
         for r in view.registry_names():
             for c in view.collection_names(r):
                 coll = view.read(m.collection_file(r, c), copy_=False)
                 if coll["type"] != type_:
                     continue
                 for v in view.link_versions(r, c):
-                    if view.read(m.link_file(r, c, v), copy_=False)["artifact"] == ref:
-                        found.append(ops.link_record(view, r, c, v).to_dict())
+                    ref = view.read(m.link_file(r, c, v), copy_=False)["artifact"]
+                    if only is None or ref == only:
+                        found.setdefault(ref, []).append(ops.link_record(view, r, c, v).to_dict())
         return found
 
     def download(self, target: str, to: str | None = None, force: bool = False,
-                 progress: Callable[[int], None] | None = None) -> m.ArtifactVersion:
+                 progress: Callable[[int], None] | None = None, record: bool | None = None,
+                 purpose: str | None = None) -> m.ArtifactVersion:
         """Restore the files of an artifact version (or of what a link points at) into `to`,
         verifying every sha256 (a reference: its sha256 or ETag). Files appear only once
         verified. An existing file is refused unless `force`; a symbolic link inside `to` is
-        never followed. Without `to`, into the download cache (see `use`)."""
-        obj = self.resolve_version(target)
+        never followed. Without `to`, into the download cache (see `use`). `record`, `purpose`:
+        as for `use`."""
+        obj, link, registries = self._resolve_download(target)
         if to is None:
             self._cached(obj, progress)
-            return obj
-        if not to:
-            raise InvalidInput("get needs a folder to write to: '' is none (say . for this one)")
-        from canonry.content import restore_files
+        else:
+            if not to:
+                raise InvalidInput("get needs a folder to write to: '' is none (say . for this one)")
+            from canonry.content import restore_files
 
-        restore_files(self.blobs, obj.address, obj.files, to, force=force, progress=progress,
-                      fallback=self._fallback())
+            restore_files(self.blobs, obj.address, obj.files, to, force=force, progress=progress,
+                          fallback=self._fallback())
+        self._after_use(target, obj, link, registries, record, purpose)
         return obj
 
-    def use(self, target: str, progress: Callable[[int], None] | None = None) -> str:
+    def use(self, target: str, progress: Callable[[int], None] | None = None, record: bool | None = None,
+            purpose: str | None = None) -> str:
         """A local folder holding the files of TARGET's version (ARTIFACT:vK or
         REGISTRY/COLLECTION:vN|ALIAS), downloaded and verified once into the download cache
-        ($CANONRY_CACHE_DIR, else ~/.cache/canonry) and reused after."""
-        return self._cached(self.resolve_version(target), progress)
+        ($CANONRY_CACHE_DIR, else ~/.cache/canonry) and reused after.
+
+        `record`: True records the use in the usage log (refs/canonry/usage: who, when, host,
+        the git commit of the repository the current directory is in, `purpose`); None (the
+        default) records it when a registry the version is linked in has `record_usage` on;
+        False never. A use that cannot be recorded warns one line and still returns the folder."""
+        obj, link, registries = self._resolve_download(target)
+        folder = self._cached(obj, progress)
+        self._after_use(target, obj, link, registries, record, purpose)
+        return folder
+
+    def usage(self, target: str, since: str | None = None) -> list[dict]:
+        """Recorded uses of TARGET, newest first: of the artifact version a link or alias names
+        (by whatever address it was used), of an artifact version, of every version of an
+        artifact, or of every version linked in a collection or registry now. `since`: a date or
+        time (ISO 8601). Each record: at, actor, artifact, digest, target (the address used),
+        link, registry, host, cwd, git_commit, purpose, command, trigger (asked | registry)."""
+        from canonry.usage import UsageLog, iso_since
+
+        since_iso = iso_since(since)
+        view = self.view()
+        addr = self.classify(view, parse(target))
+        refs: list[str] = []
+        whole: list[str] = []  # artifacts whose every version counts
+        if addr.kind == "link":
+            view.collection(addr.registry, addr.collection)
+            version = view.resolve_link_ref(addr.registry, addr.collection, addr.ref)
+            refs.append(view.read(m.link_file(addr.registry, addr.collection, version), copy_=False)["artifact"])
+        elif addr.kind == "artifact_version":
+            version, _ = view.artifact_version(addr.artifact, addr.ref)
+            refs.append(f"{addr.artifact}:{version}")
+        elif addr.kind == "artifact":
+            view.artifact(addr.artifact)
+            whole.append(addr.artifact)
+        else:
+            if addr.kind == "registry":
+                view.registry(addr.registry)
+                colls = [(addr.registry, c) for c in view.collection_names(addr.registry)]
+            else:
+                view.collection(addr.registry, addr.collection)
+                colls = [(addr.registry, addr.collection)]
+            for r, c in colls:
+                for v in view.link_versions(r, c):
+                    refs.append(view.read(m.link_file(r, c, v), copy_=False)["artifact"])
+        log = UsageLog(self.storage)
+        out = [rec for name in whole for rec in log.read(name, since=since_iso)]
+        for ref in dict.fromkeys(refs):
+            name, _, version = ref.partition(":")
+            out += log.read(name, version, since=since_iso)
+        out.sort(key=lambda r: (str(r.get("at", "")), str(r.get("id", ""))), reverse=True)
+        return out
+
+    def _after_use(self, target: str, obj: m.ArtifactVersion, link: m.LinkedVersion | None,
+                   registries: list[str], record: bool | None, purpose: str | None) -> None:
+        """Record the use when asked, or when a registry of the version says so. Never fails
+        the use: a recording that fails warns one line."""
+        if record is False:
+            return
+        try:
+            if record is None:
+                view = self.view()
+                if not any(view.registry(r).get("record_usage") for r in registries):
+                    return
+            self._record_use(target, obj, link, registries, "asked" if record else "registry", purpose)
+        except Exception as e:  # the files are there: the use stands whatever the log says
+            _warn(f"used {obj.address}, but could not record the use: {' '.join(str(e).split()) or type(e).__name__}")
+
+    def _record_use(self, target, obj, link, registries, trigger, purpose) -> None:
+        from canonry.usage import UsageLog, consumer_location
+
+        when = time.time()
+        rec = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when)), "actor": self.actor.actor, "artifact": obj.address, "digest": obj.digest,
+               "target": target, "link": link.address if link is not None else None,
+               "registry": link.registry if link is not None else (registries[0] if len(registries) == 1 else None),
+               "purpose": purpose or None, "command": shlex.join(sys.argv), "trigger": trigger,
+               **consumer_location(self.storage.path)}
+        UsageLog(self.storage).record(rec, self.actor, when)
+        self.storage.maybe_pack()
 
     def _cached(self, obj: m.ArtifactVersion, progress) -> str:
         from canonry.content import restore_files
@@ -909,39 +1011,49 @@ class Store(_Operations):
     def resolve_version(self, target: str) -> m.ArtifactVersion:
         """The artifact version TARGET (ARTIFACT:vK, or REGISTRY/COLLECTION:vN|ALIAS) names,
         when the actor may download it (else PermissionDenied)."""
+        return self._resolve_download(target)[0]
+
+    def _resolve_download(self, target: str) -> tuple[m.ArtifactVersion, m.LinkedVersion | None, list[str]]:
+        """(the version TARGET names, the link it was reached through or None, the registries
+        whose settings apply to its use), once the actor may download it."""
         obj = self.resolve(target)
         if isinstance(obj, m.LinkedVersion):
             from canonry.governance import check
 
-            check(self.view(), obj.registry, self.actor.actor, "download")
-            obj = self.artifact_version(obj.artifact)
-        elif isinstance(obj, m.ArtifactVersion):
-            self._check_download_of(obj)
-        if isinstance(obj, m.ArtifactVersion) and obj.deleted:
-            raise InvalidInput(f"{ops.deleted_text(obj.address, obj.to_dict())}: its files are no longer kept")
-        if not isinstance(obj, m.ArtifactVersion):
-            raise InvalidInput(f"{target} is not a version: get takes ARTIFACT:vK or REGISTRY/COLLECTION:vN|ALIAS")
-        return obj
+            view = self.view()
+            check(view, obj.registry, self.actor.actor, "download")
+            name, _, version = obj.artifact.partition(":")
+            found = ops.artifact_version_record(name, version, view.read(m.artifact_version_file(name, version)))
+            if found.deleted:
+                raise InvalidInput(f"{ops.deleted_text(found.address, found.to_dict())}: its files are no longer kept")
+            return self._bind(found), obj, [obj.registry]
+        if isinstance(obj, m.ArtifactVersion):
+            if obj.deleted:
+                raise InvalidInput(f"{ops.deleted_text(obj.address, obj.to_dict())}: its files are no longer kept")
+            return obj, None, self._check_download_of(obj)
+        raise InvalidInput(f"{target} is not a version: get takes ARTIFACT:vK or REGISTRY/COLLECTION:vN|ALIAS")
 
-    def _check_download_of(self, version: m.ArtifactVersion) -> None:
+    def _check_download_of(self, version: m.ArtifactVersion) -> list[str]:
         """A version linked in registries may be downloaded by who may download in one of them;
-        a version linked nowhere, by its author and the store admins (docs/security.md)."""
+        a version linked nowhere, by its author and the store admins (docs/security.md).
+        Returns the registries it is linked in."""
         from canonry.governance import PermissionDenied, check, check_unlinked_download
 
         view = self.view()
-        registries = sorted({link["registry"] for link in self._links_of(view, version.address, version.type)})
+        registries = sorted({link["registry"] for link in version.links})
         if not registries:
             check_unlinked_download(view, version.address, version.created_by, self.actor.actor)
-            return
+            return []
         denied = None
         for registry in registries:
             try:
                 check(view, registry, self.actor.actor, "download")
-                return
+                return registries
             except PermissionDenied as e:
                 denied = denied or e
         if denied is not None:
             raise denied
+        return registries
 
     def history(self, target: str | None = None, limit: int | None = None,
                 actor: str | None = None) -> list[m.HistoryEntry]:
@@ -972,11 +1084,13 @@ class Store(_Operations):
         return search(self, filter, kind=kind, tag=tag, alias=alias, type=type, registry=registry,
                       limit=limit)
 
-    def lineage(self, target: str, direction: str = "both", depth: int | None = None):
-        """What TARGET's artifact version was made from and what was made from it (lineage.Lineage)."""
+    def lineage(self, target: str, direction: str = "both", depth: int | None = None,
+                usage: bool = False):
+        """What TARGET's artifact version was made from and what was made from it (lineage.Lineage).
+        `usage`: also give each version's consumers (its recorded uses, newest first: Node.consumers)."""
         from canonry.query.lineage import trace
 
-        return trace(self, target, direction=direction, depth=depth)
+        return trace(self, target, direction=direction, depth=depth, usage=usage)
 
     def compare(self, collection: str, metrics=None, ascending: bool = False) -> dict:
         """Every linked version of REGISTRY/COLLECTION with aliases and metrics, best first."""

@@ -75,6 +75,11 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "sync": ("canonry.cli.sharing", "sync", "Pull, then push."),
     "tag": ("canonry.cli.write", "tag", "Add or remove tags on collections and linked versions."),
     "unlink": ("canonry.cli.write", "unlink", "Remove a link (and the aliases it holds)."),
+    "usage": ("canonry.cli.usage", "usage_cmd",
+              "Recorded uses of TARGET, newest first: who, when, which version, through which address, "
+              "from which host and git commit, and why."),
+    "use": ("canonry.cli.usage", "use",
+            "Print a local folder holding TARGET's files and record the use (who, when, from where, why)."),
     "validate": ("canonry.cli.validate", "validate_cmd",
                  "Check every commit of BASE..HEAD (or the whole store): schemas, invariants, policies."),
 }

@@ -42,20 +42,24 @@ def _emit_json_texts(texts: list[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
               help="Write to this file instead of printing.")
+@click.option("--usage", is_flag=True,
+              help="Also show consumers: the recorded uses of each version (`canonry usage`).")
 @branch_option
 @click.pass_obj
-def lineage_cmd(c, target, upstream, downstream, depth, format_, as_json, output):
+def lineage_cmd(c, target, upstream, downstream, depth, format_, as_json, output, usage):
     """The artifact versions TARGET was made from and those made from it, with the collections,
     links and aliases pointing at each and who produced it (git commit, command).
 
-    TARGET: ARTIFACT:vK, ARTIFACT (its newest version) or REGISTRY/COLLECTION:vN|ALIAS."""
+    TARGET: ARTIFACT:vK, ARTIFACT (its newest version) or REGISTRY/COLLECTION:vN|ALIAS. With
+    --usage, the consumers too: the tree lists TARGET's recorded uses (who, when, host, git
+    commit, purpose) and counts each version's; JSON gives every node's `consumers`."""
     from canonry.query.lineage import render
 
     if upstream and downstream:
         raise click.BadParameter("give --upstream or --downstream, not both (neither: both ways)",
                                  param_hint="--upstream/--downstream")
     direction = "upstream" if upstream else "downstream" if downstream else "both"
-    result = _store(c).lineage(target, direction=direction, depth=depth)
+    result = _store(c).lineage(target, direction=direction, depth=depth, usage=usage)
     text = render(result, "json" if as_json else format_)
     if output:
         with open(output, "w", encoding="utf-8") as f:

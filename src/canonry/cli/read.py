@@ -76,32 +76,55 @@ def history(c, target, limit, actor, as_json):
 
 
 @click.command()
-@click.argument("target")
+@click.argument("targets", nargs=-1, required=True, metavar="TARGET...")
 @click.option("--to", "dest", type=click.Path(file_okay=False),
-              help="Directory to write to (default: the download cache; its folder is printed).")
+              help="Directory to write to (default: the download cache; its folder is printed). "
+                   "With several targets, each goes into DIR/ARTIFACT-vK/.")
 @click.option("--force", is_flag=True, help="Overwrite files that exist in DIR.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @store_options
-def get(c, target, dest, force, quiet, as_json):
+def get(c, targets, dest, force, quiet, as_json):
     """Restore the files of a version into DIR, verifying every sha256. A file already in DIR is
     refused unless --force; a symbolic link inside DIR is never followed. Without --to, the
     files go to the download cache once (~/.cache/canonry, or $CANONRY_CACHE_DIR) and its
-    folder is printed."""
+    folder is printed.
+
+    Several targets: with --to, each version goes into its own folder DIR/ARTIFACT-vK/ (a
+    version named twice, once); without, one cache folder is printed per target, in order.
+    Every target is resolved (and access checked) before anything is downloaded. --json: one
+    object for one target, a list for several."""
     from canonry.cli.progress import byte_progress
 
     store = c.store()
-    version = store.resolve_version(target)
-    with byte_progress("downloading", version.size, quiet or as_json) as progress:
-        if dest is None:
-            where = store.use(target, progress=progress)
+    versions = [store.resolve_version(target) for target in targets]
+    several = len(targets) > 1
+    results, lines = [], []
+    done_to: dict[str, str] = {}
+    for target, version in zip(targets, versions):
+        sub = None if dest is None else (
+            os.path.join(dest, f"{version.artifact}-{version.version}") if several else dest)
+        key = f"{version.address}\0{sub}"
+        if key in done_to:
+            where = done_to[key]
         else:
-            store.download(target, dest, force=force, progress=progress)
-            where = os.path.abspath(dest)
-    n = len(version.files)
-    done(as_json, {"artifact": version.address, "digest": version.digest, "to": where,
-                   "files": [f["path"] for f in version.files]},
-         where if dest is None else
-         f"restored {version.address} ({n} file{'s' * (n != 1)}, digests verified) into {dest}")
+            with byte_progress(f"downloading {version.address}" if several else "downloading",
+                               version.size, quiet or as_json) as progress:
+                if sub is None:
+                    where = store.use(target, progress=progress)
+                else:
+                    store.download(target, sub, force=force, progress=progress)
+                    where = os.path.abspath(sub)
+            done_to[key] = where
+        n = len(version.files)
+        results.append({"artifact": version.address, "digest": version.digest, "to": where,
+                        "files": [f["path"] for f in version.files]})
+        lines.append(where if dest is None else
+                     f"restored {version.address} ({n} file{'s' * (n != 1)}, digests verified) into {sub}")
+    if as_json and several:
+        from canonry.output import emit_json
+
+        return emit_json(results)
+    done(as_json, results[0], "\n".join(lines))
 
 
 # ---- shared with `registry list` and `registry create` -------------------------------------------

@@ -57,13 +57,15 @@ def registry_show(c, name, as_json):
 @click.option("--visibility", type=click.Choice(["restricted", "organization"]), default=None)
 @click.option("--add-type", "add_types", multiple=True, metavar="T",
               help="Accept another artifact type (repeatable; 'all' accepts every type).")
+@click.option("--record-usage/--no-record-usage", "record_usage", default=None,
+              help="Record every download of a version linked here in the usage log (`canonry usage`).")
 @store_options
-def registry_edit(c, name, description, visibility, add_types, as_json):
+def registry_edit(c, name, description, visibility, add_types, record_usage, as_json):
     """Edit registry settings. Accepted types can be added, never removed."""
     store = c.store()
     before = store.registry(name)
     reg = store.edit_registry(name, description=description, visibility=visibility,
-                              add_types=list(add_types) or None)
+                              add_types=list(add_types) or None, record_usage=record_usage)
     changed = reg.to_dict() != before.to_dict()
     done(as_json, {**reg.to_dict(), "changed": changed},
          f"edited registry {name}" if changed else f"registry {name}: nothing to change")

@@ -39,6 +39,7 @@ def render_show(d: dict) -> str:
                       ("visibility", d["visibility"]),
                       ("types", d["types"] if d["types"] == "all" else fmt(d["types"])),
                       ("protected", d["protected_aliases"]), ("members", d["members"]),
+                      *([("usage", "every download is recorded (canonry usage)")] if d.get("record_usage") else []),
                       ("created", f"{d['created_at']} by {d['created_by']}")])
         rows = [[c["name"], c["type"], c["versions"], _alias_map(c["aliases"]), fmt(c["tags"])]
                 for c in d["collections"]]

@@ -53,6 +53,7 @@ class Node:
     links: list = field(default_factory=list)  # [{"address": R/C:vN, "aliases": [...], "tags": [...]}]
     distance: int = 0  # hops from the root: negative upstream, positive downstream
     missing: bool = False  # named as an input, but no such artifact version in the store
+    consumers: list = field(default_factory=list)  # recorded uses, newest first (with usage=True)
 
     def label_links(self) -> str:
         parts = []
@@ -99,13 +100,24 @@ def root_ref(store, target: str) -> str:
                        f"not {target!r}")
 
 
-def trace(store, target: str, direction: str = "both", depth: int | None = None) -> Lineage:
+def trace(store, target: str, direction: str = "both", depth: int | None = None,
+          usage: bool = False) -> Lineage:
+    """The lineage graph around TARGET's version; `usage`: with each version's consumers, read
+    from the usage log (canonry/usage.py)."""
     if direction not in DIRECTIONS:
         raise InvalidInput(f"invalid direction {direction!r}: use {', '.join(DIRECTIONS)}")
     if depth is not None and depth < 0:
         raise InvalidInput("--depth must be 0 or more")
     root = root_ref(store, target)
-    return for_store(store).query(lambda db: _walk(db, root, direction, depth))
+    lineage = for_store(store).query(lambda db: _walk(db, root, direction, depth))
+    if usage:
+        from canonry.usage import UsageLog
+
+        log = UsageLog(store.storage)
+        for node in lineage.nodes.values():
+            if not node.missing:
+                node.consumers = log.read(node.artifact, node.version)[::-1]
+    return lineage
 
 
 def _walk(db, root: str, direction: str, depth: int | None) -> Lineage:
@@ -195,6 +207,20 @@ def _describe(node: Node) -> str:
         extra.append(f"`{command if len(command) <= 60 else command[:59] + '…'}`")
     if extra:
         text += " · " + " · ".join(extra)
+    if node.consumers:
+        text += f" · {len(node.consumers)} recorded use{'s' * (len(node.consumers) != 1)}"
+    return text
+
+
+CONSUMERS_SHOWN = 10  # consumers listed under the root in the tree; `canonry usage` lists all
+
+
+def _consumer_line(use: dict) -> str:
+    text = f"{use.get('at', '')} {use.get('actor', '')} on {use.get('host', '?')}"
+    if use.get("git_commit"):
+        text += f" · commit {str(use['git_commit'])[:10]}"
+    if use.get("purpose"):
+        text += f" · {use['purpose']}"
     return text
 
 
@@ -212,6 +238,14 @@ def render_tree(lineage: Lineage) -> str:
         shown: set[str] = {lineage.root}
         for i, kid in enumerate(kids):
             _tree(lineage, kid, children, "", i == len(kids) - 1, shown, lines)
+    if root.consumers:
+        lines.append("consumers (recorded uses):")
+        shown_uses = root.consumers[:CONSUMERS_SHOWN]
+        for i, use in enumerate(shown_uses):
+            last = i == len(shown_uses) - 1 and len(root.consumers) <= CONSUMERS_SHOWN
+            lines.append(("└── " if last else "├── ") + _consumer_line(use))
+        if len(root.consumers) > CONSUMERS_SHOWN:
+            lines.append(f"└── … {len(root.consumers) - CONSUMERS_SHOWN} more: canonry usage {lineage.root}")
     if lineage.truncated:
         lines.append(f"(stopped at depth {lineage.depth}: --depth N to see further)")
     return "\n".join(lines) + "\n"

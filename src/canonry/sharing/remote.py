@@ -4,7 +4,8 @@ Git is the distributed engine: we speak what dulwich speaks (a local path, file:
 HTTP(S), ssh) and never force-push. A push that lost a race fetches, replays the operations
 of the local unpublished commits on the remote's new state (their trailers make that
 possible) and pushes again; the remote's ref update is itself a compare-and-swap (the server
-checks the old value). Notes (the automation run log) are merged, never overwritten.
+checks the old value). Notes (the automation run log) and the usage log (refs/canonry/usage)
+travel with the branch, and are merged, never overwritten.
 Credentials come from the usual git places (the URL, ssh keys, credential config) and are
 never printed: messages show URLs without user info.
 """
@@ -23,9 +24,11 @@ from canonry.automation.runlog import NOTES_REF, merge_notes
 from canonry.errors import CanonryError, Conflict, InvalidInput, MergeConflict
 from canonry.git.graph import can_fast_forward, first_parent_chain, merge_base
 from canonry.sharing.merge import changed_paths, rebase_commits
+from canonry.usage import USAGE_REF, merge_usage
 
 __all__ = [
     "DISCARDED_REFS",
+    "SIDE_REFS",
     "ZERO",
     "DiscardResult",
     "RemoteError",
@@ -110,12 +113,12 @@ def _why(e: BaseException) -> str:
 
 
 def fetch(store, remote: str = "origin") -> dict:
-    """Fetch the store branch and the notes ref; return the remote's refs."""
+    """Fetch the store branch, the notes ref and the usage ref; return the remote's refs."""
     storage = store.storage
     repo = storage.repo
     url = remote_url(repo, remote)
     client, path = _client(repo, url, "pull")
-    wanted = (storage.ref, NOTES_REF)
+    wanted = (storage.ref, *SIDE_REFS)
 
     def determine_wants(refs, depth=None):
         return [refs[r] for r in wanted if refs.get(r) and refs[r] not in repo.object_store]
@@ -231,7 +234,7 @@ def pull(store, remote: str = "origin", discard_local: bool = False) -> SyncResu
         return _discard_local(store, remote, refs)
     action, old, new, replayed = _integrate(store, refs.get(storage.ref), "your unpublished commits",
                                             remote)
-    _merge_notes_from(store, refs.get(NOTES_REF))
+    _merge_side_refs(store, refs)
     if action == "ahead":
         action = "up-to-date"
     result = SyncResult(action, storage.branch, _hex(old), _hex(new), replayed,
@@ -272,7 +275,7 @@ def _discard_local(store, remote: str, refs: dict) -> SyncResult:
         repo.refs[backup] = local
         if storage.compare_and_swap(local, remote_head, "pull --discard-local: reset to the remote's"):
             _after_pull(store, local, remote_head, changed_paths(storage, local, remote_head))
-            _merge_notes_from(store, refs.get(NOTES_REF))
+            _merge_side_refs(store, refs)
             return DiscardResult("discarded-local", storage.branch, local.decode(),
                                  remote_head.decode(), 0, url,
                                  f"{base.decode()}..{remote_head.decode()}" if base else remote_head.decode(),
@@ -308,13 +311,16 @@ def push(store, remote: str = "origin", budget: float = PUSH_BUDGET_S) -> SyncRe
         _action, _old, local, replayed = _integrate(store, remote_head, "your unpublished commits",
                                                     remote)
         replayed_total += replayed
-        _merge_notes_from(store, refs.get(NOTES_REF))
-        notes = _ref(repo, NOTES_REF)
+        _merge_side_refs(store, refs)
         updates = {}
         if local is not None and local != remote_head:
             updates[storage.ref] = (remote_head, local)
-        if notes is not None and notes != refs.get(NOTES_REF):
-            updates[NOTES_REF] = (refs.get(NOTES_REF), notes)
+        for ref in SIDE_REFS:
+            mine = _ref(repo, ref)
+            # only what holds the remote's records: a local writer may have raced the merge
+            if mine is not None and mine != refs.get(ref) and (
+                    refs.get(ref) is None or can_fast_forward(storage, refs[ref], mine)):
+                updates[ref] = (refs.get(ref), mine)
         if not updates or _send(repo, url, updates):
             if storage.ref in updates:
                 _track(storage, remote, local, "update by push")
@@ -370,22 +376,41 @@ def _send(repo, url: str, updates: dict) -> bool:
     return all(now.get(ref) == new for ref, (_, new) in updates.items() if ref in now)
 
 
-def _merge_notes_from(store, remote_notes: bytes | None) -> None:
-    if remote_notes is None:
+# Refs that travel with the store branch, each with how two sides of it are merged (a union:
+# never a conflict).
+SIDE_REFS = {NOTES_REF: merge_notes, USAGE_REF: merge_usage}
+
+
+def _merge_side_refs(store, remote_refs: dict) -> None:
+    for ref, merge in SIDE_REFS.items():
+        _merge_side_ref(store, ref, remote_refs.get(ref), merge)
+
+
+def _merge_side_ref(store, ref: bytes, remote_head: bytes | None, merge) -> None:
+    """Bring local `ref` to hold what `remote_head` holds: fast-forward, or a merge commit;
+    redone while local writers (a use being recorded) move the ref meanwhile."""
+    if remote_head is None:
         return
     storage = store.storage
     repo = storage.repo
-    local = _ref(repo, NOTES_REF)
-    if local == remote_notes or (local and can_fast_forward(storage, remote_notes, local)):
-        return
-    if local is None or can_fast_forward(storage, local, remote_notes):
-        new = remote_notes
-    else:
-        new = merge_notes(storage, local, remote_notes, store.actor)
-    if local is None:
-        repo.refs.add_if_new(NOTES_REF, new)
-    else:
-        repo.refs.set_if_equals(NOTES_REF, local, new)
+    for _ in range(50):
+        local = _ref(repo, ref)
+        if local == remote_head or (local and can_fast_forward(storage, remote_head, local)):
+            return
+        if local is None or can_fast_forward(storage, local, remote_head):
+            new = remote_head
+        else:
+            new = merge(storage, local, remote_head, store.actor)
+        try:
+            if local is None:
+                ok = repo.refs.add_if_new(ref, new)
+            else:
+                ok = repo.refs.set_if_equals(ref, local, new)
+        except FileLocked:
+            ok = False
+        if ok:
+            return
+        time.sleep(random.uniform(0.002, 0.02))
 
 
 def sync(store, remote: str = "origin") -> SyncResult:
@@ -426,11 +451,12 @@ def clone_repository(url: str, directory: str, branch: str | None = None, bare: 
 
 
 def fetch_run_log(store, remote: str = "origin") -> None:
-    """Fetch the automation run log (the notes ref) of `remote` and merge it into the local one;
-    quietly nothing if that fails (the branch is what matters; the run log can come later)."""
+    """Fetch the automation run log (the notes ref) and the usage log of `remote` and merge them
+    into the local ones; quietly nothing if that fails (the branch is what matters; the logs can
+    come later)."""
     try:
         refs = fetch(store, remote)
-        _merge_notes_from(store, refs.get(NOTES_REF))
+        _merge_side_refs(store, refs)
     except CanonryError:
         pass
 
