@@ -67,7 +67,7 @@ def test_cli_compare_text_with_chart(candidates, cli):
 
 
 def test_cli_compare_json_shape(candidates, cli):
-    data = cli("compare", "model/clf", "-m", "loss", "--asc", "--json").json()
+    data = cli("compare", "model/clf", "--metric", "loss", "--asc", "--json").json()
     assert set(data) == {"collection", "metrics", "sort", "ascending", "versions", "best", "trend"}
     assert data["collection"] == "model/clf" and data["ascending"] is True
     v = data["versions"][0]

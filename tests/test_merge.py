@@ -80,7 +80,7 @@ def test_fast_forward_when_main_has_not_moved(store):
 def test_no_ff_makes_a_merge_commit_even_when_a_fast_forward_was_possible(store):
     branch_of(store).link("gemma-finetuned:v1", "model/mnist")
     before, head = rev(store), rev(store, BRANCH)
-    data = ok("-C", store, "merge", BRANCH, "--no-ff", "-m", "Promote mnist v1", "--json", actor=ALICE).json()
+    data = ok("-C", store, "merge", BRANCH, "--no-ff", "--message", "Promote mnist v1", "--json", actor=ALICE).json()
     assert data["kind"] == "merge" and data["old"] == before and data["new"] == rev(store)
     assert data["operations"] == ["link gemma-finetuned:v1 -> model/mnist as v1"]
     assert parents(store, "main") == [before, head]

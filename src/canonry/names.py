@@ -1,10 +1,11 @@
-"""Names and addresses: `REGISTRY`, `REGISTRY/COLLECTION[:vN|:ALIAS]`, `ARTIFACT[:vK|:latest]`."""
+"""Names and addresses: `REGISTRY`, `REGISTRY/COLLECTION[:vN|:ALIAS]`, `ARTIFACT[:vK|:latest]`;
+and the dates and times a question may start from (`--since`)."""
 from __future__ import annotations
 
 import re
 from typing import NamedTuple
 
-from canonry.errors import InvalidAddress, InvalidName, ReservedAlias
+from canonry.errors import InvalidAddress, InvalidInput, InvalidName, ReservedAlias
 
 __all__ = [
     "LATEST",
@@ -16,6 +17,7 @@ __all__ = [
     "check_branch",
     "check_name",
     "is_version",
+    "iso_since",
     "parse",
     "parse_artifact_version",
     "parse_collection",
@@ -186,3 +188,22 @@ def check_branch(name: str) -> str:
     if problem:
         raise InvalidName(f"invalid branch name {name!r}: {problem} (see `git check-ref-format`)")
     return name
+
+
+def iso_since(since: str) -> str:
+    """A date (2026-11-01) or UTC time (2026-11-01T12:00[:00][Z]) as the index keeps times
+    (2026-11-01T12:00:00Z). Raises InvalidInput for anything else, an impossible date included."""
+    from datetime import datetime
+
+    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
+        text = since + "T00:00:00Z"
+    elif re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?Z?", since):
+        text = since.rstrip("Z") + (":00" if since.count(":") == 1 else "") + "Z"
+    else:
+        text = ""
+    try:
+        datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        raise InvalidInput(f"invalid --since {since!r}: use a date like 2026-11-01 or "
+                           "2026-11-01T12:00:00Z") from None
+    return text

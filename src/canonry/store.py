@@ -15,7 +15,7 @@ from canonry import model as m
 from canonry.errors import CanonryError, Conflict, InvalidInput, NotAStore, NotFound
 from canonry.files import manifest
 from canonry.git.storage import DEFAULT_BRANCH, GitStorage, Identity, find_repo_path, head_commit_of, identity
-from canonry.names import Address, check_branch, parse, parse_collection, parse_link
+from canonry.names import Address, check_branch, iso_since, parse, parse_collection, parse_link
 from canonry.recordcache import RecordCache
 from canonry.schemas import FORMAT_VERSION
 from canonry.view import ParseCache, View
@@ -248,15 +248,7 @@ class _Operations:
 
 
 def _iso_since(since: str | None) -> str | None:
-    if not since:
-        return None
-    import re
-
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
-        return since + "T00:00:00Z"
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?Z?", since):
-        return since.rstrip("Z") + (":00" if since.count(":") == 1 else "") + "Z"
-    raise InvalidInput(f"invalid --since {since!r}: use a date like 2026-11-01 or 2026-11-01T12:00:00Z")
+    return iso_since(since) if since else None
 
 
 def _warn(message: str) -> None:
@@ -539,6 +531,46 @@ class Store(_Operations):
         # Newest first; within one timestamp, later lines of a note (later runs) first.
         order = sorted(range(len(runs)), key=lambda i: (runs[i].get("at", ""), i), reverse=True)
         return [runs[i] for i in order]
+
+    def trusts_local_automations(self) -> bool:
+        """Whether `command` automations may run: canonry.yaml at the store branch's head (never
+        a proposal's) sets trust_local_automations: true."""
+        from canonry.automation.trust import trusted_config, trusted_view
+
+        return bool(trusted_config(trusted_view(self.storage, self.cache)).get("trust_local_automations", False))
+
+    def policy_violations(self) -> list[dict]:
+        """What the policies (check_change hooks) say of the store as it is: each alias held now
+        is asked about as if it had just been set. One {target, plugin, reason} per alias a
+        policy would refuse (the first that objects), [] when none would. `automations set`
+        warns with it when a new policy is already broken."""
+        from canonry.automation.events import Event
+        from canonry.automation.plugins import first_result
+
+        callers = self.plugins.callers("check_change")
+        if not callers:
+            return []
+        view = self.view()
+        commit = view.commit.decode() if view.commit else ""
+        actor, now = self.actor.actor, _now()
+        found = []
+        for coll in self.collections():
+            for alias, version in coll.aliases.items():
+                if alias == "latest":  # follows the newest link: never set by anyone
+                    continue
+                target = f"{coll.address}:{alias}"
+                event = Event(kind="alias.added", id=f"{commit}:0", commit=commit, actor=actor, time=now,
+                              registry=coll.registry, collection=coll.address, version=version,
+                              alias=alias, target=target)
+                for plugin_name, caller in callers:
+                    try:
+                        reason = first_result(caller(events=[event], store=self, view=view))
+                    except Exception as e:  # as _check_policies: a broken policy objects
+                        reason = f"policy failed: {type(e).__name__}: {e}"
+                    if reason:
+                        found.append({"target": target, "plugin": plugin_name, "reason": reason})
+                        break
+        return found
 
     def _check_policies(self, view: View, new: bytes) -> None:
         """Refuse the commit `new` while a required plugin is not loaded, or if any check_change

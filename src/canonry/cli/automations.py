@@ -3,7 +3,17 @@ from __future__ import annotations
 
 import click
 
-from canonry.cli.common import UserError, done, json_option, note, pass_ctx, plugins_without_store, say, store_options
+from canonry.cli.common import (
+    UserError,
+    done,
+    json_option,
+    note,
+    pass_ctx,
+    plugins_without_store,
+    read_options,
+    say,
+    store_options,
+)
 from canonry.errors import CanonryError
 
 __all__ = [
@@ -35,7 +45,7 @@ def plugins_cmd(c, as_json):
 
 @click.command()
 @click.argument("rev_range", metavar="REV_RANGE")
-@store_options
+@read_options
 def events(c, rev_range, as_json):
     """List the events of the commits in REV_RANGE (A..B, or one commit), oldest first."""
     found = c.store().events(rev_range)
@@ -132,14 +142,26 @@ def automations_set(c, file, registry, as_json):
         # an empty file is more often a mistake than a wish to drop every automation
         raise UserError(f"{file.name} holds no automations: to remove them all, give an explicit []")
     store = c.store()
+    view = store.view()
+    before = (view.registry(registry) if registry else view.store_config()).get("automations", [])
     result = store.set_automations(autos, registry=registry)
-    # A warning, not a refusal: the plugin giving an action may be loaded only where
-    # automations run (CI), not here where they are set. One line, after the change.
-    known = store.plugins.actions()
+    # Warnings, not refusals, one line each, after the change: the plugin giving an action may
+    # be loaded only where automations run (CI), not here where they are set; trust is the
+    # store branch's to give; a policy the store already breaks may be the point of setting it.
+    known = set(store.plugins.actions())
+    if store.plugins.callers("check_change"):
+        known.add("policy")  # acted on before each commit (check_change), not delivered
     unknown = sorted({str(a.get("action")) for a in result if a.get("action") not in known})
     if unknown:
-        note(f"warning: no plugin loaded here gives action {', '.join(unknown)} "
+        note(f"canonry: warning: no plugin loaded here gives action {', '.join(unknown)} "
              f"(known: {', '.join(sorted(known)) or 'none'}): such automations fail when they fire "
              f"unless a plugin there gives it")
+    commands = [a["name"] for a in result if a.get("action") == "command" and a.get("enabled", True)]
+    if commands and not store.trusts_local_automations():
+        note(f"canonry: warning: command automation {', '.join(commands)} cannot run: canonry.yaml on "
+             f"the store branch ({store.storage.store_branch}) does not set trust_local_automations: true")
+    if any(a.get("action") == "policy" and a not in before for a in result):
+        for v in store.policy_violations():
+            note(f"canonry: warning: {v['target']} already breaks a policy: {v['reason']}")
     done(as_json, {"automations": result}, f"automations of {('registry ' + registry) if registry else 'the store'}: "
          f"{', '.join(a['name'] for a in result) or 'none'}")

@@ -19,12 +19,16 @@ __all__ = [
     "Ctx",
     "UserError",
     "branch_option",
+    "check_since",
     "done",
     "json_option",
     "note",
     "pass_ctx",
+    "pick_store_branch",
     "plugins_without_store",
+    "read_options",
     "say",
+    "store_branch_options",
     "store_options",
     "warn_failed_delivery",
 ]
@@ -37,13 +41,17 @@ class Ctx:
         self.path = path
         self.plugins_dir = plugins_dir
         self.branch = None
+        self.branch_must_exist = False  # a read command's --branch: reading a missing one is an error
         self._store: Store | None = None
 
     def store(self):
         if self._store is None:
             from canonry.store import open_store
 
-            self._store = open_store(self.path, self.branch, plugins_dir=self.plugins_dir)
+            store = open_store(self.path, self.branch, plugins_dir=self.plugins_dir)
+            if self.branch_must_exist and store.storage.is_proposal_branch and not store.storage.branch_exists():
+                raise UserError(f"no branch {self.branch}")
+            self._store = store
             self._store.on_failed_delivery = warn_failed_delivery
         return self._store
 
@@ -81,8 +89,19 @@ def _set_branch(ctx, param, value):
     return value
 
 
-def branch_option(f):
-    """`--branch B`: work on branch B (created from the store branch on the first write)."""
+def _set_read_branch(ctx, param, value):
+    if value:
+        ctx.find_object(Ctx).branch_must_exist = True
+    return _set_branch(ctx, param, value)
+
+
+def branch_option(f, read: bool = False):
+    """`--branch B`: work on branch B (created from the store branch on the first write). With
+    `read`, for commands that only read: a branch that does not exist is an error, not the
+    store branch's state."""
+    if read:
+        return click.option("--branch", "-b", metavar="B", expose_value=False, callback=_set_read_branch,
+                            help="Read branch B instead of the store branch.")(f)
     return click.option("--branch", "-b", metavar="B", expose_value=False, callback=_set_branch,
                         help="Work on branch B instead of the store branch (created from it on "
                              "the first write: a proposal to review).")(f)
@@ -91,6 +110,49 @@ def branch_option(f):
 def store_options(f):
     """What a command on the store takes: `--json`, `--branch B`, and the context (`c`)."""
     return json_option(branch_option(pass_ctx(f)))
+
+
+def read_options(f):
+    """store_options for a command that only reads: `--branch B` must name a branch that exists."""
+    return json_option(branch_option(pass_ctx(f), read=True))
+
+
+def _deprecated_branch(ctx, param, value):
+    if value:
+        note(f"canonry: warning: `{ctx.command_path} --branch` is now --store-branch "
+             "(--branch names a proposal branch everywhere else)")
+    return value
+
+
+def store_branch_options(help_text: str):
+    """`--store-branch B` (for init and clone), with the old spelling `--branch` still taken
+    (hidden, with a warning): everywhere else --branch means a proposal branch."""
+    def decorate(f):
+        f = click.option("--branch", "old_store_branch", metavar="B", hidden=True, callback=_deprecated_branch,
+                         help="Deprecated: --store-branch.")(f)
+        return click.option("--store-branch", "store_branch", metavar="B", help=help_text)(f)
+    return decorate
+
+
+def pick_store_branch(store_branch: str | None, old_store_branch: str | None) -> str | None:
+    """--store-branch, or the deprecated --branch given instead (both, differing: a usage error)."""
+    if store_branch and old_store_branch and store_branch != old_store_branch:
+        raise click.UsageError("give --store-branch only (--branch is its old spelling)")
+    return store_branch or old_store_branch
+
+
+def check_since(ctx, param, value):
+    """Callback of a `--since DATE` option: a date or time that cannot be read is a usage error
+    (exit 2), found before the store is opened."""
+    if value:
+        from canonry.errors import InvalidInput
+        from canonry.names import iso_since
+
+        try:
+            iso_since(value)
+        except InvalidInput:
+            raise click.BadParameter(f"{value!r}: use a date like 2026-11-01 or 2026-11-01T12:00:00Z") from None
+    return value
 
 
 def say(message: str) -> None:

@@ -5,7 +5,7 @@ import os
 
 import click
 
-from canonry.cli.common import done, json_option, pass_ctx, say, store_options
+from canonry.cli.common import check_since, done, json_option, pass_ctx, read_options, say
 
 __all__ = ["admin", "admin_add", "admin_rm", "audit", "codeowners", "group_cmd"]
 
@@ -47,10 +47,10 @@ def group_cmd(c, name, members, as_json):
 
 
 @click.command()
-@click.option("--since", metavar="DATE", help="Only changes at or after DATE (2026-11-01 or ISO time).")
+@click.option("--since", metavar="DATE", callback=check_since, help="Only changes at or after DATE (2026-11-01 or ISO time).")
 @click.option("--registry", "registry_name", metavar="R", help="Only changes in registry R.")
 @click.option("--actor", metavar="EMAIL", help="Only changes made by EMAIL.")
-@store_options
+@read_options
 def audit(c, since, registry_name, actor, as_json):
     """Who did what and when, across the store: newest first."""
     entries = c.store().audit(since=since, registry=registry_name, actor=actor)

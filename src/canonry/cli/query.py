@@ -2,6 +2,8 @@
 (answered from the derived index; see canonry/query/). Parsing and formatting only."""
 from __future__ import annotations
 
+import functools
+
 import click
 
 from canonry.cli.common import branch_option
@@ -44,7 +46,7 @@ def _emit_json_texts(texts: list[str]) -> None:
               help="Write to this file instead of printing.")
 @click.option("--usage", is_flag=True,
               help="Also show consumers: the recorded uses of each version (`canonry usage`).")
-@branch_option
+@functools.partial(branch_option, read=True)
 @click.pass_obj
 def lineage_cmd(c, target, upstream, downstream, depth, format_, as_json, output, usage):
     """The artifact versions TARGET was made from and those made from it, with the collections,
@@ -72,11 +74,11 @@ def lineage_cmd(c, target, upstream, downstream, depth, format_, as_json, output
 
 @click.command("compare")
 @click.argument("collection", metavar="REGISTRY/COLLECTION")
-@click.option("--metric", "-m", "metrics", multiple=True, metavar="M",
+@click.option("--metric", "metrics", multiple=True, metavar="M",
               help="Metric to show (repeatable); the first one sorts and is charted. Default: all, by version.")
 @click.option("--ascending", "--asc", is_flag=True, help="Lowest first (for losses and errors).")
 @click.option("--json", "as_json", is_flag=True, help="Print data only, as JSON.")
-@branch_option
+@functools.partial(branch_option, read=True)
 @click.pass_obj
 def compare_cmd(c, collection, metrics, ascending, as_json):
     """Every linked version of a collection with its aliases and metrics, best first, with a
@@ -101,7 +103,7 @@ def compare_cmd(c, collection, metrics, ascending, as_json):
 @click.option("--limit", type=click.IntRange(min=1, max=2**63 - 1), default=None, metavar="N",
               help="At most N results.")
 @click.option("--json", "as_json", is_flag=True, help="Print the matching items as JSON (aliases included).")
-@branch_option
+@functools.partial(branch_option, read=True)
 @click.pass_obj
 def search_cmd(c, filter_json, tag, alias, type_, registry, kind, limit, as_json):
     """Find linked versions (or collections, registries) across the store.
@@ -111,25 +113,28 @@ def search_cmd(c, filter_json, tag, alias, type_, registry, kind, limit, as_json
     $lte $in $nin $and $or $not $regex $exists $contains."""
     import json
 
-    from canonry.errors import InvalidInput
+    from canonry.query.search import FilterError, search
 
+    # A filter that cannot be read, or asks what cannot be asked, is a usage error (exit 2).
     filter_ = None
     if filter_json:
         try:
             filter_ = json.loads(filter_json)
         except ValueError as e:
-            raise InvalidInput(f"--filter is not valid JSON: {e}") from None
+            raise click.BadParameter(f"not valid JSON: {e}", param_hint="--filter") from None
         except RecursionError:  # '[[[[…' deeper than Python's stack
-            raise InvalidInput("--filter nests too deeply") from None
+            raise click.BadParameter("nests too deeply", param_hint="--filter") from None
         if not isinstance(filter_, dict):  # `null` and `[]` would otherwise match everything
-            raise InvalidInput(f"--filter is a JSON object like {{\"tag\": \"vision\"}}, not {filter_json.strip()[:40]}")
+            raise click.BadParameter(f"a JSON object like {{\"tag\": \"vision\"}}, not {filter_json.strip()[:40]}",
+                                     param_hint="--filter")
     store = _store(c)
-    if as_json:
-        from canonry.query.search import search
-
-        return _emit_json_texts(search(store, filter_, kind=kind, tag=tag, alias=alias, type=type_,
-                                       registry=registry, limit=limit, as_json=True))
-    results = store.search(filter_, kind=kind, tag=tag, alias=alias, type=type_, registry=registry, limit=limit)
+    try:
+        if as_json:
+            return _emit_json_texts(search(store, filter_, kind=kind, tag=tag, alias=alias, type=type_,
+                                           registry=registry, limit=limit, as_json=True))
+        results = store.search(filter_, kind=kind, tag=tag, alias=alias, type=type_, registry=registry, limit=limit)
+    except FilterError as e:
+        raise click.UsageError(str(e)) from None
     if not results:
         click.echo(f"no {kind} match", err=True)
         return

@@ -5,14 +5,14 @@ import os
 
 import click
 
-from canonry.cli.common import done, say, store_options
+from canonry.cli.common import done, read_options, say
 
 __all__ = ["get", "history", "ls", "print_registries", "show", "show_target", "types_text"]
 
 
 @click.command()
 @click.argument("target")
-@store_options
+@read_options
 def show(c, target, as_json):
     """Show everything known about a registry, collection, linked version or artifact version."""
     show_target(c.store(), target, as_json)
@@ -31,7 +31,7 @@ def show_target(store, target, as_json):  # also `registry show`
 
 @click.command()
 @click.argument("target", required=False, metavar="[REGISTRY[/COLLECTION]]")
-@store_options
+@read_options
 def ls(c, target, as_json):
     """List registries, the collections of a registry, or the versions of a collection."""
     store = c.store()
@@ -62,7 +62,7 @@ def ls(c, target, as_json):
 @click.argument("target")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most this many entries.")
 @click.option("--actor", metavar="EMAIL", help="Only the changes made by EMAIL.")
-@store_options
+@read_options
 def history(c, target, limit, actor, as_json):
     """Every change to TARGET, newest first: commit, time, actor, operation, before → after."""
     entries = c.store().history(target, limit=limit, actor=actor)
@@ -82,7 +82,7 @@ def history(c, target, limit, actor, as_json):
                    "With several targets, each goes into DIR/ARTIFACT-vK/.")
 @click.option("--force", is_flag=True, help="Overwrite files that exist in DIR.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@store_options
+@read_options
 def get(c, targets, dest, force, quiet, as_json):
     """Restore the files of a version into DIR, verifying every sha256. A file already in DIR is
     refused unless --force; a symbolic link inside DIR is never followed. Without --to, the

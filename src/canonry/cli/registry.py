@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from canonry.cli.common import done, say, store_options
+from canonry.cli.common import done, read_options, say, store_options
 from canonry.cli.read import print_registries, show_target, types_text
 
 __all__ = [
@@ -34,7 +34,7 @@ def registry_create(c, name, description, visibility, types, as_json):
 
 
 @registry.command("list")
-@store_options
+@read_options
 def registry_list(c, as_json):
     """List registries."""
     print_registries(c.store(), as_json)
@@ -42,7 +42,7 @@ def registry_list(c, as_json):
 
 @registry.command("show")
 @click.argument("name")
-@store_options
+@read_options
 def registry_show(c, name, as_json):
     """Show registry NAME and its collections."""
     from canonry.names import check_name
@@ -128,7 +128,7 @@ def member_rm(c, registry_name, member, as_json):
 
 @registry_member.command("list")
 @click.argument("registry_name", metavar="REGISTRY")
-@store_options
+@read_options
 def member_list(c, registry_name, as_json):
     """List the members of REGISTRY with their roles."""
     store = c.store()

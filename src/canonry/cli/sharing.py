@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import click
 
-from canonry.cli.common import done, json_option, pass_ctx
+from canonry.cli.common import done, json_option, pass_ctx, pick_store_branch, store_branch_options
 
 __all__ = ["clone", "merge", "pull", "push", "sync"]
 
 
 @click.command()
 @click.argument("branch")
-@click.option("--message", "-m", default=None, help="Subject of the merge commit.")
+@click.option("--message", default=None, help="Subject of the merge commit.")
 @click.option("--no-ff", is_flag=True, help="Always make a merge commit.")
 @json_option
 @pass_ctx
@@ -34,14 +34,15 @@ def merge(c, branch, message, no_ff, as_json):
 @click.command()
 @click.argument("url")
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--branch", metavar="B", help="Store branch to check out (default: the remote's HEAD).")
+@store_branch_options("Store branch to check out (default: the remote's HEAD).")
 @click.option("--bare", is_flag=True)
 @json_option
-def clone(url, directory, branch, bare, as_json):
+def clone(url, directory, store_branch, old_store_branch, bare, as_json):
     """Clone the store at URL (path, file://, http(s)://, ssh) into DIRECTORY."""
     from canonry.sharing.remote import safe_url
     from canonry.store import clone_store
 
+    branch = pick_store_branch(store_branch, old_store_branch)
     store = clone_store(url, directory, branch=branch, bare=bare)
     done(as_json, {"url": safe_url(url), "path": store.path, "branch": store.branch},
          f"cloned {safe_url(url)} into {directory} (branch {store.branch})")

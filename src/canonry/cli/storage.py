@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from canonry.cli.common import UserError, done, json_option, pass_ctx, say, store_options
+from canonry.cli.common import UserError, done, json_option, pass_ctx, read_options, say, store_options
 
 __all__ = ["quiet_option", "storage", "storage_push", "storage_set", "storage_show", "storage_verify"]
 
@@ -60,7 +60,7 @@ def storage_set(c, url, unset, as_json):
 @click.option("--all", "all_", is_flag=True, help="Every version on every branch (the default without TARGET).")
 @click.option("--quick", is_flag=True, help="Check that each blob is there, without reading it back.")
 @quiet_option
-@store_options
+@read_options
 def storage_verify(c, target, all_, quick, quiet, as_json):
     """Check that storage holds every file of TARGET's version (or of every version) with its
     sha256; name each missing or corrupt file and the versions that need it. Exit 1 if any."""
@@ -87,7 +87,7 @@ def storage_verify(c, target, all_, quick, quiet, as_json):
 
 @storage.command("push")
 @quiet_option
-@store_options
+@read_options
 def storage_push(c, quiet, as_json):
     """Upload what this clone logged offline (or before storage was set) to the store's storage."""
     from canonry.cli.progress import byte_progress

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from canonry.cli.common import json_option, pass_ctx, say
+from canonry.cli.common import json_option, pass_ctx, pick_store_branch, say, store_branch_options
 
 __all__ = ["gc", "init", "quickstart"]
 
@@ -11,7 +11,7 @@ __all__ = ["gc", "init", "quickstart"]
 @click.command()
 @click.argument("path", required=False, type=click.Path(file_okay=False))
 @click.option("--bare", is_flag=True, help="Create a bare repository (when PATH is not one yet).")
-@click.option("--branch", metavar="B", help="Store branch (default: main; with --prefix: the checked-out one).")
+@store_branch_options("Store branch (default: main; with --prefix: the checked-out one).")
 @click.option("--prefix", metavar="DIR/", default="",
               help="Keep the store under this folder of an existing code repository.")
 @click.option("--storage", "storage_url", metavar="URL",
@@ -19,10 +19,11 @@ __all__ = ["gc", "init", "quickstart"]
                    "(default: each clone's <git dir>/canonry/blobs).")
 @json_option
 @pass_ctx
-def init(c, path, bare, branch, prefix, storage_url, as_json):
+def init(c, path, bare, store_branch, old_store_branch, prefix, storage_url, as_json):
     """Make PATH (default: current directory) a canonry store."""
     from canonry.store import init_store
 
+    branch = pick_store_branch(store_branch, old_store_branch)
     store, created = init_store(path or c.path or ".", branch=branch, bare=bare, prefix=prefix,
                                 storage=storage_url)
     data: dict = {"path": store.path, "branch": store.branch, "created": created,

@@ -115,7 +115,7 @@ def entry(commit: Any, stamp: str, actor: str, rec: dict) -> HistoryEntry:
     elif op == "store.storage":
         target = "storage"
         before, after = rec["changes"]["storage"]
-    elif op in ("registry.edit", "collection.edit", "artifact.edit"):
+    elif op in ("registry.edit", "collection.edit", "artifact.edit", "registry.protect", "registry.unprotect"):
         before = {k: v[0] for k, v in rec["changes"].items()}
         after = {k: v[1] for k, v in rec["changes"].items()}
     elif op in ("registry.rename", "collection.rename"):
@@ -128,5 +128,15 @@ def entry(commit: Any, stamp: str, actor: str, rec: dict) -> HistoryEntry:
         after = {"type": rec.get("type")}
     elif op == "artifact.delete":
         before, after = rec["artifact"], None
+    elif op in ("member.set", "member.rm"):  # name the member: MEMBER=ROLE on each side
+        member = rec.get("member", "")
+        before = {member: before} if before else None
+        after = {member: after} if after else None
+    elif op == "store.admin":
+        target = "store admins"
+        before, after = (None, rec.get("member")) if rec.get("added") else (rec.get("member"), None)
+    elif op == "store.group":
+        target = f"group:{rec.get('group', '')}"
+        after = rec.get("members") or None
     return HistoryEntry(commit=commit.id.decode(), time=stamp, actor=actor, op=op, target=target,
                         before=before, after=after, summary=rec.get("summary", ""))

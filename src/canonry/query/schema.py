@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ALL_TABLES", "LAYOUT", "create_indexes", "create_tables", "has_table"]
 
-LAYOUT = 3  # bump when the tables change: an index of another layout is rebuilt
+LAYOUT = 4  # bump when the tables, or what goes in them, change: an index of another layout is rebuilt
 
 _TABLES = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT);
