@@ -275,7 +275,7 @@ def test_subprocess_write_in_clone_of_bare_origin(tmp_path, model_file):
 
 def test_clone_of_store_on_other_branch_works(run_cli, tmp_path):
     origin = tmp_path / "origin"
-    assert run_cli("init", origin, "--branch", "registry").exit_code == 0
+    assert run_cli("init", origin, "--store-branch", "registry").exit_code == 0
     clone = tmp_path / "clone"
     git("clone", "-q", origin, clone)
     r = run_cli("-C", clone, "ls", "--json")

@@ -124,7 +124,7 @@ def test_reinit_via_api_returns_existing_store(store, store_path):
 
 def test_init_with_other_branch(run_cli, tmp_path):
     path = tmp_path / "s"
-    result = run_cli("init", path, "--branch", "registry", "--json")
+    result = run_cli("init", path, "--store-branch", "registry", "--json")
     assert result.exit_code == 0, result
     data = result.json()
     assert data["branch"] == "registry" and data["created"] is True

@@ -172,7 +172,7 @@ def test_proposal_review_and_merge_inside_a_monorepo(mono, tmp_path):
 
 
 def test_canonry_clone_of_a_store_on_the_code_branch(mono, tmp_path):
-    """`canonry clone URL DIR` without --branch checks out the remote's HEAD (here trunk), as
+    """`canonry clone URL DIR` without --store-branch checks out the remote's HEAD (here trunk), as
     its help says, and works with the store found under registry/."""
     path, _ = mono
     remote = tmp_path / "product.git"
@@ -189,7 +189,7 @@ def test_canonry_clone_with_branch_of_a_monorepo(mono, tmp_path):
     open_as(path, ALICE).log_artifact(unique_file(tmp_path), name="ranker", type="model")
     remote = tmp_path / "product.git"
     git("clone", "-q", "--bare", path, remote)
-    r = invoke("clone", "--branch", "trunk", remote, tmp_path / "cc", actor=BOB)
+    r = invoke("clone", "--store-branch", "trunk", remote, tmp_path / "cc", actor=BOB)
     assert r.exit_code == 0, r
     cc = tmp_path / "cc"
     ok("-C", cc, "link", "ranker:v0", "model/ranking", actor=BOB)

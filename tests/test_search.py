@@ -358,7 +358,7 @@ def test_cli_search_table_and_no_results(catalog, cli):
     (["--kind", "registries", "--tag", "x"], ["registries"]),
 ])
 def test_cli_malformed_filter_is_one_line_error(catalog, cli, args, words):
-    assert_one_line_error(cli("search", *args), 1, contains=tuple(words))
+    assert_one_line_error(cli("search", *args), 2, contains=tuple(words))  # a usage error
 
 
 def test_search_in_a_fresh_process(catalog, store_path):

@@ -101,7 +101,7 @@ def branch_option(f, read: bool = False):
     store branch's state."""
     if read:
         return click.option("--branch", "-b", metavar="B", expose_value=False, callback=_set_read_branch,
-                            help="Read branch B instead of the store branch.")(f)
+                            help="Read branch B (a proposal) instead of the store branch; B must exist.")(f)
     return click.option("--branch", "-b", metavar="B", expose_value=False, callback=_set_branch,
                         help="Work on branch B instead of the store branch (created from it on "
                              "the first write: a proposal to review).")(f)
@@ -118,7 +118,7 @@ def read_options(f):
 
 
 def _deprecated_branch(ctx, param, value):
-    if value:
+    if value is not None:
         note(f"canonry: warning: `{ctx.command_path} --branch` is now --store-branch "
              "(--branch names a proposal branch everywhere else)")
     return value
@@ -136,9 +136,9 @@ def store_branch_options(help_text: str):
 
 def pick_store_branch(store_branch: str | None, old_store_branch: str | None) -> str | None:
     """--store-branch, or the deprecated --branch given instead (both, differing: a usage error)."""
-    if store_branch and old_store_branch and store_branch != old_store_branch:
+    if store_branch is not None and old_store_branch is not None and store_branch != old_store_branch:
         raise click.UsageError("give --store-branch only (--branch is its old spelling)")
-    return store_branch or old_store_branch
+    return store_branch if store_branch is not None else old_store_branch
 
 
 def check_since(ctx, param, value):
