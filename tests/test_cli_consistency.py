@@ -107,6 +107,8 @@ READS = [
     ("registry", "member", "list", "model"),
     ("events", "HEAD"),
     ("storage", "verify"),
+    ("use", "model/first-collection:production"),
+    ("usage", "model/first-collection"),
 ]
 
 
@@ -132,6 +134,11 @@ def test_reading_an_existing_branch_and_writing_a_new_one(linked, cli, store_pat
 @pytest.mark.parametrize("since", ["yesterday", "2026-13-01", "2026-02-30", "2026-11-01T25:00"])
 def test_audit_since_unreadable_is_a_usage_error(linked, cli, since):
     assert_one_line_error(cli("audit", "--since", since), 2, contains=("--since", "2026-11-01"))
+
+
+def test_usage_since_impossible_date_is_a_usage_error(linked, cli):
+    assert_one_line_error(cli("usage", "model/first-collection", "--since", "2026-02-30"), 2,
+                          contains=("--since",))
 
 
 def test_audit_since_readable(linked, cli):

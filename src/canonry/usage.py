@@ -23,7 +23,7 @@ import secrets
 import time
 from typing import TYPE_CHECKING, cast
 
-from canonry.errors import Conflict, InvalidInput
+from canonry.errors import Conflict
 from canonry.git import reader
 
 if TYPE_CHECKING:
@@ -170,13 +170,7 @@ def _union(storage, a: bytes, b: bytes, out: list) -> bytes:
 
 def iso_since(since: str | None) -> str | None:
     """A `--since` value (a date 2026-11-01, or a time 2026-11-01T12:00[:00][Z]) as ISO 8601
-    UTC; None when not given. InvalidInput for anything else."""
-    if not since:
-        return None
-    import re
+    UTC; None when not given. InvalidInput for anything else (names.iso_since)."""
+    from canonry.names import iso_since as parse_since
 
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}", since):
-        return since + "T00:00:00Z"
-    if re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?Z?", since):
-        return since.rstrip("Z") + (":00" if since.count(":") == 1 else "") + "Z"
-    raise InvalidInput(f"invalid --since {since!r}: use a date like 2026-11-01 or 2026-11-01T12:00:00Z")
+    return parse_since(since) if since else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from canonry.cli.common import done, say, store_options
+from canonry.cli.common import done, read_options, say
 
 __all__ = ["usage_cmd", "use"]
 
@@ -14,7 +14,7 @@ __all__ = ["usage_cmd", "use"]
 @click.option("--purpose", "-p", metavar="TEXT", default=None,
               help="Why it is used (recorded with the use: a job, a run, a service).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-@store_options
+@read_options
 def use(c, target, purpose, quiet, as_json):
     """Print a local folder holding TARGET's files and record the use (who, when, from where, why).
 
@@ -37,7 +37,7 @@ def use(c, target, purpose, quiet, as_json):
 @click.argument("target")
 @click.option("--since", metavar="DATE", default=None,
               help="Only uses at or after DATE (2026-11-01, or 2026-11-01T12:00:00Z).")
-@store_options
+@read_options
 def usage_cmd(c, target, since, as_json):
     """Recorded uses of TARGET, newest first: who, when, which version, through which address,
     from which host and git commit, and why.
