@@ -190,6 +190,10 @@ class Catalog:
                                                                 for v in in_order],
                                                        chart_id="chart-" + _slug(metric)))))
         history = self.store.history(address, limit=HISTORY_LIMIT)
+        here = f"/{address}"
+        for v in in_order:  # links made here, not by a template call per row: thousands of rows
+            v["href"] = self.url(f"/{address}/{v['version']}", here)
+            v["artifact_href"] = self.url("/artifacts/" + v["artifact"].replace(":", "/"), here)
         return "collection.html", {
             "title": f"Collection {address}", "coll": coll, "address": address,
             "versions": list(reversed(in_order)), "metrics": metrics[:MAX_METRIC_COLUMNS],
