@@ -36,8 +36,9 @@ def server(tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"),
                                                         os.environ.get("PYTHONPATH", "")])}
+    log = open(root / "serve.log", "wb")  # noqa: SIM115 (open for the server's whole life)
     proc = subprocess.Popen([sys.executable, "-m", "canonry", "-C", str(root / "store"), "serve", "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 60  # a busy machine: a budget of time, not of attempts
     while True:
         try:
@@ -46,12 +47,14 @@ def server(tmp_path_factory):
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                out, err = proc.communicate()
-                pytest.fail(f"canonry serve did not start: {err.decode()}")
+                proc.wait()
+                log.close()
+                pytest.fail(f"canonry serve did not start: {(root / 'serve.log').read_text()}")
             time.sleep(0.1)
     yield f"http://127.0.0.1:{port}", port
     proc.terminate()
     proc.wait(timeout=30)
+    log.close()
 
 
 def _raw_get(port: int, path: str) -> tuple[int, bytes]:
