@@ -25,7 +25,8 @@ def build_catalog_store(path: Path, files: Path) -> canonry.Store:
     for k, (acc, loss) in enumerate([(0.8, 0.5), (0.85, 0.4), (0.91, 0.3)]):
         s.log_artifact(f("my_model.txt", f"weights {k}\n"), name="gemma-finetuned", type="model",
                        metadata={"base": "gemma", "epochs": k + 1}, metrics={"accuracy": acc, "loss": loss},
-                       inputs=["mnist:v0"], description=HOSTILE if k == 0 else "")
+                       inputs=["mnist:v0"], description=HOSTILE if k == 0 else "",
+                       producer={"command": f"python train.py --epochs {k + 1}"})
         s.link(f"gemma-finetuned:v{k}", "model/first-collection", description=HOSTILE if k == 0 else "")
     s.set_alias("model/first-collection:v1", "production")
     s.set_alias("model/first-collection:v2", "staging")
