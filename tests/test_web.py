@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import html
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from _web_helpers import HOSTILE, MEMBER, OUTSIDER, build_catalog_store
-from conftest import assert_one_line_error
+from conftest import assert_one_line_error, run_process
 from starlette.testclient import TestClient
 
 import canonry
@@ -257,3 +258,12 @@ def test_cli_start_up_does_not_import_the_web_stack(built):
             "print(sorted(m for m in ('starlette', 'jinja2', 'uvicorn', 'canonry.web') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code, str(built[0])], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_serve_on_an_address_in_use_is_one_line(built):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = run_process(["-C", str(built[0]), "serve", "--port", str(port)])
+    assert_one_line_error(done, contains=("cannot listen on 127.0.0.1", "in use"))

@@ -73,9 +73,26 @@ def make_app(store, trust_header: str | None = None, everything: bool = False) -
 
 def serve(store, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, trust_header: str | None = None,
           everything: bool = False, log=print) -> None:
-    """Run the catalog until interrupted."""
+    """Run the catalog until interrupted. The socket is bound here first, so an address in use
+    (or not allowed) is an OSError for the caller rather than uvicorn's log line and exit."""
+    import socket
+
     import uvicorn
 
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
     app = make_app(store, trust_header=trust_header, everything=everything)
-    log(f"canonry catalog of {store.path} (branch {store.branch}) on http://{host}:{port}/ — Ctrl+C stops it")
-    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False, proxy_headers=False)
+    config = uvicorn.Config(app, log_level="warning", server_header=False, proxy_headers=False)
+    log(f"canonry catalog of {store.path} (branch {store.branch}) on http://{host}:{sock.getsockname()[1]}/ "
+        "— Ctrl+C stops it")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
