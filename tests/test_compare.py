@@ -71,7 +71,8 @@ def test_cli_compare_json_shape(candidates, cli):
     assert set(data) == {"collection", "metrics", "sort", "ascending", "versions", "best", "trend"}
     assert data["collection"] == "model/clf" and data["ascending"] is True
     v = data["versions"][0]
-    assert set(v) == {"version", "address", "artifact", "aliases", "tags", "metrics", "created_at", "linked_at"}
+    assert set(v) == {"version", "address", "artifact", "aliases", "tags", "metrics", "created_at", "linked_at",
+                      "linked_by"}  # linked_by: the web catalog shows who linked each version
     assert set(data["trend"]) == {"metric", "versions", "values", "sparkline"}
 
 

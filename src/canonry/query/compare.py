@@ -28,7 +28,8 @@ def compare(store, collection: str, metrics=None, ascending: bool = False) -> di
                            f"{', '.join(map(repr, unknown))}; metrics: {', '.join(available) or 'none'}")
     rows = [{"version": d["version"], "address": d["address"], "artifact": d["artifact"],
              "aliases": d["aliases"], "tags": d["tags"], "metrics": d.get("metrics", {}),
-             "created_at": d.get("created_at"), "linked_at": d["linked_at"]} for d in docs]
+             "created_at": d.get("created_at"), "linked_at": d["linked_at"], "linked_by": d["linked_by"]}
+            for d in docs]
     sort_by = chosen[0] if chosen else None
     number = lambda r: int(r["version"][1:])  # noqa: E731
     if sort_by:
