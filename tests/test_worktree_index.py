@@ -162,3 +162,50 @@ def test_many_links_in_one_transaction_list_and_number_as_one_at_a_time(store, m
         assert view.pending_under("registries/model/c2") and not view.pending_under("registries/model/c9")
     assert [v.version for v in store.versions("model/c1")] == ["v0", "v1", "v3", "v4", "v5"]
     assert store.link(refs[0], "model/c1").created is False  # the links map after the commit
+
+
+def _fresh_process() -> None:
+    """What a new process starts with: no index or shared index parsed yet."""
+    worktree._shared_cache.clear()
+    worktree._index_cache.clear()
+
+
+def test_a_fresh_process_reads_the_shared_index_in_place_through_its_offsets(store, store_path, make_file):
+    refs = _artifacts(store, make_file, 4)
+    with store.transaction() as tx:  # enough entries for a new shared index (and its sidecar)
+        for c in range(600):
+            tx.link(refs[c % 4], f"model/c{c}")
+    git_dir = store_path / ".git"
+    sidecars = [n for n in os.listdir(git_dir) if n.startswith("canonry-sharedindex-offsets.")]
+    assert sidecars
+    _fresh_process()
+    index = worktree.read_index(str(git_dir))
+    assert isinstance(index.base, worktree._InPlace)  # no whole parse
+    whole = worktree._parse((git_dir / f"sharedindex.{index.shared}").read_bytes(), "shared")[0]
+    assert list(index.base.keys) == [k for k, _r in whole]  # the same entries, in the same order
+    assert [index.base.raw[i] for i in range(len(whole))] == [r for _k, r in whole]
+    assert all(index.base.pos.get(k) == i for i, (k, _r) in enumerate(whole[::37]) for i in [i * 37])
+    assert index.base.pos.get(b"model/none\0\0") is None
+    for c in range(0, 600, 50):  # writes through it keep git in agreement
+        _fresh_process()
+        store.set_alias(f"model/c{c}:v0", "production")
+        _agrees(store_path)
+
+
+def test_a_sidecar_that_does_not_fit_its_shared_index_is_not_used(store, store_path, make_file):
+    refs = _artifacts(store, make_file, 2)
+    with store.transaction() as tx:
+        for c in range(600):
+            tx.link(refs[c % 2], f"model/c{c}")
+    git_dir = store_path / ".git"
+    for name in os.listdir(git_dir):
+        if name.startswith("canonry-sharedindex-offsets."):
+            data = (git_dir / name).read_bytes()
+            (git_dir / name).write_bytes(data[:-8])  # cut short
+    _fresh_process()
+    index = worktree.read_index(str(git_dir))
+    assert isinstance(index.base, worktree._Entries)  # parsed whole, and the sidecar written anew
+    store.set_alias("model/c3:v0", "production")
+    _agrees(store_path)
+    _fresh_process()
+    assert isinstance(worktree.read_index(str(git_dir)).base, worktree._InPlace)

@@ -10,8 +10,9 @@ The index is kept in git's own split-index mode (gitformat-index(5), "Split inde
 live in `sharedindex.<hash>`, a file that never changes once written, and `.git/index` holds
 only the entries changed since then, plus a `link` extension naming the shared file and two
 bitmaps (which of its entries are replaced, which deleted). A write rewrites only that small
-file; the shared file is parsed once per process (it is named by its hash, so it can never be
-stale) and rewritten only when the changes have grown to a fraction of it. Real git reads and
+file; the shared file is read once per process (it is named by its hash, so it can never be
+stale), in place through a sidecar of its entries' offsets (`_InPlace`: a fresh process does not
+parse ~2 entries per link), and rewritten only when the changes have grown to a fraction of it. Real git reads and
 writes this mode natively, and keeps it unless `core.splitIndex` says otherwise.
 
 The index is written as git writes it: under `index.lock` (created exclusively; a held lock is
@@ -64,6 +65,127 @@ class _Entries:
     def __init__(self, keys: list[bytes], raw: list[bytes]):
         self.keys, self.raw = keys, raw
         self.pos = {k: i for i, k in enumerate(keys)}
+
+
+class _InPlace:
+    """A v2/v3 shared index's entries read where they lie in the file, found through the offsets
+    of its entries (a sidecar file written once per shared index): a fresh process pays for the
+    few entries a write touches, not for parsing the ~2 entries per link of the whole index.
+    Offers what _Entries offers: `keys[i]`, `raw[i]`, `pos.get(key)` (by bisection: git's
+    order is the keys' byte order), iteration and len()."""
+
+    __slots__ = ("data", "keys", "offsets", "pos", "raw", "version")
+
+    def __init__(self, data: bytes, offsets, version: int):
+        self.data, self.offsets, self.version = data, offsets, version  # offsets: one past the end too
+        self.keys, self.raw, self.pos = _KeyView(self), _RawView(self), _PosView(self)
+
+
+class _KeyView:
+    __slots__ = ("e",)
+
+    def __init__(self, entries: _InPlace):
+        self.e = entries
+
+    def __len__(self) -> int:
+        return len(self.e.offsets) - 1
+
+    def __getitem__(self, i: int) -> bytes:
+        data, off = self.e.data, self.e.offsets[i]
+        flags = (data[off + 60] << 8) | data[off + 61]
+        name_off = off + (64 if (flags & _EXTENDED and self.e.version >= 3) else 62)
+        namelen = flags & 0xFFF
+        if namelen == 0xFFF:
+            namelen = data.index(b"\0", name_off + 0xFFF) - name_off
+        return data[name_off:name_off + namelen] + _STAGES[(flags >> 12) & 3]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (self[i] for i in range(len(self)))
+
+
+class _RawView:
+    __slots__ = ("e",)
+
+    def __init__(self, entries: _InPlace):
+        self.e = entries
+
+    def __len__(self) -> int:
+        return len(self.e.offsets) - 1
+
+    def __getitem__(self, i: int) -> bytes:
+        return self.e.data[self.e.offsets[i]:self.e.offsets[i + 1]]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (self[i] for i in range(len(self)))
+
+
+class _PosView:
+    __slots__ = ("e",)
+
+    def __init__(self, entries: _InPlace):
+        self.e = entries
+
+    def get(self, key: bytes, default: int | None = None) -> int | None:
+        import bisect
+
+        keys = self.e.keys
+        i = bisect.bisect_left(keys, key)
+        return i if i < len(keys) and keys[i] == key else default
+
+    def __contains__(self, key: bytes) -> bool:
+        return self.get(key) is not None
+
+
+def _offsets_path(git_dir: str, name: str) -> str:
+    return os.path.join(git_dir, f"canonry-sharedindex-offsets.{name}")
+
+
+def _save_offsets(git_dir: str, name: str, raws, size: int) -> None:
+    """The sidecar of shared index `name`: its size, then each entry's offset and the end of the
+    last (uint32, little-endian). Written atomically; losing it costs one full parse."""
+    from array import array
+    from itertools import accumulate
+
+    offsets = array("I", accumulate((len(r) for r in raws), initial=12))
+    if offsets.itemsize != 4 or size >= 1 << 32:
+        return
+    tmp = _offsets_path(git_dir, name) + f".{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(struct.pack("<Q", size))
+            if struct.pack("=I", 1) != struct.pack("<I", 1):
+                offsets.byteswap()
+            f.write(offsets.tobytes())
+        os.replace(tmp, _offsets_path(git_dir, name))
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+def _load_offsets(git_dir: str, name: str, data: bytes):
+    """The offsets of shared index `name` (whose bytes are `data`) from its sidecar, or None
+    when there is none or it does not fit the file (then the file is parsed whole)."""
+    from array import array
+
+    try:
+        with open(_offsets_path(git_dir, name), "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    if len(raw) < 12 or (len(raw) - 8) % 4 or struct.unpack("<Q", raw[:8])[0] != len(data):
+        return None
+    offsets = array("I")
+    if offsets.itemsize != 4:
+        return None
+    offsets.frombytes(raw[8:])
+    if struct.pack("=I", 1) != struct.pack("<I", 1):
+        offsets.byteswap()
+    count = struct.unpack(">L", data[8:12])[0]
+    if len(offsets) != count + 1 or offsets[0] != 12 or offsets[-1] > len(data) - 20:
+        return None
+    return offsets
 
 
 def _with_name(head: bytes, name: bytes) -> bytes:
@@ -280,7 +402,7 @@ def entry_bytes(name: bytes, st: os.stat_result, sha: bytes, mode: int, dirty: b
 
 
 # ---- reading and writing, cached per process ----------------------------------------------------
-_shared_cache: dict[str, _Entries] = {}  # shared index path -> its entries (immutable files)
+_shared_cache: dict[str, Any] = {}  # shared index path -> its entries, _Entries or _InPlace (immutable files)
 _index_cache: dict[str, tuple[tuple[int, int, int], GitIndex]] = {}  # index path -> (stat, state)
 
 
@@ -298,8 +420,15 @@ def _shared(git_dir: str, name: str) -> _Entries:
     if found is None:
         with open(path, "rb") as f:
             data = f.read()
-        entries, _ext = _parse(data, path)
-        found = _Entries([k for k, _r in entries], [r for _k, r in entries])
+        version = struct.unpack(">L", data[4:8])[0] if len(data) >= 12 else 0
+        offsets = _load_offsets(git_dir, name, data) if version in (2, 3) else None
+        if offsets is not None:
+            found = _InPlace(data, offsets, version)
+        else:
+            entries, _ext = _parse(data, path)  # checks the file's checksum too
+            found = _Entries([k for k, _r in entries], [r for _k, r in entries])
+            if version in (2, 3):
+                _save_offsets(git_dir, name, found.raw, len(data))
         if len(_shared_cache) >= 4:
             _shared_cache.clear()
         _shared_cache[path] = found
@@ -357,6 +486,7 @@ def _write_shared(git_dir: str, entries: _Entries, fsync: bool) -> str:
     data = _file_bytes(entries.raw)
     name = data[-20:].hex()
     path = os.path.join(git_dir, f"sharedindex.{name}")
+    _save_offsets(git_dir, name, entries.raw, len(data))
     if not os.path.exists(path):
         tmp = os.path.join(git_dir, f"sharedindex_canonry-{os.getpid()}")
         with open(tmp, "wb") as f:
@@ -372,10 +502,21 @@ def _write_shared(git_dir: str, entries: _Entries, fsync: bool) -> str:
 
 def _forget_old_shared(git_dir: str, keep: str) -> None:
     """Remove shared index files no longer named by the index, once older than the grace time
-    (a git command that read the index just before may still name its shared file)."""
+    (a git command that read the index just before may still name its shared file), and the
+    offset sidecars of shared files that are gone."""
     now = time.time()
-    for name in os.listdir(git_dir):
+    names = os.listdir(git_dir)
+    for name in names:
         path = os.path.join(git_dir, name)
+        if name.startswith("canonry-sharedindex-offsets."):
+            shared = name[len("canonry-sharedindex-offsets."):].split(".", 1)[0]
+            if f"sharedindex.{shared}" not in names:
+                try:
+                    if now - os.stat(path).st_mtime > SHARED_INDEX_GRACE:
+                        os.unlink(path)
+                except OSError:
+                    pass
+            continue
         if not name.startswith("sharedindex.") or path == keep:
             continue
         try:
