@@ -250,6 +250,10 @@ def test_site_build_cli(built, tmp_path, run_cli):
     (tmp_path / "file").write_text("x")
     assert_one_line_error(run_cli("-C", path, "site", "build", str(tmp_path / "file")), exit_code=2)
     assert run_cli("-C", path, "serve", "--all", "--trust-header", "X-Email").exit_code == 2
+    # the catalog never shows the store branch's state under another branch's name
+    for args in (("serve", "--branch", "nope"), ("site", "build", str(tmp_path / "s4"), "--branch", "nope")):
+        assert_one_line_error(run_cli("-C", path, *args), contains=("no branch nope",))
+    assert not (tmp_path / "s4").exists()
 
 
 def test_cli_start_up_does_not_import_the_web_stack(built):

@@ -9,7 +9,7 @@ import click
 
 from canonry.cli.common import UserError, branch_option, done, json_option, pass_ctx
 
-__all__ = ["serve", "site", "site_build"]
+__all__ = ["read_branch", "serve", "site", "site_build"]
 
 MISSING = ("the web catalog needs the web extra: pip install 'canonry[web]' "
            "(Starlette, Jinja2 and uvicorn; missing: {name})")
@@ -27,6 +27,11 @@ def _web(module: str):
         raise
 
 
+def read_branch(f):
+    """`--branch B` of a read: B must exist (the catalog never creates a branch)."""
+    return branch_option(f, read=True)
+
+
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on (the default is reachable from this machine only).")
@@ -36,7 +41,7 @@ def _web(module: str):
                    "proxy that signs people in; restricted registries show to their members.")
 @click.option("--all", "everything", is_flag=True,
               help="Show every registry, restricted ones too (a local user's own view).")
-@branch_option
+@read_branch
 @pass_ctx
 def serve(c, host, port, trust_header, everything):
     """Serve a read-only web catalog of the store, live: new commits show on the next page load.
@@ -64,7 +69,7 @@ def site():
               help="Build for EMAIL: organization registries and the restricted ones EMAIL is a member of "
                    "(default: organization-visible registries only).")
 @json_option
-@branch_option
+@read_branch
 @pass_ctx
 def site_build(c, directory, as_email, as_json):
     """Write the catalog's pages as static HTML into DIRECTORY, for one audience."""
