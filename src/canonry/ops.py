@@ -39,6 +39,7 @@ __all__ = [
     "group_set",
     "link",
     "link_record",
+    "links_index",
     "links_to",
     "log",
     "member_set",
@@ -281,7 +282,7 @@ def link(view: View, ctx: Context, artifact: str, registry: str, collection: str
         coll = {"format": FORMAT_VERSION, "type": av["type"], "description": "", "tags": [],
                 "next_version": 0, "created_at": ctx.now, "created_by": ctx.actor.actor}
     where = f"{registry}/{collection}"
-    index = _links_index(view, registry, collection)
+    index = links_index(view, registry, collection)
     # This transaction's own map (derived by an earlier link in it) may grow in place; one from
     # the cache is shared and is copied.
     owned = view.derived.get(m.links_dir(registry, collection), (None, None))[1] is index
@@ -353,7 +354,7 @@ def _not_accepted(registry: str, reg: dict, type_: str, ref: str) -> str:
             f"{', '.join(reg['types'])}")
 
 
-def _links_index(view: View, registry: str, collection: str) -> dict[str, str]:
+def links_index(view: View, registry: str, collection: str) -> dict[str, str]:
     """artifact version -> its link in the collection. Kept in the record cache per links tree
     id (content-addressed, so never stale): a link op need not read every link."""
     links = m.links_dir(registry, collection)

@@ -918,10 +918,13 @@ class Store(_Operations):
                 coll = view.read(m.collection_file(r, c), copy_=False)
                 if coll["type"] != type_:
                     continue
-                for v in view.link_versions(r, c):
-                    ref = view.read(m.link_file(r, c, v), copy_=False)["artifact"]
-                    if only is None or ref == only:
-                        found.setdefault(ref, []).append(ops.link_record(view, r, c, v).to_dict())
+                if only is not None:  # one lookup in the collection's cached artifact -> link map
+                    v = ops.links_index(view, r, c).get(only)
+                    pairs = [(v, only)] if v is not None else []
+                else:
+                    pairs = list(view.link_artifacts(r, c).items())
+                for v, ref in pairs:
+                    found.setdefault(ref, []).append(ops.link_record(view, r, c, v).to_dict())
         return found
 
     def download(self, target: str, to: str | None = None, force: bool = False,
