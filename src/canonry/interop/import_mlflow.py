@@ -32,10 +32,14 @@ _PAGE = 1000
 
 def _client(tracking_uri: str):
     try:
+        from mlflow.exceptions import MlflowException
         from mlflow.tracking import MlflowClient
     except ImportError:
         raise InvalidInput("canonry import mlflow needs the mlflow package (pip install mlflow-skinny)") from None
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    except MlflowException as e:
+        raise InvalidInput(f"cannot use MLflow tracking URI {tracking_uri}: {e.message}") from None
 
 
 def _all(search, **kwargs) -> list:
@@ -73,9 +77,9 @@ def _local_path(uri: str) -> str | None:
 
 def plan_mlflow(store, tracking_uri: str, registry: str = "model") -> Plan:
     """The plan that brings the registered models at `tracking_uri` into `registry`."""
+    client = _client(tracking_uri)
     from mlflow.exceptions import MlflowException
 
-    client = _client(tracking_uri)
     view = store.view()
     reg = view.registry(registry)  # NotFound: one line
     if not accepts(reg, ARTIFACT_TYPE):

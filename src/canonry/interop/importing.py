@@ -36,7 +36,8 @@ _NOT_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 @dataclass
 class Action:
     """One change an import makes (one commit at most): `line` says what, `apply` does it.
-    `kind` counts it in the summary: collection, version, alias, tag, edit, unlink."""
+    `kind` counts it in the summary: collection, version, alias, tag, edit, unlink, or several
+    joined by `+`."""
 
     line: str
     kind: str
@@ -54,7 +55,11 @@ class Summary:
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
     dry_run: bool = False
 
-    def count(self, kind: str) -> None:
+    def count(self, kinds: str) -> None:
+        for kind in kinds.split("+"):
+            self._count(kind)
+
+    def _count(self, kind: str) -> None:
         if kind == "collection":
             self.collections += 1
         elif kind == "version":
