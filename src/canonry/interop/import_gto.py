@@ -291,7 +291,7 @@ def _plan_event(store, plan: Plan, repo_path: str, registry, art: _Artifact, eve
                 plan.need(reg, actor, "protected-alias" if protected else "alias")
                 plan.add(f"{event.tag}: remove alias {event.stage} from {art.address} (GTO {event.name} "
                          f"{version}, by {actor}, {iso(event.time)})", "alias", partial(_unassign, store, art.address, event, version))
-    elif event.action == "deprecate" and replay:  # (a stage-less, version-less state change)
+    elif event.action == "deprecate" and replay:
         plan.need(reg, actor, "tag")
         plan.add(f"{event.tag}: tag {art.address} deprecated", "tag", partial(_deprecate, store, art.address, event))
     return True

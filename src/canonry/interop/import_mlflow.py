@@ -128,19 +128,19 @@ def _plan_model(store, client, plan: Plan, registry: str, rm, name: str, me) -> 
                 partial(store.edit_collection, address, description=description, metadata=changed or None))
     # MLflow version -> what the store already holds for it: the artifact version, then its link.
     known: dict[int, str] = {}
-    by_digest: dict[str, str] = {}
+    newest: tuple[str | None, str | None] = (None, None)  # (digest, artifact version) `log` compares with
     for av in (store.artifact_versions(name) if _has_artifact(view, name) else []):
         meta = av.metadata.get("mlflow") if isinstance(av.metadata, dict) else None
         if isinstance(meta, dict) and meta.get("model") == rm.name and isinstance(meta.get("version"), int):
             known.setdefault(meta["version"], av.address)
-        if not av.deleted_at:
-            by_digest.setdefault(av.digest, av.address)
+        newest = (None, None) if av.deleted_at else (av.digest, av.address)
     links = {v.artifact: v.version for v in store.versions(address)} if coll is not None else {}
     quoted = rm.name.replace("'", "\\'")
     versions = _all(client.search_model_versions, filter_string=f"name='{quoted}'")
     versions.sort(key=lambda mv: int(mv.version))
     resolved: dict[int, str] = {}  # MLflow version -> its artifact version, once known
-    planned: dict[str, int] = {}  # digest -> the MLflow version this plan logs it for
+    same_as: dict[int, int] = {}  # MLflow version -> the earlier one canonry keeps it as
+    previous: int | None = None  # the MLflow version behind `newest`, when this plan logs it
     for mv in versions:
         number = int(mv.version)
         what = f"MLflow {rm.name} version {number}"
@@ -164,18 +164,18 @@ def _plan_model(store, client, plan: Plan, registry: str, rm, name: str, me) -> 
             except CanonryError as e:
                 plan.skip(what, str(e))
                 continue
-            # The same content as a version logged before, anywhere in the artifact's line, is
-            # that version (`log` alone notices the newest only).
-            ref = by_digest.get(content)
-            if ref is None and content in planned:
-                same = planned[content]
-                author = person(mv.user_id, me)
-                plan.need(registry, author.actor, "link")
-                plan.add(f"link {address} ({what}: the same files as version {same})", "version",
-                         partial(_link, store, resolved, same, number, address, mv, author))
-                continue
-            if ref is None:
-                planned[content] = number
+            if content == newest[0]:
+                # The same files as the version logged just before: canonry keeps one version
+                # for both (`log` makes no new version of identical content).
+                if newest[1] is not None:
+                    ref = newest[1]
+                else:
+                    same_as[number] = previous
+                    plan.skip(what, f"the same files as MLflow version {previous}, logged just before it: "
+                                    "canonry keeps them as one version")
+                    continue
+            else:
+                newest, previous = (content, None), number
         if ref is not None:
             resolved[number] = ref
             if ref in links:
@@ -184,7 +184,7 @@ def _plan_model(store, client, plan: Plan, registry: str, rm, name: str, me) -> 
         plan.need(registry, author.actor, "link")
         if ref is not None:  # logged, not linked (an interrupted import): link it
             plan.add(f"link {ref} -> {address} ({what})", "version",
-                     partial(_link, store, resolved, number, number, address, mv, author))
+                     partial(_link, store, resolved, number, address, mv, author))
             continue
         how = f"copy {path}" if path is not None else f"reference {uri}"
         plan.add(f"log {name} ({how}) and link -> {address} ({what})", "version",
@@ -203,12 +203,13 @@ def _plan_model(store, client, plan: Plan, registry: str, rm, name: str, me) -> 
             plan.skip(what, f"version {number} does not exist")
             continue
         held = current.get(alias)
-        if held is not None and by_link.get(held) is not None and by_link[held] == resolved.get(number):
+        if held is not None and by_link.get(held) is not None \
+                and by_link[held] == resolved.get(same_as.get(number, number)):
             continue
         plan.need(registry, me.actor, "protected-alias" if alias in store.registry(registry).protected_aliases
                   else "alias")
         plan.add(f"set alias {alias} on {address} -> MLflow version {number}", "alias",
-                 partial(_alias, store, address, resolved, number, alias, rm.name))
+                 partial(_alias, store, address, resolved, same_as.get(number, number), alias, rm.name))
 
 
 def _has_artifact(view, name: str) -> bool:
@@ -260,15 +261,11 @@ def _log_and_link(store, client, name, address, model, mv, uri, path, author, re
     resolved[int(mv.version)] = av.address
 
 
-def _link(store, resolved: dict, source: int, number: int, address: str, mv, author) -> None:
-    """Link the artifact version of MLflow version `source` as MLflow version `number`'s."""
-    ref = resolved.get(source)
-    if ref is None:
-        raise NotFound("imported MLflow version", str(source), [str(n) for n in sorted(resolved)], where=address)
+def _link(store, resolved: dict, number: int, address: str, mv, author) -> None:
+    """Link MLflow version `number`'s artifact version, logged before (an interrupted import)."""
     at = mv.creation_timestamp / 1000 if mv.creation_timestamp else None
     with store.transaction(actor=author, at=at, message=f"import MLflow {mv.name} version {mv.version}") as tx:
-        tx.link(ref, address, description=mv.description or "")
-    resolved[number] = ref
+        tx.link(resolved[number], address, description=mv.description or "")
 
 
 def _alias(store, address: str, resolved: dict, number: int, alias: str, model: str) -> None:
