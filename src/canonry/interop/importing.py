@@ -128,9 +128,9 @@ def check_roles(store, plan: Plan) -> None:
                 has = f"has {role}" if role else "is not a member"
                 raise PermissionDenied(
                     f"{actor} may not {WHAT[action]} in registry {registry} ({actor} {has}; needs "
-                    f"{NEEDS[action]}): the import replays each change as its original author; make "
-                    f"them members first (`canonry registry member {registry} {actor} member`); nothing "
-                    "was written")
+                    f"{NEEDS[action]}): the import replays each change as its original author; give "
+                    f"them the role first (`canonry registry member add {registry} {actor} --role "
+                    f"{NEEDS[action]}`); nothing was written")
 
 
 def person(user: str | None, fallback: Identity) -> Identity:
