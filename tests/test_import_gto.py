@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -47,11 +48,27 @@ virt:
 
 
 @pytest.fixture
-def gto_repo(tmp_path):
+def gto_repo(_gto_template, tmp_path):
+    """A copy of the repository _gto_template built (a test may add tags to its own)."""
+    repo = tmp_path / "project"
+    shutil.copytree(_gto_template, repo, symlinks=True)
+    return repo
+
+
+@pytest.fixture(scope="module")
+def _gto_template(tmp_path_factory):
     """A repository whose registry GTO's own CLI built: nn registered twice (by Alice, then Bob),
     promoted to prod, then staging, its first version deregistered; data in a folder; virt
-    registered with no files in git, then deprecated."""
-    repo = tmp_path / "project"
+    registered with no files in git, then deprecated. Built once: gto starts slowly."""
+    with pytest.MonkeyPatch.context() as mp:  # the per-test isolation (conftest) is not in force yet
+        home = tmp_path_factory.mktemp("gto-home")
+        (home / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n")
+        mp.setenv("GIT_CONFIG_GLOBAL", str(home / "gitconfig"))
+        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
+        return _build_gto_repo(tmp_path_factory.mktemp("gto") / "project")
+
+
+def _build_gto_repo(repo: Path) -> Path:
     (repo / "models").mkdir(parents=True)
     (repo / "data").mkdir()
     git("init", "-q", repo)
@@ -71,9 +88,19 @@ def gto_repo(tmp_path):
     gto(repo, "register", "nn", "--bump-minor", who=BOB)
     gto(repo, "assign", "nn", "--version", "v0.1.0", "--stage", "prod", who=BOB)
     gto(repo, "assign", "nn", "--version", "v0.0.1", "--stage", "staging")
+    # GTO orders the tags of one second by kind (a deregistration before an assignment), not as
+    # they were made: the deregistration goes into the next second, as a person's would.
+    _next_second()
     gto(repo, "deprecate", "nn", "v0.0.1")
     gto(repo, "deprecate", "virt")
     return repo
+
+
+def _next_second() -> None:
+    """Wait for the clock's next second (tag dates are whole seconds; gto takes no date)."""
+    start = int(time.time())
+    while int(time.time()) == start:
+        time.sleep(0.05)
 
 
 def _import(cli, repo, *args):
