@@ -14,7 +14,7 @@ from conftest import ACTOR_EMAIL, commit_count, git, head_of, show_file
 pytest.importorskip("mlflow", reason="mlflow is not installed (pip install mlflow-skinny): the MLflow importer is "
                                      "tested against the real client only")
 
-from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.tracking import MlflowClient
 
 CAROL = "carol@example.com"
 
