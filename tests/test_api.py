@@ -802,3 +802,23 @@ def test_store_as_context_manager_closes_and_stays_usable(store, store_path, mod
     assert s.resolve(v.address).digest == v.digest
     s.close()
     s.close()  # closing twice is harmless
+
+
+def test_transaction_as_another_author_at_another_time(store, store_path, make_file):
+    """Store.transaction(actor=, at=) replays a change made elsewhere (importers): records and
+    the commit's author say who and when; the committer is the acting identity."""
+    from canonry.git.storage import Identity
+
+    bea = Identity("Bea", "bea@example.com")
+    with store.transaction(actor=bea, at=1700000000) as tx:
+        v = tx.log_artifact(str(make_file("m.txt", "x")), name="m", type="model")
+        tx.link(v.address, "model/m")
+    link = store.versions("model/m")[0]
+    av = store.artifact_version("m:v0")
+    assert (av.created_by, av.created_at) == ("bea@example.com", "2023-11-14T22:13:20Z")
+    assert (link.linked_by, link.linked_at) == ("bea@example.com", "2023-11-14T22:13:20Z")
+    assert av.producer["actor"] == "bea@example.com"
+    assert git("-C", store_path, "log", "-1", "--format=%an <%ae> %at|%ce", "main").strip() == \
+        f"Bea <bea@example.com> 1700000000|{ACTOR_EMAIL}"
+    assert store.history("model/m:v0")[0].actor == "bea@example.com"
+    assert store.validate().ok

@@ -17,7 +17,7 @@ PACKAGE = SRC / "canonry"
 # Higher layers may import lower ones (and their own), never the other way round.
 LAYERS = {
     "canonry.cli": 6, "canonry.__main__": 6, "canonry.web": 6,
-    "canonry.store": 5,
+    "canonry.store": 5, "canonry.interop": 5,
     "canonry.sharing": 4, "canonry.review": 4,
     "canonry.query": 3, "canonry.automation": 3,
     "canonry": 2,  # core: ops, view, model, names, governance, journal, schemas, yamlio, …

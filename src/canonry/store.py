@@ -124,7 +124,7 @@ class _Operations:
                 raise InvalidInput(f"metric {key!r} must be a finite number, got {value!r}")
 
     def _record_log(self, name, type, files, metadata, metrics, inputs, description, producer):
-        producer = producer if producer is not None else _producer(self._store.actor)
+        producer = producer if producer is not None else _producer(self.actor)
         return self._run("log", name=name, type=type, files=files, digest=manifest.digest(files),
                          metadata=metadata or {}, metrics=metrics or {}, inputs=list(inputs),
                          description=description, producer=producer)
@@ -337,23 +337,33 @@ class Store(_Operations):
         return self._bind(tx.results[0] if tx.results else result)
 
     @contextmanager
-    def transaction(self, message: str | None = None):
+    def transaction(self, message: str | None = None, actor: Identity | None = None,
+                    at: float | None = None):
         """Group operations into one commit: `with store.transaction(message=...) as tx: tx.link(...)`.
 
         If the branch moves before the commit lands, every operation is replayed on the new
-        state; `tx.results` then holds the final results (e.g. renumbered links)."""
-        tx = Transaction(self, message)
+        state; `tx.results` then holds the final results (e.g. renumbered links).
+
+        `actor` and `at` (POSIX seconds) replay a change made elsewhere (importers): the
+        operations run as `actor` (its roles are checked, records say `created_by: actor`,
+        `created_at: at`), and the commit's author and author time are `actor` and `at`, as
+        `git am` keeps a patch's author. The committer stays the acting identity, at the time
+        of the commit."""
+        tx = Transaction(self, message, actor=actor, at=at)
         yield tx
         tx._commit()
 
-    def _commit_view(self, view: View, records: list[dict], message: str | None) -> bytes | None:
-        """Commit the view's pending changes on top of its base; None if the branch moved."""
+    def _commit_view(self, view: View, records: list[dict], message: str | None,
+                     author: Identity | None = None, when: float | None = None) -> bytes | None:
+        """Commit the view's pending changes on top of its base; None if the branch moved.
+        `author`, `when`: the commit's author and author time when not the acting identity now."""
         if not view.pending:
             return view.commit
         from dulwich.file import FileLocked
 
         msg = journal.message(records, subject=message)
-        new = self.storage.write_commit(view.commit, view.pending, msg, self.actor)
+        new = self.storage.write_commit(view.commit, view.pending, msg, author or self.actor, when=when,
+                                        committer=self.actor if author is not None else None)
         self._check_policies(view, new)
         try:
             moved = self.storage.compare_and_swap(  # the reflog's message, in git's words
@@ -1141,15 +1151,27 @@ class Store(_Operations):
 
 
 class Transaction(_Operations):
-    def __init__(self, store: Store, message: str | None):
+    def __init__(self, store: Store, message: str | None, actor: Identity | None = None,
+                 at: float | None = None):
         self._store = store
         self.message = message
+        self._author = actor  # a replayed change's author (Store.transaction), else None
+        self._at = at
         self._calls: list[tuple[str, dict]] = []
         self._view = store.view()
-        self._ctx = ops.Context(store.actor, _now())
+        self._ctx = self._context()
         self._records: list[dict] = []
         self.results: list = []
         self.commit: str | None = None
+
+    @property
+    def actor(self) -> Identity:
+        """Who the operations run as: the replayed author, else the store's acting identity."""
+        return self._author or self._store.actor
+
+    def _context(self) -> ops.Context:
+        now = _now() if self._at is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._at))
+        return ops.Context(self.actor, now)
 
     def view(self, rev: str | bytes | None = None) -> View:
         """The store as this transaction sees it (its pending writes included), or at `rev`."""
@@ -1170,7 +1192,7 @@ class Transaction(_Operations):
             if not self._view.pending:
                 self.commit = self._view.commit.decode() if self._view.commit else None
                 return
-            new = store._commit_view(self._view, self._records, self.message)
+            new = store._commit_view(self._view, self._records, self.message, self._author, self._at)
             if new is not None:
                 self.commit = new.decode()
                 return
@@ -1182,7 +1204,7 @@ class Transaction(_Operations):
                                f"{COMMIT_BUDGET_S:g} s; nothing was written")
             time.sleep(random.uniform(0, min(0.2, 0.002 * 2 ** min(attempt, 10))))
             self._view = store.view()
-            self._ctx = ops.Context(store.actor, _now())
+            self._ctx = self._context()
             self._records, self.results = [], []
             for op, kwargs in self._calls:
                 result, records = ops.OPS[op](self._view, self._ctx, **kwargs)

@@ -46,6 +46,8 @@ BUILTIN_COMMANDS: dict[str, tuple[str, str, str]] = {
     "group": ("canonry.cli.governance", "group_cmd", "Define group NAME as EMAIL..."),
     "history": ("canonry.cli.read", "history",
                 "Every change to TARGET, newest first: commit, time, actor, operation, before → after."),
+    "import": ("canonry.cli.importers", "import_cmd",
+               "Import a registry kept elsewhere (MLflow, GTO), keeping its authors, times and order."),
     "init": ("canonry.cli.store", "init", "Make PATH (default: current directory) a canonry store."),
     "lineage": ("canonry.cli.query", "lineage_cmd",
                 "The artifact versions TARGET was made from and those made from it, with the collections, "
