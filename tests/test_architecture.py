@@ -145,3 +145,11 @@ def test_names_taken_from_a_module_are_in_its_all(module):
         if exported is not None and not target.endswith("__init__"):
             missing += [f"line {line}: {target}.{n}" for n in names if n not in exported and n != "*"]
     assert not missing, f"{module} takes names its modules do not export: {missing}"
+
+
+def test_nothing_in_canonry_imports_the_mlflow_store():
+    """canonry/interop/mlflow_store.py imports mlflow at its top and is loaded by MLflow (its
+    entry point), never by canonry: a canonry command or `import canonry` must not pay for mlflow."""
+    wrong = [f"{module} line {line}: {target}" for module in MODULES if module != "canonry.interop.mlflow_store"
+             for target, _names, line in _imports(module) if target == "canonry.interop.mlflow_store"]
+    assert not wrong, f"canonry.interop.mlflow_store is imported from canonry: {wrong}"
