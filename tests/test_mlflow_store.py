@@ -87,7 +87,8 @@ def test_pyfunc_round_trip_through_canonry(uri, store, store_path, tmp_path):
                                      description="first")
     # the files logged and linked: one commit, both operations in its trailers
     assert commit_count(store_path) == before + 2 and ops_of_head(store_path) == ["log", "link"]
-    assert (mv.name, mv.version, mv.run_id, mv.description, mv.status) == ("adder", "1", "r123", "first", "READY")
+    assert git("-C", store_path, "log", "-1", "--format=%s").strip() == "register a new version of model/adder (MLflow)"
+    assert (mv.name, mv.version, mv.run_id, mv.description, mv.status) == ("adder", 1, "r123", "first", "READY")
     assert mv.tags == {"stage": "candidate"} and mv.source == folder
 
     client.set_registered_model_alias("adder", "champion", "1")
@@ -107,15 +108,28 @@ def test_pyfunc_round_trip_through_canonry(uri, store, store_path, tmp_path):
 def test_register_model_numbers_versions_from_one(uri, store, tmp_path):
     first = mlflow.register_model(saved_model(tmp_path, 1), "adder")
     second = mlflow.register_model(saved_model(tmp_path, 2), "adder")  # the model exists: a new version
-    assert (first.version, second.version) == ("1", "2")
+    assert (first.version, second.version) == (1, 2)
     assert [v.version for v in store.versions("model/adder")] == ["v0", "v1"]
     client = MlflowClient()
-    assert [mv.version for mv in client.get_latest_versions("adder")] == ["2"]
+    assert [mv.version for mv in client.get_latest_versions("adder")] == [2]
     assert client.get_latest_versions("adder", stages=["Production"]) == []
     assert client.get_model_version("adder", "1").source.endswith("add1")
     assert list(mlflow.pyfunc.load_model("models:/adder/1").predict([0])) == [1]
     assert list(mlflow.pyfunc.load_model("models:/adder/latest").predict([0])) == [2]
-    assert (link_version("2"), mlflow_version("v1")) == ("v1", "2")
+    assert (link_version("2"), mlflow_version("v1")) == ("v1", 2)
+
+
+def test_log_model_and_runs_uri_register_into_canonry(uri, store):
+    """MLflow's usual flow: log a model in a run (tracking stays MLflow's), register it in the same
+    call, or later from its runs:/ URI (fetched through MLflow, then copied into canonry's storage)."""
+    with mlflow.start_run() as run:
+        info = mlflow.pyfunc.log_model(name="m", python_model=AddN(5), registered_model_name="adder")
+    assert info.registered_model_version == 1
+    later = mlflow.register_model(f"runs:/{run.info.run_id}/m", "adder-copy")
+    assert later.version == 1
+    for name in ("adder", "adder-copy"):
+        assert list(mlflow.pyfunc.load_model(f"models:/{name}/1").predict([1])) == [6]
+        assert {f["path"] for f in store.resolve(f"model/{name}:v0").files} >= {"MLmodel", "python_model.pkl"}
 
 
 def test_file_uri_source_and_identical_content(uri, store, tmp_path):
@@ -123,9 +137,9 @@ def test_file_uri_source_and_identical_content(uri, store, tmp_path):
     client.create_registered_model("adder")
     folder = saved_model(tmp_path, 3)
     mv = client.create_model_version("adder", source=Path(folder).as_uri())
-    assert mv.version == "1"
+    assert mv.version == 1
     # canonry keeps one version of identical content: registering it again gives that version
-    assert client.create_model_version("adder", source=folder).version == "1"
+    assert client.create_model_version("adder", source=folder).version == 1
     assert len(store.versions("model/adder")) == 1
 
 
@@ -138,8 +152,8 @@ def test_aliases(uri, store, tmp_path):
     client.set_registered_model_alias("adder", "champion", "1")
     client.set_registered_model_alias("adder", "champion", "2")  # an alias moves
     client.set_registered_model_alias("adder", "challenger", "1")
-    assert client.get_model_version_by_alias("adder", "champion").version == "2"
-    assert client.get_registered_model("adder").aliases == {"champion": "2", "challenger": "1"}
+    assert client.get_model_version_by_alias("adder", "champion").version == 2
+    assert client.get_registered_model("adder").aliases == {"champion": 2, "challenger": 1}
     assert store.collection("model/adder").aliases == {"champion": "v1", "challenger": "v0", "latest": "v1"}
     assert client.get_model_version("adder", "1").aliases == ["challenger"]
     client.delete_registered_model_alias("adder", "champion")
@@ -169,7 +183,7 @@ def test_rename_and_delete(uri, store, tmp_path):
     client.create_model_version("adder", source=saved_model(tmp_path, 1))
     client.create_model_version("adder", source=saved_model(tmp_path, 2))
     client.delete_model_version("adder", "1")
-    assert [mv.version for mv in client.search_model_versions("name = 'adder'")] == ["2"]
+    assert [mv.version for mv in client.search_model_versions("name = 'adder'")] == [2]
     client.rename_registered_model("adder", "summer")
     assert store.collection("model/summer").versions == 1
     client.delete_registered_model("summer")
@@ -196,7 +210,7 @@ def test_search_maps_mlflow_filters(uri, store, tmp_path):
     assert names(page) == ["churn", "fraud-a"] and page.token
     assert names(client.search_registered_models(max_results=2, page_token=page.token)) == ["fraud-b"]
 
-    versions = lambda found: [(mv.name, mv.version) for mv in found]  # noqa: E731
+    versions = lambda found: [(mv.name, str(mv.version)) for mv in found]  # noqa: E731
     assert versions(client.search_model_versions("name = 'fraud-a'")) == [("fraud-a", "2"), ("fraud-a", "1")]
     assert versions(client.search_model_versions("run_id = 'run1'")) == [("churn", "1"), ("fraud-a", "1")]
     assert versions(client.search_model_versions("tags.data = 'v6'")) == [("fraud-a", "2")]

@@ -145,9 +145,10 @@ def link_version(version) -> str:
     return f"v{int(text) - 1}"
 
 
-def mlflow_version(link: str) -> str:
-    """MLflow's version number of canonry's link vN: N + 1."""
-    return str(int(link[1:]) + 1)
+def mlflow_version(link: str) -> int:
+    """MLflow's version number of canonry's link vN: N + 1 (an int, as MLflow's own local stores
+    give it; its REST client gives a string: MLflow takes either wherever a version goes in)."""
+    return int(link[1:]) + 1
 
 
 def _ms(iso: str | None) -> int | None:
@@ -368,7 +369,7 @@ class CanonryRegistryStore(AbstractStore):
             meta["tags"] = version_tags
         with tempfile.TemporaryDirectory(prefix="canonry-mlflow-") as scratch:
             kind, where = self._files_of(source, local_model_path, scratch)
-            with self.store.transaction() as tx:
+            with self.store.transaction(message=f"register a new version of {address} (MLflow)") as tx:
                 if kind == "reference":
                     tx.log_reference(where, name=name, type=MODEL_TYPE, metadata={"mlflow": meta})
                 else:
