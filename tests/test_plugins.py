@@ -335,9 +335,12 @@ def test_a_write_without_entry_point_plugins_does_not_import_importlib_metadata(
     entry_points.txt on sys.path names group canonry; with one, the plugin loads (above)."""
     import subprocess
 
-    from canonry.automation.entrypoints import entry_point_plugins_may_exist
-
-    if entry_point_plugins_may_exist():
+    # Asked in a fresh process, as the write below runs: this one may have imported a package
+    # (mlflow brings importlib_metadata) that put a distribution finder on sys.meta_path.
+    asked = subprocess.run([sys.executable, "-c", "from canonry.automation.entrypoints import "
+                            "entry_point_plugins_may_exist as f; print(f())"],
+                           capture_output=True, text=True, timeout=60)
+    if asked.stdout.strip() != "False":
         pytest.skip("a distribution on this sys.path declares canonry entry points")
     path = mkstore()
     canonry.open(str(path)).log_artifact(artifact_file(tmp_path), name="a", type="model")
