@@ -265,7 +265,7 @@ def _errors() -> list[type]:
     for info in pkgutil.walk_packages(canonry.__path__, "canonry."):
         if info.name.rsplit(".", 1)[-1] == "__main__":
             continue
-        if info.name.startswith("canonry.interop."):  # needs the tool it serves (mlflow); defines no error
+        if info.name == "canonry.interop.mlflow_store":  # imports mlflow, which a docs build need not have
             continue
         module = importlib.import_module(info.name)
         for obj in vars(module).values():
