@@ -145,10 +145,10 @@ def link_version(version) -> str:
     return f"v{int(text) - 1}"
 
 
-def mlflow_version(link: str) -> int:
-    """MLflow's version number of canonry's link vN: N + 1 (an int, as MLflow's own local stores
-    give it; its REST client gives a string: MLflow takes either wherever a version goes in)."""
-    return int(link[1:]) + 1
+def mlflow_version(link: str) -> str:
+    """MLflow's version number of canonry's link vN: N + 1, a string as ModelVersion declares it
+    (and MLflow's REST client gives it; MLflow takes an int or a string wherever one goes in)."""
+    return str(int(link[1:]) + 1)
 
 
 def _ms(iso: str | None) -> int | None:
