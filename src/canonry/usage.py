@@ -21,13 +21,13 @@ import os
 import random
 import secrets
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from canonry.errors import Conflict
 from canonry.git import reader
 
 if TYPE_CHECKING:
-    from dulwich.objects import ObjectID
+    pass
 
 __all__ = ["RECORD_BUDGET_S", "USAGE_REF", "UsageLog", "consumer_location", "iso_since", "merge_usage"]
 
@@ -69,7 +69,7 @@ class UsageLog:
         here, unique, and orders uses within one second by `when`'s microseconds, the time.time()
         `at` was taken from); returns its path in the log."""
         from dulwich.file import FileLocked
-        from dulwich.objects import Blob, Commit
+        from dulwich.objects import Blob
 
         name, _, version = rec["artifact"].partition(":")
         at = rec["at"]  # 2026-11-01T12:34:56Z
@@ -83,16 +83,11 @@ class UsageLog:
             head = self.head()
             objects: list = [blob]
             tree = self.storage.build_tree(self._tree(head), {path: (0o100644, blob.id)}, objects)
-            commit = Commit()
-            commit.tree = tree
-            commit.parents = cast("list[ObjectID]", [head] if head else [])
-            commit.author = commit.committer = author.git
-            commit.author_time = commit.commit_time = int(time.time())
-            commit.author_timezone = commit.commit_timezone = 0
-            commit.message = f"usage: {rec['artifact']} by {rec.get('actor', '?')}\n".encode()
-            self.storage.write_objects([*objects, commit])
+            commit_id = self.storage.write_side_commit(tree, [head] if head else [], author.git,
+                                                       f"usage: {rec['artifact']} by {rec.get('actor', '?')}\n",
+                                                       objects)
             try:
-                if reader.update_ref(self.storage.common_dir, USAGE_REF, head, commit.id, fsync=False):
+                if reader.update_ref(self.storage.common_dir, USAGE_REF, head, commit_id, fsync=False):
                     return path
             except FileLocked:
                 pass
@@ -129,19 +124,10 @@ class UsageLog:
 
 def merge_usage(storage, ours: bytes, theirs: bytes, author) -> bytes:
     """A usage commit with both parents whose tree is the union of both sides' trees."""
-    from dulwich.objects import Commit
 
     objects: list = []
     tree = _union(storage, storage.commit(ours).tree, storage.commit(theirs).tree, objects)
-    commit = Commit()
-    commit.tree = cast("ObjectID", tree)
-    commit.parents = cast("list[ObjectID]", [ours, theirs])
-    commit.author = commit.committer = author.git
-    commit.author_time = commit.commit_time = int(time.time())
-    commit.author_timezone = commit.commit_timezone = 0
-    commit.message = b"merge usage records\n"
-    storage.write_objects([*objects, commit])
-    return commit.id
+    return storage.write_side_commit(tree, [ours, theirs], author.git, "merge usage records\n", objects)
 
 
 def _union(storage, a: bytes, b: bytes, out: list) -> bytes:

@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import random
 import time
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from dulwich.file import FileLocked
 
 if TYPE_CHECKING:
-    from dulwich.objects import ObjectID
+    pass
 
 __all__ = ["NOTES_REF", "RunLog", "merge_notes"]
 
@@ -108,7 +108,7 @@ class RunLog:
 
 def merge_notes(storage, ours: bytes, theirs: bytes, author) -> bytes:
     """A notes commit with both parents whose notes hold the lines of both sides (union)."""
-    from dulwich.objects import Blob, Commit
+    from dulwich.objects import Blob
 
     log = RunLog(storage)
     paths: dict[str, list[bytes]] = {}
@@ -132,12 +132,4 @@ def merge_notes(storage, ours: bytes, theirs: bytes, author) -> bytes:
         objects.append(blob)
         changes[f"{commit_hex[:2]}/{commit_hex[2:]}"] = (0o100644, blob.id)
     tree = storage.build_tree(None, changes, objects)
-    commit = Commit()
-    commit.tree = tree
-    commit.parents = cast("list[ObjectID]", [ours, theirs])
-    commit.author = commit.committer = author.git
-    commit.author_time = commit.commit_time = int(time.time())
-    commit.author_timezone = commit.commit_timezone = 0
-    commit.message = b"merge automation run notes\n"
-    storage.write_objects([*objects, commit])
-    return commit.id
+    return storage.write_side_commit(tree, [ours, theirs], author.git, "merge automation run notes\n", objects)

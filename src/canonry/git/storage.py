@@ -509,6 +509,22 @@ class GitStorage:
                                                on_move=self.reflog.writer(ref, old, new, message)):
                 return
 
+    def write_side_commit(self, tree: bytes, parents: list[bytes], author: bytes, message: str,
+                          objects: list) -> bytes:
+        """A commit of `tree` on `parents` by `author` (git form), now, written with `objects`;
+        no ref moves. For the refs beside the store branch (run log notes, usage records)."""
+        from dulwich.objects import Commit
+
+        commit = Commit()
+        commit.tree = cast("ObjectID", tree)
+        commit.parents = cast("list[ObjectID]", parents)
+        commit.author = commit.committer = author
+        commit.author_time = commit.commit_time = int(time.time())
+        commit.author_timezone = commit.commit_timezone = 0
+        commit.message = message.encode("utf-8")
+        self.write_objects([*objects, commit])
+        return commit.id
+
     def write_objects(self, objects: list) -> None:
         """Store git objects in a new pack, which also holds the last pack this storage wrote
         while that one is small (packs.GrowingPack; see packs.py for why not loose objects)."""

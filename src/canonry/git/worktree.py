@@ -81,7 +81,9 @@ class _InPlace:
         self.keys, self.raw, self.pos = _KeyView(self), _RawView(self), _PosView(self)
 
 
-class _KeyView:
+class _View:
+    """A sequence over the entries of an _InPlace (what __getitem__ gives is the subclass's)."""
+
     __slots__ = ("e",)
 
     def __init__(self, entries: _InPlace):
@@ -89,6 +91,16 @@ class _KeyView:
 
     def __len__(self) -> int:
         return len(self.e.offsets) - 1
+
+    def __getitem__(self, i: int) -> bytes:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[bytes]:
+        return (self[i] for i in range(len(self)))
+
+
+class _KeyView(_View):
+    __slots__ = ()
 
     def __getitem__(self, i: int) -> bytes:
         data, off = self.e.data, self.e.offsets[i]
@@ -99,24 +111,12 @@ class _KeyView:
             namelen = data.index(b"\0", name_off + 0xFFF) - name_off
         return data[name_off:name_off + namelen] + _STAGES[(flags >> 12) & 3]
 
-    def __iter__(self) -> Iterator[bytes]:
-        return (self[i] for i in range(len(self)))
 
-
-class _RawView:
-    __slots__ = ("e",)
-
-    def __init__(self, entries: _InPlace):
-        self.e = entries
-
-    def __len__(self) -> int:
-        return len(self.e.offsets) - 1
+class _RawView(_View):
+    __slots__ = ()
 
     def __getitem__(self, i: int) -> bytes:
         return self.e.data[self.e.offsets[i]:self.e.offsets[i + 1]]
-
-    def __iter__(self) -> Iterator[bytes]:
-        return (self[i] for i in range(len(self)))
 
 
 class _PosView:
