@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from canonry import model as m
 from canonry.errors import IntegrityError, InvalidInput
 from canonry.files import manifest
 from canonry.files.blobs import BlobStore, LocalBlobStore, Progress, restore_blob
-from canonry.files.location import DEFAULT_FOLDER, StorageChoice, choose_storage
+from canonry.files.location import DEFAULT_FOLDER
 from canonry.files.transfer import parallel, workers_for
 
 __all__ = [
@@ -27,17 +27,10 @@ __all__ = [
     "offline_folder",
     "push_blobs",
     "restore_files",
-    "storage_choice",
     "verify_blobs",
 ]
 
 GC_GRACE_S = 3600  # a blob younger than this may belong to a `log` that has not committed yet
-
-
-def storage_choice(git_dir: str, committed: str | None, config: Callable[[bytes], str | None]) -> StorageChoice:
-    """The storage of a store whose canonry.yaml says `committed`; `config` reads a key of the
-    git config's [canonry] section."""
-    return choose_storage(git_dir, committed, {"storage": config(b"storage"), "blobs": config(b"blobs")})
 
 
 def offline_folder(git_dir: str) -> LocalBlobStore:

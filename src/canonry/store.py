@@ -671,11 +671,11 @@ class Store(_Operations):
         (CANONRY_STORAGE, git config canonry.storage), else canonry.yaml's `storage`, else
         <git dir>/canonry/blobs. See canonry/files/location.py."""
         if self._location is None:
-            from canonry.content import storage_choice
+            from canonry.files.location import choose_storage
 
             committed = self.view().store_config().get("storage")
-            self._location = storage_choice(self.storage.git_dir, committed,
-                                            lambda key: self.storage.config(b"canonry", key))
+            self._location = choose_storage(self.storage.git_dir, committed, {
+                key: self.storage.config(b"canonry", key.encode()) for key in ("storage", "blobs")})
         return self._location
 
     @property

@@ -125,14 +125,6 @@ class ObjectBlobStore:
         except FileNotFoundError:
             return False
 
-    def size_of(self, sha256: str) -> int | None:
-        import obstore
-
-        try:
-            return self._call("read", obstore.head, self.store, blob_key(sha256))["size"]
-        except FileNotFoundError:
-            return None
-
     def put_file(self, src: str, progress: Progress | None = None) -> tuple[str, int]:
         """Hash `src`, and upload it unless storage has it already. An object appears whole or
         not at all (a multipart upload completes last), so an upload cut off is done again by

@@ -36,6 +36,7 @@ __all__ = [
     "fsync_components",
     "head_commit_of",
     "identity",
+    "parse_identity",
 ]
 
 STORE_FILE = "canonry.yaml"
@@ -775,7 +776,7 @@ def identity(repo) -> Identity:
     `repo` may be a callable returning the repository: it is opened only to read git's config."""
     actor = os.environ.get("CANONRY_ACTOR", "").strip()
     if actor:
-        return _parse_identity(actor)
+        return parse_identity(actor)
     name = email = None
     if callable(repo):
         repo = repo()
@@ -793,7 +794,8 @@ def identity(repo) -> Identity:
     return Identity(name or email.split("@")[0], email)
 
 
-def _parse_identity(text: str) -> Identity:
+def parse_identity(text: str) -> Identity:
+    """`Name <email>`, an email, or a bare name, as an Identity."""
     if "<" in text and text.endswith(">"):
         name, _, email = text[:-1].partition("<")
         return Identity(name.strip() or email.strip(), email.strip())

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from canonry.errors import InvalidInput
 from canonry.files.manifest import collect_files, digest
-from canonry.git.storage import Identity
+from canonry.git.storage import Identity, parse_identity
 from canonry.governance import NEEDS, WHAT, PermissionDenied, allowed, role_in
 
 __all__ = [
@@ -137,14 +137,7 @@ def person(user: str | None, fallback: Identity) -> Identity:
     """The identity of a user named by another tool (an email, `Name <email>`, a login), or
     `fallback` when there is none."""
     user = (user or "").strip()
-    if not user:
-        return fallback
-    if "<" in user and user.endswith(">"):
-        name, _, email = user[:-1].partition("<")
-        return Identity(name.strip() or email.strip(), email.strip())
-    if "@" in user:
-        return Identity(user.split("@")[0], user)
-    return Identity(user, user)
+    return parse_identity(user) if user else fallback
 
 
 def canonry_name(name: str) -> str:
